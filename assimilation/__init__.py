@@ -1,0 +1,1 @@
+"""Hierarchical mesoscale data assimilation: ensemble Kalman filtering of region hyperparameters (see the HMDA issue)."""

@@ -1,0 +1,1 @@
+"""Atlas layer: NIfTI parcellations and structural connectomes into network specs (see the atlas issue)."""

@@ -1,0 +1,3 @@
+from dtb.cli import main
+
+raise SystemExit(main())

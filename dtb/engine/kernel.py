@@ -1,0 +1,418 @@
+"""The simulation kernel: one rank's share of the network as a Brian2 ``Network``.
+
+Build (each rank, for the gids it owns, never the whole network):
+  * one ``NeuronGroup`` holding the rank's neurons (contiguous gids ``lo..hi-1``);
+  * per receptor, a local ``Synapses`` (sources on this rank) and a remote one whose sources are
+    a silent proxy group standing for the remote neurons that project here;
+  * counter-based background noise and integer synaptic accumulators (see :mod:`dtb.models.lif`).
+
+Run: ``Simulation.run(duration)`` can be called repeatedly (no rebuild). Spikes cross ranks every
+``D`` steps, the minimum delay: at step k each rank allgathers the spikes its neurons emitted in
+[k-D, k); a spike of remote source s emitted at step e is pushed into the remote pathway's spike
+queue at step e + D, and remote synapses store their delay minus D, so it arrives at step
+e + delay, exactly when it would had the source been local. Pushing into Brian2's queue is an
+internal API (pinned Brian2 version; tests/test_exchange.py fails if it changes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from dtb import connect, rng
+from dtb.engine.brian_setup import configure_brian
+from dtb.models.lif import RECEPTORS, fold_code, lif_equations
+from dtb.partition import Partition, partition_contiguous
+from dtb.spec import CurrentStep, NetworkSpec, PoissonStimulus
+
+log = logging.getLogger(__name__)
+
+#: fixed-point unit of synaptic charge for the regional recorder (coulomb); int64 sums are exact
+CHARGE_QUANTUM = 1e-21
+
+
+class _SerialComm:
+    """The few mpi4py calls the kernel uses, for a run without MPI."""
+
+    rank, size = 0, 1
+
+    def Get_rank(self): return 0
+    def Get_size(self): return 1
+    def allgather(self, x): return [x]
+    def gather(self, x, root=0): return [x]
+    def bcast(self, x, root=0): return x
+    def allreduce(self, x, op=None): return x
+    def Barrier(self): pass
+
+
+def world_comm():
+    """MPI.COMM_WORLD, or a serial stand-in if mpi4py cannot start."""
+    try:
+        from mpi4py import MPI
+        return MPI.COMM_WORLD
+    except Exception:  # pragma: no cover - mpi4py is a dependency
+        return _SerialComm()
+
+
+@dataclass
+class BuildStats:
+    n_local: int = 0
+    n_synapses_local: int = 0        # incoming synapses whose source is on this rank
+    n_synapses_remote: int = 0       # incoming synapses whose source is on another rank
+    n_proxies: int = 0
+    build_seconds: float = 0.0
+    per_receptor: dict[str, int] = field(default_factory=dict)
+
+
+class Simulation:
+    """A rank's share of a network, ready to run in chunks.
+
+    Parameters
+    ----------
+    spec : the validated network description
+    comm : an mpi4py communicator (default COMM_WORLD)
+    partition : which gids each rank owns (default: cost-balanced contiguous ranges)
+    """
+
+    def __init__(self, spec: NetworkSpec, comm=None, partition: Partition | None = None):
+        configure_brian()
+        t0 = time.perf_counter()
+        self.spec = spec
+        self.comm = comm if comm is not None else world_comm()
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        if spec.n_neurons < self.size:
+            raise ValueError(f"{self.size} ranks for {spec.n_neurons} neurons: use at most one rank per neuron")
+        self.partition = partition or partition_contiguous(spec, self.size)
+        owned = self.partition.owned(self.rank)
+        self.lo, self.hi = owned.start, owned.stop
+        self.n_local = self.hi - self.lo
+        if self.n_local == 0:
+            raise ValueError(f"rank {self.rank} owns no neurons; use fewer ranks")
+        self.dt = spec.simulation.dt
+        self.seed = spec.simulation.seed
+        self.D = min((connect.delay_steps_lower_bound(p, self.dt) for p in spec.projections), default=1)
+        self.stats = BuildStats(n_local=self.n_local)
+        self._hooks: list = []
+        self._step = 0
+        self._mon_pos = 0
+        self._pending = (np.zeros(0, np.int32), np.zeros(1, np.int64), 0)  # (proxy idx sorted by due, starts, k0)
+        self.exchange_seconds = 0.0
+        self.exchanged_spikes = 0
+        self._region_rows: list[np.ndarray] = []
+        self._region_taken_at = 0
+        self._progress = None
+        self._build()
+        self.stats.build_seconds = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ build
+    def _build(self) -> None:
+        import brian2 as b2
+
+        spec = self.spec
+        b2.defaultclock.dt = self.dt * b2.second
+        self._timestep = b2.defaultclock.variables["timestep"].get_value()
+        self._poisson = rng.brian2_poisson_function()
+        G = b2.NeuronGroup(self.n_local, lif_equations(), threshold="v > V_th", reset="v = V_reset",
+                           refractory="t_ref", method="exponential_euler",
+                           namespace={"dtb_poisson": self._poisson}, name="dtb_neurons")
+        self.group = G
+        gids = np.arange(self.lo, self.hi, dtype=np.int64)
+        self.local_gids = gids
+        pop_index = np.searchsorted([p.first_gid for p in spec.populations], gids, side="right") - 1
+        self.local_population = pop_index
+        region_names = spec.regions
+        region_of_pop = np.array([region_names.index(p.region) for p in spec.populations])
+        self.local_region = region_of_pop[pop_index]
+        values: dict[str, np.ndarray] = {}
+        for name in spec.populations[0].params:
+            if name == "v_init":
+                continue
+            values[name] = np.array([p.params.get(name, 0.0) for p in spec.populations])[pop_index]
+        for name, arr in values.items():
+            G.variables[name].set_value(arr)
+        G.variables["gid"].set_value(gids.astype(np.int32))
+        G.variables["region"].set_value(self.local_region.astype(np.int32))
+        for r in RECEPTORS:
+            G.variables[f"scale_{r}"].set_value(np.ones(self.n_local))
+        G.variables["w_quantum"].set_value(spec.simulation.weight_quantum)
+        G.variables["noise_seed"].set_value(self.seed & 0x7FFFFFFF)
+        u = rng.uniform(self.seed, rng.STREAM_INIT, gids, 0)
+        v0 = values["V_reset"] + u * (values["V_th"] - values["V_reset"])
+        fixed = np.array([p.params.get("v_init", np.nan) for p in spec.populations])[pop_index]
+        G.variables["v"].set_value(np.where(np.isnan(fixed), v0, fixed))
+        G.variables["lastspike"].set_value(np.full(self.n_local, -1e4))
+        self.fold = G.run_regularly(fold_code(), when="after_synapses", name="dtb_fold")
+        objects = [G, self.fold]
+        objects += self._build_synapses(b2, G)
+        objects += self._build_stimuli(b2)
+        objects += self._build_monitors(b2, G)
+        if self.size > 1:
+            objects.append(b2.NetworkOperation(self._exchange_step, when="start", order=-10, name="dtb_exchange"))
+        self.net = b2.Network(*objects)
+        self._b2 = b2
+
+    def _build_synapses(self, b2, G) -> list:
+        spec = self.spec
+        pops = {p.name: p for p in spec.populations}
+        seed, dt, quantum = self.seed, self.dt, spec.simulation.weight_quantum
+        # pass 1: sources of every incoming synapse, to know the remote neurons we need proxies for
+        drawn = []
+        for k, pr in enumerate(spec.projections):
+            tgt = pops[pr.target]
+            lo, hi = max(self.lo, tgt.first_gid), min(self.hi, tgt.first_gid + tgt.size)
+            if hi <= lo:
+                continue
+            inc = connect.draw_sources(pr, k, pops[pr.source], tgt, np.arange(lo, hi, dtype=np.int64), seed)
+            drawn.append((k, pr, inc))
+        remote = [inc.source[(inc.source < self.lo) | (inc.source >= self.hi)] for _, _, inc in drawn]
+        self.remote_gids = np.unique(np.concatenate(remote)) if remote else np.zeros(0, np.int64)
+        self.stats.n_proxies = len(self.remote_gids)
+        objects = []
+        self.proxy = None
+        if len(self.remote_gids):
+            self.proxy = b2.NeuronGroup(len(self.remote_gids), "", threshold="False", name="dtb_proxies")
+            objects.append(self.proxy)
+        self.local_syn: dict[str, object] = {}
+        self.remote_syn: dict[str, object] = {}
+        max_wq = np.iinfo(np.int32).max
+        for k, pr, inc in drawn:
+            w = connect.draw_weights(pr, k, inc, seed)
+            wq = np.rint(w / quantum)
+            if wq.max(initial=0) > max_wq:
+                raise ValueError(f"projection {pr.source}->{pr.target}: weight {w.max():g} S exceeds "
+                                 f"2**31 weight quanta; raise simulation.weight_quantum")
+            d = connect.draw_delay_steps(pr, k, inc, seed, dt)
+            is_local = (inc.source >= self.lo) & (inc.source < self.hi)
+            post = (inc.target - self.lo).astype(np.int32)
+            for local, table in ((True, self.local_syn), (False, self.remote_syn)):
+                sel = is_local if local else ~is_local
+                if not sel.any():
+                    continue
+                syn = table.get(pr.receptor)
+                if syn is None:
+                    source = G if local else self.proxy
+                    name = f"dtb_{'local' if local else 'remote'}_{pr.receptor}"
+                    syn = b2.Synapses(source, G, model="w : integer (constant)",
+                                      on_pre=f"acc_{pr.receptor}_post += w", name=name)
+                    table[pr.receptor] = syn
+                    objects.append(syn)
+                if local:
+                    pre = (inc.source[sel] - self.lo).astype(np.int32)
+                    delay = d[sel]
+                else:
+                    pre = np.searchsorted(self.remote_gids, inc.source[sel]).astype(np.int32)
+                    delay = d[sel] - self.D
+                n_old = len(syn)
+                syn.connect(i=pre, j=post[sel])
+                syn.variables["w"].get_value()[n_old:] = wq[sel].astype(np.int32)
+                syn.pre.variables["delay"].get_value()[n_old:] = delay * dt
+                n = int(sel.sum())
+                if local:
+                    self.stats.n_synapses_local += n
+                else:
+                    self.stats.n_synapses_remote += n
+                self.stats.per_receptor[pr.receptor] = self.stats.per_receptor.get(pr.receptor, 0) + n
+            del inc
+        return objects
+
+    # --------------------------------------------------------------- stimuli
+    def _population_slices(self, name: str) -> slice | None:
+        p = self.spec.population(name)
+        lo, hi = max(self.lo, p.first_gid), min(self.hi, p.first_gid + p.size)
+        return slice(lo - self.lo, hi - self.lo) if hi > lo else None
+
+    def _build_stimuli(self, b2) -> list:
+        stims = self.spec.stimuli
+        wq = {r: np.zeros(self.n_local, dtype=np.int32) for r in RECEPTORS}
+        for s in stims:
+            if isinstance(s, PoissonStimulus):
+                sl = self._population_slices(s.population)
+                if sl is not None:
+                    wq[s.receptor][sl] = int(np.rint(s.weight / self.spec.simulation.weight_quantum))
+        for r in RECEPTORS:
+            self.group.variables[f"wq_{r}"].set_value(wq[r])
+        self._base_I_ext = self.group.variables["I_ext"].get_value().copy()
+        change_steps = sorted({int(np.rint(x / self.dt)) for s in stims for x in (s.start, s.stop)
+                               if np.isfinite(x)})
+        self._apply_stimuli(0)
+        if not any(c > 0 for c in change_steps):
+            return []
+        period = int(np.gcd.reduce([c for c in change_steps if c > 0]))
+        op = b2.NetworkOperation(lambda: self._apply_stimuli(self.current_step()), dt=period * self.dt * b2.second,
+                                 when="start", order=-20, name="dtb_stimuli")
+        return [op]
+
+    def _apply_stimuli(self, step: int) -> None:
+        """Set background rates and injected currents active at ``step`` (start inclusive, stop exclusive)."""
+        lam = {r: np.zeros(self.n_local) for r in RECEPTORS}
+        I_ext = self._base_I_ext.copy()
+        for s in self.spec.stimuli:
+            on = int(np.rint(s.start / self.dt)) <= step and (not np.isfinite(s.stop) or step < int(np.rint(s.stop / self.dt)))
+            sl = self._population_slices(s.population)
+            if not on or sl is None:
+                continue
+            if isinstance(s, PoissonStimulus):
+                lam[s.receptor][sl] += s.rate * self.dt
+            elif isinstance(s, CurrentStep):
+                I_ext[sl] += s.amplitude
+        for r in RECEPTORS:
+            self.group.variables[f"lam_{r}"].set_value(lam[r])
+        self.group.variables["I_ext"].set_value(I_ext)
+
+    # -------------------------------------------------------------- monitors
+    def _build_monitors(self, b2, G) -> list:
+        mon = self.spec.monitors
+        self.spike_monitor = b2.SpikeMonitor(G, record=True, name="dtb_spikes")
+        objects = [self.spike_monitor]
+        # regional synaptic activity: fixed-point charge sums, sampled every region_interval
+        self._region_every = max(int(np.rint(mon.region_interval / self.dt)), 1)
+        order = np.argsort(self.local_region, kind="stable")
+        self._region_order = order
+        regs, starts = np.unique(self.local_region[order], return_index=True)
+        self._region_ids, self._region_starts = regs, starts
+        objects.append(b2.NetworkOperation(self._sample_regions, dt=self._region_every * self.dt * b2.second,
+                                           when="start", order=-5, name="dtb_regions"))
+        self.state_monitors = []
+        for k, sm in enumerate(mon.state):
+            p = self.spec.population(sm.population)
+            gids = np.array([p.first_gid + i for i in sm.indices], dtype=np.int64)
+            mine = gids[(gids >= self.lo) & (gids < self.hi)]
+            if len(mine) == 0:
+                self.state_monitors.append((sm, mine, None))
+                continue
+            every = max(int(np.rint(sm.interval / self.dt)), 1) if sm.interval else 1
+            m = b2.StateMonitor(G, list(sm.variables), record=(mine - self.lo).tolist(),
+                                dt=every * self.dt * b2.second, name=f"dtb_state_{k}")
+            self.state_monitors.append((sm, mine, m))
+            objects.append(m)
+        return objects
+
+    def _sample_regions(self) -> None:
+        step = self.current_step()
+        if step == self._region_taken_at:
+            return  # step 0, or already sampled when the previous run() chunk ended here
+        self._region_rows.append(self._take_region_charge())
+        self._region_taken_at = step
+
+    def _take_region_charge(self) -> np.ndarray:
+        """Per local region: integer sums of excitatory and inhibitory charge since the last sample."""
+        row = np.zeros((2, len(self.spec.regions)), dtype=np.int64)
+        for c, name in enumerate(("Q_exc", "Q_inh")):
+            var = self.group.variables[name]
+            q = np.rint(var.get_value()[self._region_order] / CHARGE_QUANTUM).astype(np.int64)
+            row[c, self._region_ids] = np.add.reduceat(q, self._region_starts)
+            var.get_value()[:] = 0.0
+        return row
+
+    # ------------------------------------------------------------ exchange
+    def current_step(self) -> int:
+        """The time step being simulated (or reached, between runs)."""
+        return int(self._timestep[0])
+
+    def _exchange_step(self) -> None:
+        k = self.current_step()
+        if k % self.D == 0 and k > 0:
+            self._exchange(k)
+        idx, starts, k0 = self._pending
+        j = k - k0
+        if 0 <= j < len(starts) - 1 and starts[j + 1] > starts[j]:
+            batch = idx[starts[j]:starts[j + 1]]
+            for syn in self.remote_syn.values():
+                syn.pre.queue.push(batch)
+
+    def _new_local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
+        mon = self.spike_monitor
+        n = int(mon.variables["N"].get_value())
+        i = mon.variables["i"].get_value()[self._mon_pos:n]
+        t = mon.variables["t"].get_value()[self._mon_pos:n]
+        self._mon_pos = n
+        return i.astype(np.int64) + self.lo, np.rint(t / self.dt).astype(np.int64)
+
+    def _exchange(self, k: int) -> None:
+        """Allgather the spikes emitted in [k-D, k) and schedule the remote ones due in [k, k+D)."""
+        from mpi4py import MPI
+
+        t0 = time.perf_counter()
+        gids, steps = self._new_local_spikes()
+        send = np.concatenate([gids, steps]).astype(np.int64)
+        counts = np.array(self.comm.allgather(len(send)), dtype=np.int64)
+        recv = np.empty(int(counts.sum()), dtype=np.int64)
+        displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.comm.Allgatherv(send, [recv, counts, displs, MPI.INT64_T])
+        all_gids = np.concatenate([recv[o:o + c // 2] for o, c in zip(displs, counts)])
+        all_steps = np.concatenate([recv[o + c // 2:o + c] for o, c in zip(displs, counts)])
+        self.exchanged_spikes += len(all_gids)
+        pos = np.searchsorted(self.remote_gids, all_gids)
+        pos_c = np.minimum(pos, max(len(self.remote_gids) - 1, 0))
+        mine = (pos < len(self.remote_gids)) & (self.remote_gids[pos_c] == all_gids) if len(self.remote_gids) else \
+            np.zeros(len(all_gids), dtype=bool)
+        proxy = pos[mine].astype(np.int32)
+        offset = all_steps[mine] + self.D - k
+        if len(offset) and (offset.min() < 0 or offset.max() >= self.D):
+            raise RuntimeError(f"spike exchange out of window at step {k}: offsets {offset.min()}..{offset.max()}")
+        order = np.argsort(offset, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(offset, minlength=self.D))])
+        self._pending = (np.ascontiguousarray(proxy[order]), starts, k)
+        self.exchange_seconds += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ run
+    def add_hook(self, period: float, fn: Callable[["Simulation"], None], name: str | None = None) -> None:
+        """Call ``fn(sim)`` every ``period`` seconds of biological time, inside the run (cheap; no run() split)."""
+        b2 = self._b2
+        op = b2.NetworkOperation(lambda: fn(self), dt=period * b2.second, when="start", order=0,
+                                 name=name or f"dtb_hook_{len(self._hooks)}")
+        self._hooks.append(op)
+        self.net.add(op)
+
+    @property
+    def t(self) -> float:
+        """Biological time reached (s)."""
+        return self.current_step() * self.dt
+
+    def run(self, duration: float, progress: bool = False) -> None:
+        """Advance by ``duration`` seconds (rounded to whole steps). Callable repeatedly."""
+        b2 = self._b2
+        steps = int(np.rint(duration / self.dt))
+        if steps <= 0:
+            return
+        bar = None
+        if progress and self.rank == 0:
+            from tqdm import tqdm
+            bar = tqdm(total=round(steps * self.dt, 6), unit="s bio", desc="simulating",
+                       bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} s [{elapsed}<{remaining}]")
+            start = self.current_step()
+            every = max(steps // 100, self.D)
+
+            def _tick():
+                bar.n = round((self.current_step() - start) * self.dt, 6)
+                bar.refresh()
+            op = b2.NetworkOperation(_tick, dt=every * self.dt * b2.second, when="end", name="dtb_progress")
+            self.net.add(op)
+        try:
+            self.net.run(steps * self.dt * b2.second, namespace={}, report=None)
+        finally:
+            if bar is not None:
+                self.net.remove(op)
+                bar.n = bar.total
+                bar.close()
+        if self.current_step() % self._region_every == 0:
+            # the sample due at the final step falls outside this run() chunk: take it now
+            if self.current_step() != self._region_taken_at:
+                self._region_rows.append(self._take_region_charge())
+                self._region_taken_at = self.current_step()
+
+    # ------------------------------------------------------------- results
+    def local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
+        """All spikes of this rank so far: (gids, steps)."""
+        mon = self.spike_monitor
+        n = int(mon.variables["N"].get_value())
+        i = mon.variables["i"].get_value()[:n].astype(np.int64) + self.lo
+        t = np.rint(mon.variables["t"].get_value()[:n] / self.dt).astype(np.int64)
+        return i, t
+
+    def n_synapses_total(self) -> int:
+        return int(self.comm.allreduce(self.stats.n_synapses_local + self.stats.n_synapses_remote))

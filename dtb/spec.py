@@ -1,0 +1,468 @@
+"""The network specification: plain data describing what to simulate, loaded and validated from TOML.
+
+The spec plays the role of Arbor's recipe: it says what each population, projection and stimulus
+is, never which rank holds what. All quantities are SI floats; configs write them with units
+("5 ms"), parsed by :mod:`dtb.units`. Every error names the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dtb.errors import ConfigError
+from dtb.models import MODELS, LIF_PARAMETER_DIMENSIONS, RECEPTORS
+from dtb.units import UnitError, format_quantity, parse_quantity
+
+EXCITATORY_RECEPTORS = ("ampa", "nmda")
+INHIBITORY_RECEPTORS = ("gabaa", "gabab")
+RULES = ("fixed_indegree", "fixed_probability", "one_to_one")
+DISTRIBUTIONS = ("constant", "uniform", "normal", "lognormal")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A distribution of a synaptic weight (siemens) or delay (seconds).
+
+    kinds: ``constant`` (value), ``uniform`` (low, high), ``normal`` (mean, std, clipped to
+    [low, high]), ``lognormal`` (mean, std of the variable itself, clipped to [low, high]).
+    """
+
+    kind: str
+    value: float = 0.0
+    low: float = 0.0
+    high: float = math.inf
+    mean: float = 0.0
+    std: float = 0.0
+
+    @property
+    def lower_bound(self) -> float:
+        return self.value if self.kind == "constant" else self.low
+
+
+@dataclass(frozen=True)
+class Population:
+    name: str
+    region: str
+    size: int
+    kind: str                      # "excitatory" | "inhibitory"
+    model: str = "lif_cond"
+    params: dict[str, float] = field(default_factory=dict)   # full parameter set, SI
+    first_gid: int = 0
+
+    @property
+    def gids(self) -> range:
+        return range(self.first_gid, self.first_gid + self.size)
+
+
+@dataclass(frozen=True)
+class Projection:
+    source: str
+    target: str
+    rule: str
+    receptor: str
+    weight: Distribution
+    delay: Distribution
+    indegree: int = 0
+    probability: float = 0.0
+    allow_autapses: bool = False
+
+
+@dataclass(frozen=True)
+class PoissonStimulus:
+    """Independent Poisson input to every neuron of a population (rate: events/s per neuron)."""
+
+    population: str
+    rate: float
+    weight: float
+    receptor: str = "ampa"
+    start: float = 0.0
+    stop: float = math.inf
+
+
+@dataclass(frozen=True)
+class CurrentStep:
+    population: str
+    amplitude: float
+    start: float = 0.0
+    stop: float = math.inf
+
+
+@dataclass(frozen=True)
+class StateMonitor:
+    population: str
+    indices: tuple[int, ...]
+    variables: tuple[str, ...] = ("v",)
+    interval: float = 0.0          # 0 means every step
+
+
+@dataclass(frozen=True)
+class Monitors:
+    spikes: bool = True
+    rate_bin: float = 5e-3
+    region_interval: float = 1e-3
+    state: tuple[StateMonitor, ...] = ()
+
+
+@dataclass(frozen=True)
+class Simulation:
+    dt: float = 1e-4
+    duration: float = 1.0
+    seed: int = 1
+    weight_quantum: float = 1e-14   # siemens: 1e-5 nS
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    simulation: Simulation
+    populations: tuple[Population, ...]
+    projections: tuple[Projection, ...] = ()
+    stimuli: tuple[PoissonStimulus | CurrentStep, ...] = ()
+    monitors: Monitors = Monitors()
+    source: str = "<dict>"
+    text: str = ""
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(p.size for p in self.populations)
+
+    def population(self, name: str) -> Population:
+        for p in self.populations:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def regions(self) -> list[str]:
+        """Region names in order of first appearance."""
+        out: list[str] = []
+        for p in self.populations:
+            if p.region not in out:
+                out.append(p.region)
+        return out
+
+    @property
+    def min_delay(self) -> float:
+        """Smallest delay any projection can draw (s): the spike exchange interval."""
+        if not self.projections:
+            return self.simulation.dt
+        return min(pr.delay.lower_bound for pr in self.projections)
+
+    def with_simulation(self, **changes: Any) -> "NetworkSpec":
+        return dataclasses.replace(self, simulation=dataclasses.replace(self.simulation, **changes))
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+class _Reader:
+    """Reads typed fields from a TOML table, raising ConfigError with file and field path."""
+
+    def __init__(self, source: str, path: str, table: Any):
+        self.source, self.path = source, path
+        if not isinstance(table, dict):
+            raise ConfigError(source, path, f"expected a table, got {type(table).__name__}")
+        self.table = table
+        self.used: set[str] = set()
+
+    def _field(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.source, self._field(key), message)
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def raw(self, key: str, default: Any = ...) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if default is ...:
+                raise self.error(key, "missing field")
+            return default
+        return self.table[key]
+
+    def str(self, key: str, default: Any = ..., choices: tuple[str, ...] | None = None) -> str:
+        v = self.raw(key, default)
+        if not isinstance(v, str):
+            raise self.error(key, f"expected a string, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.error(key, f"{v!r} is not one of: {', '.join(choices)}")
+        return v
+
+    def int(self, key: str, default: Any = ..., minimum: int | None = None) -> int:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.error(key, f"expected an integer, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise self.error(key, f"must be at least {minimum}, got {v}")
+        return v
+
+    def float(self, key: str, default: Any = ..., low: float | None = None, high: float | None = None) -> float:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.error(key, f"expected a number, got {v!r}")
+        if (low is not None and v < low) or (high is not None and v > high):
+            raise self.error(key, f"must lie in [{low}, {high}], got {v}")
+        return float(v)
+
+    def bool(self, key: str, default: Any = ...) -> bool:
+        v = self.raw(key, default)
+        if not isinstance(v, bool):
+            raise self.error(key, f"expected true or false, got {v!r}")
+        return v
+
+    def quantity(self, key: str, dimension: str, default: Any = ..., positive: bool = False,
+                 nonnegative: bool = False) -> float:
+        if key not in self.table and default is not ...:
+            self.used.add(key)
+            return default
+        v = self.raw(key)
+        try:
+            q = parse_quantity(v, dimension)
+        except UnitError as e:
+            raise self.error(key, str(e)) from None
+        if positive and not q > 0:
+            raise self.error(key, f"must be positive, got {v!r}")
+        if nonnegative and q < 0:
+            raise self.error(key, f"must not be negative, got {v!r}")
+        return q
+
+    def list(self, key: str, default: Any = ...) -> list:
+        v = self.raw(key, default)
+        if not isinstance(v, list):
+            raise self.error(key, f"expected a list, got {v!r}")
+        return v
+
+    def sub(self, key: str, value: Any) -> "_Reader":
+        return _Reader(self.source, self._field(key), value)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], f"unknown field (known here: {', '.join(sorted(self.used)) or 'none'})")
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> NetworkSpec:
+    """Read and validate a TOML network config. ``overrides`` replace [simulation] fields (SI)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found") from None
+    except OSError as e:
+        raise ConfigError(source, "", f"cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, "", f"not valid TOML: {e}") from None
+    return spec_from_dict(data, source=source, text=text, overrides=overrides)
+
+
+def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
+                   overrides: dict[str, Any] | None = None) -> NetworkSpec:
+    top = _Reader(source, "", data)
+    sim = _read_simulation(top.sub("simulation", top.raw("simulation", {})))
+    if overrides:
+        sim = dataclasses.replace(sim, **{k: v for k, v in overrides.items() if v is not None})
+        if sim.duration <= 0:
+            raise ConfigError(source, "simulation.duration", f"must be positive, got {sim.duration} s")
+    defaults = dict(MODELS["lif_cond"])
+    if top.has("neuron_defaults"):
+        defaults.update(_read_params(top.sub("neuron_defaults", top.raw("neuron_defaults"))))
+
+    pops_raw = top.list("populations")
+    if not pops_raw:
+        raise top.error("populations", "at least one population is needed")
+    pops: list[Population] = []
+    first = 0
+    for i, raw in enumerate(pops_raw):
+        p = _read_population(top.sub(f"populations[{i}]", raw), defaults, first)
+        if any(q.name == p.name for q in pops):
+            raise ConfigError(source, f"populations[{i}].name", f"duplicate population name {p.name!r}")
+        pops.append(p)
+        first += p.size
+    by_name = {p.name: p for p in pops}
+
+    projs = tuple(_read_projection(top.sub(f"projections[{i}]", raw), by_name, sim)
+                  for i, raw in enumerate(top.list("projections", [])))
+    stims = tuple(_read_stimulus(top.sub(f"stimuli[{i}]", raw), by_name)
+                  for i, raw in enumerate(top.list("stimuli", [])))
+    monitors = _read_monitors(top.sub("monitors", top.raw("monitors", {})), by_name, sim)
+    top.done()
+    _check_background_weights(source, stims)
+    return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
+                       monitors=monitors, source=source, text=text)
+
+
+def _read_simulation(r: _Reader) -> Simulation:
+    d = Simulation()
+    dt = r.quantity("dt", "time", d.dt, positive=True)
+    duration = r.quantity("duration", "time", d.duration, positive=True)
+    seed = r.int("seed", d.seed, minimum=0)
+    wq = r.quantity("weight_quantum", "conductance", d.weight_quantum, positive=True)
+    r.done()
+    return Simulation(dt=dt, duration=duration, seed=seed, weight_quantum=wq)
+
+
+def _read_params(r: _Reader) -> dict[str, float]:
+    out = {}
+    for key in list(r.table):
+        if key not in LIF_PARAMETER_DIMENSIONS:
+            r.used.add(key)
+            raise r.error(key, f"unknown neuron parameter (known: {', '.join(LIF_PARAMETER_DIMENSIONS)})")
+        positive = key in ("C_m", "g_L") or key.startswith("tau_")
+        out[key] = r.quantity(key, LIF_PARAMETER_DIMENSIONS[key], positive=positive,
+                              nonnegative=(key == "t_ref"))
+    r.done()
+    return out
+
+
+def _read_population(r: _Reader, defaults: dict[str, float], first_gid: int) -> Population:
+    name = r.str("name")
+    if not name:
+        raise r.error("name", "must not be empty")
+    size = r.int("size")
+    if size <= 0:
+        raise r.error("size", f"must be a positive number of neurons, got {size}")
+    kind = r.str("kind", choices=("excitatory", "inhibitory"))
+    region = r.str("region", name)
+    model = r.str("model", "lif_cond", choices=tuple(MODELS))
+    params = dict(defaults)
+    if r.has("params"):
+        params.update(_read_params(r.sub("params", r.raw("params"))))
+    if params["V_reset"] >= params["V_th"]:
+        raise r.error("params.V_reset", f"V_reset ({format_quantity(params['V_reset'], 'mV')}) must lie "
+                      f"below V_th ({format_quantity(params['V_th'], 'mV')})")
+    r.done()
+    return Population(name=name, region=region, size=size, kind=kind, model=model, params=params,
+                      first_gid=first_gid)
+
+
+def _population_ref(r: _Reader, key: str, by_name: dict[str, Population]) -> str:
+    name = r.str(key)
+    if name not in by_name:
+        raise r.error(key, f"unknown population {name!r}; known: {', '.join(by_name)}")
+    return name
+
+
+def _read_distribution(r: _Reader, key: str, dimension: str, nonneg_msg: str) -> Distribution:
+    raw = r.raw(key)
+    if not isinstance(raw, dict):
+        return Distribution("constant", value=r.quantity(key, dimension, nonnegative=True))
+    d = r.sub(key, raw)
+    kind = d.str("distribution", choices=DISTRIBUTIONS)
+    if kind == "constant":
+        dist = Distribution("constant", value=d.quantity("value", dimension, nonnegative=True))
+    elif kind == "uniform":
+        low = d.quantity("low", dimension, nonnegative=True)
+        high = d.quantity("high", dimension)
+        if high < low:
+            raise d.error("high", "must not be below low")
+        dist = Distribution("uniform", low=low, high=high)
+    else:
+        mean = d.quantity("mean", dimension, positive=True)
+        std = d.quantity("std", dimension, nonnegative=True)
+        low = d.quantity("low", dimension, 0.0, nonnegative=True)
+        high = d.quantity("high", dimension, math.inf)
+        if high < low:
+            raise d.error("high", "must not be below low")
+        dist = Distribution(kind, mean=mean, std=std, low=low, high=high)
+    d.done()
+    return dist
+
+
+def _read_projection(r: _Reader, by_name: dict[str, Population], sim: Simulation) -> Projection:
+    source = _population_ref(r, "source", by_name)
+    target = _population_ref(r, "target", by_name)
+    rule = r.str("rule", choices=RULES)
+    receptor = r.str("receptor", choices=RECEPTORS)
+    kind = by_name[source].kind
+    allowed = EXCITATORY_RECEPTORS if kind == "excitatory" else INHIBITORY_RECEPTORS
+    if receptor not in allowed:
+        raise r.error("receptor", f"population {source!r} is {kind}; its projections use {' or '.join(allowed)}, "
+                      f"not {receptor}")
+    indegree, probability = 0, 0.0
+    if rule == "fixed_indegree":
+        indegree = r.int("indegree", minimum=0)
+    elif rule == "fixed_probability":
+        probability = r.float("probability", low=0.0, high=1.0)
+    elif by_name[source].size != by_name[target].size:
+        raise r.error("rule", f"one_to_one needs equal sizes, but {source!r} has {by_name[source].size} and "
+                      f"{target!r} {by_name[target].size} neurons")
+    weight = _read_distribution(r, "weight", "conductance", "weights are conductances")
+    delay = _read_distribution(r, "delay", "time", "")
+    if delay.kind in ("normal", "lognormal") and "low" not in r.table["delay"]:
+        delay = dataclasses.replace(delay, low=sim.dt)
+    if delay.lower_bound < sim.dt * (1 - 1e-9):
+        raise r.error("delay", f"the smallest delay ({format_quantity(delay.lower_bound, 'ms')}) is below dt "
+                      f"({format_quantity(sim.dt, 'ms')}); delays must be at least one time step")
+    allow_autapses = r.bool("allow_autapses", False)
+    r.done()
+    return Projection(source=source, target=target, rule=rule, receptor=receptor, weight=weight, delay=delay,
+                      indegree=indegree, probability=probability, allow_autapses=allow_autapses)
+
+
+def _read_stimulus(r: _Reader, by_name: dict[str, Population]) -> PoissonStimulus | CurrentStep:
+    kind = r.str("type", choices=("poisson", "current"))
+    population = _population_ref(r, "population", by_name)
+    start = r.quantity("start", "time", 0.0, nonnegative=True)
+    stop = r.quantity("stop", "time", math.inf)
+    if stop <= start:
+        raise r.error("stop", "must lie after start")
+    if kind == "poisson":
+        rate = r.quantity("rate", "rate", nonnegative=True)
+        weight = r.quantity("weight", "conductance", nonnegative=True)
+        receptor = r.str("receptor", "ampa", choices=RECEPTORS)
+        r.done()
+        return PoissonStimulus(population, rate, weight, receptor, start, stop)
+    amplitude = r.quantity("amplitude", "current")
+    r.done()
+    return CurrentStep(population, amplitude, start, stop)
+
+
+def _read_monitors(r: _Reader, by_name: dict[str, Population], sim: Simulation) -> Monitors:
+    d = Monitors()
+    spikes = r.bool("spikes", d.spikes)
+    rate_bin = r.quantity("rate_bin", "time", d.rate_bin, positive=True)
+    region_interval = r.quantity("region_interval", "time", d.region_interval, positive=True)
+    for key, val in (("rate_bin", rate_bin), ("region_interval", region_interval)):
+        if val < sim.dt * (1 - 1e-9):
+            raise r.error(key, f"must be at least dt ({format_quantity(sim.dt, 'ms')})")
+    states = []
+    for i, raw in enumerate(r.list("state", [])):
+        s = r.sub(f"state[{i}]", raw)
+        pop = _population_ref(s, "population", by_name)
+        idx = s.list("indices")
+        size = by_name[pop].size
+        for k in idx:
+            if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < size:
+                raise s.error("indices", f"index {k!r} is not in 0..{size - 1} of population {pop!r}")
+        variables = s.list("variables", ["v"])
+        known = ("v", "I_syn", "I_exc", "I_inh") + tuple(f"g_{x}" for x in RECEPTORS)
+        for v in variables:
+            if v not in known:
+                raise s.error("variables", f"cannot record {v!r}; known: {', '.join(known)}")
+        interval = s.quantity("interval", "time", 0.0, nonnegative=True)
+        s.done()
+        states.append(StateMonitor(pop, tuple(idx), tuple(variables), interval))
+    r.done()
+    return Monitors(spikes=spikes, rate_bin=rate_bin, region_interval=region_interval, state=tuple(states))
+
+
+def _check_background_weights(source: str, stims) -> None:
+    """Poisson stimuli of one population and receptor share one weight per neuron."""
+    seen: dict[tuple[str, str], tuple[int, float]] = {}
+    for i, s in enumerate(stims):
+        if isinstance(s, PoissonStimulus):
+            key = (s.population, s.receptor)
+            if key in seen and seen[key][1] != s.weight:
+                raise ConfigError(source, f"stimuli[{i}].weight",
+                                  f"Poisson stimuli on population {s.population!r} through {s.receptor} must share "
+                                  f"one weight (stimuli[{seen[key][0]}] uses {format_quantity(seen[key][1], 'nS')})")
+            seen.setdefault(key, (i, s.weight))
