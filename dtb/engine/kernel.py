@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from dtb import connect, rng
+from dtb.errors import DtbError
 from dtb.engine.brian_setup import configure_brian
 from dtb.models.lif import RECEPTORS, fold_code, lif_equations
 from dtb.partition import Partition, partition_contiguous
@@ -85,13 +86,13 @@ class Simulation:
         self.comm = comm if comm is not None else world_comm()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         if spec.n_neurons < self.size:
-            raise ValueError(f"{self.size} ranks for {spec.n_neurons} neurons: use at most one rank per neuron")
+            raise DtbError(f"{self.size} ranks for {spec.n_neurons} neurons: use at most one rank per neuron")
         self.partition = partition or partition_contiguous(spec, self.size)
         owned = self.partition.owned(self.rank)
         self.lo, self.hi = owned.start, owned.stop
         self.n_local = self.hi - self.lo
         if self.n_local == 0:
-            raise ValueError(f"rank {self.rank} owns no neurons; use fewer ranks")
+            raise DtbError(f"rank {self.rank} owns no neurons; use fewer ranks")
         self.dt = spec.simulation.dt
         self.seed = spec.simulation.seed
         self.D = min((connect.delay_steps_lower_bound(p, self.dt) for p in spec.projections), default=1)

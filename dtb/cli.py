@@ -1,0 +1,201 @@
+"""The ``dtb`` command line. Every command has ``--help``; user mistakes print one clear line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dtb.errors import DtbError
+from dtb.units import UnitError, parse_quantity
+
+log = logging.getLogger("dtb")
+
+EXIT_USER_ERROR = 2
+
+
+def _time_arg(text: str) -> float:
+    try:
+        return parse_quantity(text, "time")
+    except UnitError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dtb", description="Digital twin brain: distributed spiking network simulation.")
+    parser.add_argument("--version", action="version", version=f"dtb {__import__('dtb').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="simulate a network config (on N MPI ranks)",
+                         description="Simulate the network described by CONFIG (TOML). With --ranks N, dtb starts "
+                                     "mpiexec itself; under an outer mpirun/mpiexec/srun it uses the ranks it was "
+                                     "given. Writes OUT/run.h5 (layout: dtb.results), raster.png, regions.png and "
+                                     "summary.json.")
+    run.add_argument("config", help="network config (TOML)")
+    run.add_argument("--ranks", "-n", type=int, default=None, help="number of MPI ranks to start (default: 1, or "
+                     "the ranks of the outer launcher)")
+    run.add_argument("--out", "-o", default=None, help="output folder (default: results/<config name>)")
+    run.add_argument("--duration", type=_time_arg, default=None, help="biological time, e.g. '2 s' or '500 ms' "
+                     "(default: the config's simulation.duration)")
+    run.add_argument("--seed", type=int, default=None, help="random seed (default: the config's simulation.seed)")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a config and print what it builds",
+                           description="Load and validate CONFIG; print populations, expected synapses and the "
+                                       "partition over --ranks ranks, without simulating.")
+    check.add_argument("config")
+    check.add_argument("--ranks", "-n", type=int, default=1)
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def _setup_logging(rank: int, quiet: bool) -> None:
+    level = logging.WARNING if (quiet or rank != 0) else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s" if rank == 0 else
+                        f"[rank {rank}] %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("dtb").setLevel(level)
+
+
+def cmd_check(args) -> int:
+    from dtb.partition import expected_indegree, partition_contiguous
+    from dtb.spec import load_spec
+
+    spec = load_spec(args.config)
+    k_in = expected_indegree(spec)
+    print(f"{spec.source}: {spec.n_neurons} neurons in {len(spec.populations)} populations, "
+          f"{len(spec.regions)} regions, dt {spec.simulation.dt * 1e3:g} ms, min delay {spec.min_delay * 1e3:g} ms")
+    for p, k in zip(spec.populations, k_in):
+        print(f"  {p.name:<20} {p.kind:<11} region {p.region:<12} {p.size:>8} neurons  ~{k:.0f} synapses in each")
+    print(f"expected synapses: {sum(p.size * k for p, k in zip(spec.populations, k_in)):.0f}")
+    part = partition_contiguous(spec, args.ranks)
+    for r in range(part.n_ranks):
+        print(f"  rank {r}: gids {part.bounds[r]}..{part.bounds[r + 1] - 1}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from dtb.launch import mpiexec_command, under_mpi_launcher
+
+    if args.ranks is not None and args.ranks < 1:
+        raise DtbError(f"--ranks must be at least 1, got {args.ranks}")
+    if args.ranks and args.ranks > 1 and not under_mpi_launcher():
+        # validate first, so a config mistake is one clear line rather than N
+        from dtb.spec import load_spec
+        load_spec(args.config)
+        argv = [a for a in sys.argv[1:]]
+        argv = _strip_option(argv, ("--ranks", "-n"))
+        cmd = mpiexec_command(args.ranks, argv)
+        env = dict(os.environ, DTB_UNDER_MPI="1")
+        return subprocess.call(cmd, env=env)
+    return _run_here(args)
+
+
+def _strip_option(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in names:
+            skip = True
+            continue
+        if any(a.startswith(n + "=") for n in names):
+            continue
+        out.append(a)
+    return out
+
+
+def _run_here(args) -> int:
+    from dtb.engine.kernel import world_comm
+    from dtb.spec import load_spec
+
+    comm = world_comm()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    _setup_logging(rank, args.quiet)
+    if args.ranks is not None and args.ranks != size:
+        raise DtbError(f"--ranks {args.ranks} asked, but the launcher started {size} rank(s)")
+    spec = load_spec(args.config, overrides={"duration": args.duration, "seed": args.seed})
+    out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    try:
+        return _simulate(spec, out, comm, args)
+    except DtbError:
+        raise
+    except BaseException:
+        if size > 1:
+            log.exception("rank %d failed; aborting all ranks", rank)
+            sys.stderr.flush()
+            comm.Abort(1)
+        raise
+
+
+def _simulate(spec, out: Path, comm, args) -> int:
+    from dtb import plots
+    from dtb.engine import Simulation
+    from dtb.results import gather_results, write_results
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    log.info("building %s: %d neurons on %d rank(s)", spec.source, spec.n_neurons, size)
+    t0 = time.perf_counter()
+    sim = Simulation(spec, comm=comm)
+    comm.Barrier()
+    build_s = time.perf_counter() - t0
+    n_syn = sim.n_synapses_total()
+    log.info("built %d synapses in %.1f s; spikes cross ranks every %g ms (the minimum delay)",
+             n_syn, build_s, sim.D * sim.dt * 1e3)
+    t1 = time.perf_counter()
+    sim.run(spec.simulation.duration, progress=not args.no_progress and sys.stderr.isatty())
+    comm.Barrier()
+    wall = time.perf_counter() - t1
+    res = gather_results(sim, {"wall_s": wall, "build_s": build_s,
+                               "realtime_factor": wall / spec.simulation.duration,
+                               "exchange_s_rank0": sim.exchange_seconds})
+    if rank != 0:
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    path = write_results(res, out / "run.h5")
+    rates = res.mean_rates()
+    summary = dict(res.summary, mean_rate_hz=rates, duration_s=spec.simulation.duration,
+                   seed=spec.simulation.seed, output=str(path))
+    tmp = out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / "summary.json")
+    if not args.no_plots:
+        plots.raster_and_rates(res, out / "raster.png")
+        plots.region_activity(res, out / "regions.png")
+    print(f"dtb run: {spec.n_neurons} neurons, {n_syn} synapses, {len(res.spike_gids)} spikes in "
+          f"{spec.simulation.duration:g} s biological time on {size} rank(s)")
+    print(f"  wall time {wall:.2f} s (build {build_s:.2f} s), real-time factor {wall / spec.simulation.duration:.2f}")
+    for name, r in rates.items():
+        print(f"  {name:<20} {r:7.2f} Hz")
+    print(f"  results: {path}" + ("" if args.no_plots else f", {out / 'raster.png'}, {out / 'regions.png'}"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DtbError as e:
+        if _is_rank0():
+            print(f"dtb: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("dtb: interrupted", file=sys.stderr)
+        return 130
+
+
+def _is_rank0() -> bool:
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            return os.environ[var] == "0"
+    return True

@@ -1,0 +1,36 @@
+"""Starting ranks: detect an outer MPI launcher, or start ``mpiexec`` ourselves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+#: environment variables set by the launchers users meet (MPICH/Hydra, Open MPI, Slurm srun)
+_LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS",
+                  "HYDRA_CONTROL_FD")
+
+
+def under_mpi_launcher() -> bool:
+    """True when this process was started by mpiexec/mpirun/srun (even with one rank)."""
+    if os.environ.get("DTB_UNDER_MPI"):
+        return True
+    if any(v in os.environ for v in _LAUNCHER_VARS):
+        return True
+    return "SLURM_STEP_ID" in os.environ and "SLURM_PROCID" in os.environ
+
+
+def find_mpiexec() -> str | None:
+    """The mpiexec next to this Python (the pip ``mpich`` wheel puts it there), else the one on PATH."""
+    here = Path(sys.executable).parent / "mpiexec"
+    if here.exists():
+        return str(here)
+    return shutil.which("mpiexec") or shutil.which("mpirun")
+
+
+def mpiexec_command(n_ranks: int, args: list[str]) -> list[str]:
+    exe = find_mpiexec()
+    if exe is None:
+        raise FileNotFoundError("no mpiexec found: install the 'mpich' wheel (pip install mpich) or load your MPI module")
+    return [exe, "-n", str(n_ranks), sys.executable, "-m", "dtb", *args]

@@ -1,0 +1,217 @@
+"""Run results: gathered from all ranks onto rank 0, written as one HDF5 file, read back.
+
+HDF5 layout (one file per run, ``run.h5``; times in ms, currents in pA, rates in Hz):
+
+    /                         attrs: dtb_version, config (TOML text), config_path, seed, n_ranks,
+                                     dt_ms, duration_ms, versions (JSON), created (ISO 8601)
+    /spikes/<population>/     SONATA spike report: node_ids (uint64, index inside the population),
+                              timestamps (float64, attr units="ms"); group attr sorting = by_time
+    /network/populations      table: name, region, kind, first_gid, size
+    /network/regions          region names (row order of the regional arrays)
+    /rates                    (n_bins x n_populations) Hz; attrs bin_ms, columns
+    /regions/I_exc, I_inh     (n_samples x n_regions) mean excitatory (AMPA+NMDA) / inhibitory
+                              (GABAa+GABAb) synaptic current per neuron over each interval, pA;
+                              attrs interval_ms; /regions/t_ms holds each interval's end
+    /state/<k>/               recorded variables: gids, t_ms, and one (n_times x n_neurons) array
+                              per variable, SI units (attr units)
+    /summary                  attrs: neurons, synapses, spikes, wall_s, build_s, realtime_factor, ...
+
+The global id of a spike is ``first_gid`` of its population plus its node id.
+The file is written to a temporary name in the same folder and renamed, so a crash never leaves
+a half-written run.h5.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import dtb
+from dtb.engine.kernel import CHARGE_QUANTUM, Simulation
+from dtb.spec import NetworkSpec
+
+SONATA_SORTING = h5py.enum_dtype({"none": 0, "by_id": 1, "by_time": 2}, basetype=np.uint8)
+
+
+@dataclass
+class RunResults:
+    spec: NetworkSpec
+    n_ranks: int
+    duration: float                       # simulated time (s)
+    spike_gids: np.ndarray                # int64, sorted by (step, gid)
+    spike_steps: np.ndarray               # int64
+    region_exc: np.ndarray                # (n_samples, n_regions) pA
+    region_inh: np.ndarray
+    region_interval: float                # s
+    states: list = field(default_factory=list)   # (name, gids, t (s), {var: array})
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def spike_times(self) -> np.ndarray:
+        """Spike times in seconds."""
+        return self.spike_steps * self.spec.simulation.dt
+
+    def rates(self, bin_width: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Population rates (Hz): (bin start times in s, array n_bins x n_populations)."""
+        spec = self.spec
+        bw = bin_width or spec.monitors.rate_bin
+        steps_per_bin = max(int(round(bw / spec.simulation.dt)), 1)
+        n_steps = int(round(self.duration / spec.simulation.dt))
+        n_bins = max(int(np.ceil(n_steps / steps_per_bin)), 1)
+        firsts = np.array([p.first_gid for p in spec.populations])
+        pop = np.searchsorted(firsts, self.spike_gids, side="right") - 1
+        b = np.minimum(self.spike_steps // steps_per_bin, n_bins - 1)
+        counts = np.zeros((n_bins, len(spec.populations)))
+        np.add.at(counts, (b, pop), 1)
+        sizes = np.array([p.size for p in spec.populations], dtype=float)
+        return np.arange(n_bins) * steps_per_bin * spec.simulation.dt, counts / sizes / (steps_per_bin * spec.simulation.dt)
+
+    def mean_rates(self) -> dict[str, float]:
+        """Mean rate per population over the whole run (Hz)."""
+        firsts = np.array([p.first_gid for p in self.spec.populations])
+        pop = np.searchsorted(firsts, self.spike_gids, side="right") - 1
+        counts = np.bincount(pop, minlength=len(self.spec.populations))
+        return {p.name: counts[k] / p.size / self.duration for k, p in enumerate(self.spec.populations)}
+
+
+def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults | None:
+    """Collect every rank's records on rank 0 (collective: all ranks call it). Others get None."""
+    gids, steps = sim.local_spikes()
+    rows = np.array(sim._region_rows, dtype=np.int64).reshape(-1, 2, len(sim.spec.regions))
+    states = []
+    for sm, mine, mon in sim.state_monitors:
+        if mon is None:
+            states.append((mine, np.zeros(0), {v: np.zeros((0, 0)) for v in sm.variables}))
+        else:
+            states.append((mine, np.asarray(mon.t_), {v: np.asarray(getattr(mon, v + "_")).T for v in sm.variables}))
+    n_syn = sim.n_synapses_total()
+    pieces = sim.comm.gather((gids, steps, rows, states, sim.stats), root=0)
+    if sim.rank != 0:
+        return None
+    all_g = np.concatenate([p[0] for p in pieces])
+    all_s = np.concatenate([p[1] for p in pieces])
+    order = np.lexsort((all_g, all_s))
+    total_rows = sum(p[2] for p in pieces)
+    spec = sim.spec
+    region_sizes = np.zeros(len(spec.regions))
+    for p in spec.populations:
+        region_sizes[spec.regions.index(p.region)] += p.size
+    interval = sim._region_every * sim.dt
+    to_pA = CHARGE_QUANTUM / interval / region_sizes * 1e12
+    state_out = []
+    for k, sm in enumerate(spec.monitors.state):
+        parts = [p[3][k] for p in pieces if len(p[3][k][0])]
+        g = np.concatenate([x[0] for x in parts]) if parts else np.zeros(0, np.int64)
+        t = parts[0][1] if parts else np.zeros(0)
+        data = {v: np.concatenate([x[2][v] for x in parts], axis=1) if parts else np.zeros((0, 0))
+                for v in sm.variables}
+        state_out.append((f"{k}", g, t, data))
+    summ = {"neurons": spec.n_neurons, "synapses": n_syn, "spikes": int(len(all_g)), "n_ranks": sim.size,
+            "min_delay_steps": sim.D,
+            "build_s_max": max(p[4].build_seconds for p in pieces),
+            "synapses_remote": int(sum(p[4].n_synapses_remote for p in pieces))}
+    summ.update(summary or {})
+    return RunResults(spec=spec, n_ranks=sim.size, duration=sim.t, spike_gids=all_g[order],
+                      spike_steps=all_s[order], region_exc=total_rows[:, 0, :] * to_pA,
+                      region_inh=total_rows[:, 1, :] * to_pA, region_interval=interval, states=state_out,
+                      summary=summ)
+
+
+def package_versions() -> dict[str, str]:
+    import brian2
+    import mpi4py
+    import scipy
+    out = {"dtb": dtb.__version__, "python": platform.python_version(), "brian2": brian2.__version__,
+           "numpy": np.__version__, "scipy": scipy.__version__, "h5py": h5py.__version__,
+           "mpi4py": mpi4py.__version__}
+    try:
+        from mpi4py import MPI
+        out["mpi"] = MPI.Get_library_version().splitlines()[0].strip()
+    except Exception:
+        pass
+    return out
+
+
+def write_results(res: RunResults, path: str | Path) -> Path:
+    """Write ``res`` to ``path`` atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    spec = res.spec
+    dt = spec.simulation.dt
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["dtb_version"] = dtb.__version__
+            f.attrs["config"] = spec.text
+            f.attrs["config_path"] = spec.source
+            f.attrs["seed"] = spec.simulation.seed
+            f.attrs["n_ranks"] = res.n_ranks
+            f.attrs["dt_ms"] = dt * 1e3
+            f.attrs["duration_ms"] = res.duration * 1e3
+            f.attrs["versions"] = json.dumps(package_versions())
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            spikes = f.create_group("spikes")
+            firsts = np.array([p.first_gid for p in spec.populations])
+            pop = np.searchsorted(firsts, res.spike_gids, side="right") - 1
+            for k, p in enumerate(spec.populations):
+                sel = pop == k
+                g = spikes.create_group(p.name)
+                g.attrs.create("sorting", 2, dtype=SONATA_SORTING)
+                g.create_dataset("node_ids", data=(res.spike_gids[sel] - p.first_gid).astype(np.uint64))
+                ts = g.create_dataset("timestamps", data=res.spike_steps[sel] * (dt * 1e3))
+                ts.attrs["units"] = "ms"
+            net = f.create_group("network")
+            table = np.array([(p.name, p.region, p.kind, p.first_gid, p.size) for p in spec.populations],
+                             dtype=[("name", h5py.string_dtype()), ("region", h5py.string_dtype()),
+                                    ("kind", h5py.string_dtype()), ("first_gid", "<i8"), ("size", "<i8")])
+            net.create_dataset("populations", data=table)
+            net.create_dataset("regions", data=np.array(spec.regions, dtype=h5py.string_dtype()))
+            t_bins, rates = res.rates()
+            r = f.create_dataset("rates", data=rates)
+            r.attrs["bin_ms"] = spec.monitors.rate_bin * 1e3
+            r.attrs["columns"] = [p.name for p in spec.populations]
+            r.attrs["units"] = "Hz"
+            reg = f.create_group("regions")
+            reg.attrs["interval_ms"] = res.region_interval * 1e3
+            n = len(res.region_exc)
+            reg.create_dataset("t_ms", data=np.arange(1, n + 1) * res.region_interval * 1e3)
+            for name, arr in (("I_exc", res.region_exc), ("I_inh", res.region_inh)):
+                d = reg.create_dataset(name, data=arr)
+                d.attrs["units"] = "pA"
+            st = f.create_group("state")
+            for name, gids, t, data in res.states:
+                g = st.create_group(name)
+                g.create_dataset("gids", data=gids)
+                g.create_dataset("t_ms", data=np.asarray(t) * 1e3)
+                for var, arr in data.items():
+                    g.create_dataset(var, data=arr)
+            summ = f.create_group("summary")
+            for k, v in res.summary.items():
+                summ.attrs[k] = v
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_spikes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes of a run file as (global ids, times in ms), sorted by (time, gid)."""
+    with h5py.File(path, "r") as f:
+        pops = f["network/populations"][()]
+        gids, times = [], []
+        for row in pops:
+            name = row["name"].decode() if isinstance(row["name"], bytes) else row["name"]
+            g = f["spikes"][name]
+            gids.append(g["node_ids"][()].astype(np.int64) + int(row["first_gid"]))
+            times.append(g["timestamps"][()])
+    g, t = np.concatenate(gids), np.concatenate(times)
+    order = np.lexsort((g, t))
+    return g[order], t[order]
