@@ -327,7 +327,7 @@ class Simulation:
 
     def _new_local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         mon = self.spike_monitor
-        n = int(mon.variables["N"].get_value())
+        n = int(mon.variables["N"].get_value().item())
         i = mon.variables["i"].get_value()[self._mon_pos:n]
         t = mon.variables["t"].get_value()[self._mon_pos:n]
         self._mon_pos = n
@@ -410,7 +410,7 @@ class Simulation:
     def local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         """All spikes of this rank so far: (gids, steps)."""
         mon = self.spike_monitor
-        n = int(mon.variables["N"].get_value())
+        n = int(mon.variables["N"].get_value().item())
         i = mon.variables["i"].get_value()[:n].astype(np.int64) + self.lo
         t = np.rint(mon.variables["t"].get_value()[:n] / self.dt).astype(np.int64)
         return i, t

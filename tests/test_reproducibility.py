@@ -1,0 +1,53 @@
+"""Spike trains are bitwise identical on 1, 2 and 3 ranks (global id and time step)."""
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import SMALL_NETWORK, run_dtb
+from dtb.results import read_spikes
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("repro")
+    cfg = d / "net.toml"
+    cfg.write_text(SMALL_NETWORK)
+    out = {}
+    for n in (1, 2, 3):
+        p = run_dtb(["run", str(cfg), "--out", str(d / f"r{n}"), "--no-plots", "-q"], ranks=n)
+        assert p.returncode == 0, p.stderr
+        out[n] = d / f"r{n}" / "run.h5"
+    return out
+
+
+def test_network_is_active_and_crosses_ranks(runs):
+    gids, t = read_spikes(runs[1])
+    # every population fires, so the comparison below is not between empty rasters
+    with h5py.File(runs[1]) as f:
+        for pop in ("A_E", "A_I", "B_E", "B_I"):
+            assert len(f["spikes"][pop]["node_ids"]) > 50, pop
+    with h5py.File(runs[3]) as f:
+        assert f.attrs["n_ranks"] == 3
+        # on 3 ranks many synapses have their source on another rank
+        assert f["summary"].attrs["synapses_remote"] > 5000
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_spikes_bitwise_identical(runs, n):
+    g1, t1 = read_spikes(runs[1])
+    gn, tn = read_spikes(runs[n])
+    assert len(g1) > 1000
+    np.testing.assert_array_equal(g1, gn)
+    np.testing.assert_array_equal(t1, tn)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_regional_activity_identical(runs, n):
+    with h5py.File(runs[1]) as a, h5py.File(runs[n]) as b:
+        for name in ("I_exc", "I_inh"):
+            x, y = a["regions"][name][()], b["regions"][name][()]
+            assert x.shape == (150, 2)
+            np.testing.assert_array_equal(x, y)
+        exc, inh = a["regions/I_exc"][()], a["regions/I_inh"][()]
+        assert np.all(exc > 0) and np.all(inh <= 0) and inh[50:].mean() < -10  # pA
