@@ -92,7 +92,8 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
         else:
             states.append((mine, np.asarray(mon.t_), {v: np.asarray(getattr(mon, v + "_")).T for v in sm.variables}))
     n_syn = sim.n_synapses_total()
-    pieces = sim.comm.gather((gids, steps, rows, states, sim.stats), root=0)
+    from dtb.engine.kernel import peak_rss
+    pieces = sim.comm.gather((gids, steps, rows, states, sim.stats, peak_rss()), root=0)
     if sim.rank != 0:
         return None
     all_g = np.concatenate([p[0] for p in pieces])
@@ -116,7 +117,10 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
     summ = {"neurons": spec.n_neurons, "synapses": n_syn, "spikes": int(len(all_g)), "n_ranks": sim.size,
             "min_delay_steps": sim.D,
             "build_s_max": max(p[4].build_seconds for p in pieces),
-            "synapses_remote": int(sum(p[4].n_synapses_remote for p in pieces))}
+            "synapses_remote": int(sum(p[4].n_synapses_remote for p in pieces)),
+            "peak_rss_mb_per_rank": [round(p[5] / 2**20, 1) for p in pieces],
+            "synapse_bytes_per_rank": [p[4].rss_after_first_step - p[4].rss_before_synapses for p in pieces],
+            "synapses_per_rank": [p[4].n_synapses_local + p[4].n_synapses_remote for p in pieces]}
     summ.update(summary or {})
     return RunResults(spec=spec, n_ranks=sim.size, duration=sim.t, spike_gids=all_g[order],
                       spike_steps=all_s[order], region_exc=total_rows[:, 0, :] * to_pA,

@@ -33,14 +33,24 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> _S31)
 
 
-def hash_u64(seed: int, stream: int, key, counter) -> np.ndarray:
-    """64-bit hash of the words (seed, stream, key, counter); ``key`` and ``counter`` broadcast."""
+def key_hash(seed: int, stream: int, key) -> np.ndarray:
+    """The counter-free part of :func:`hash_u64` (precomputed per neuron for the per-step noise)."""
     with np.errstate(over="ignore"):
         h = _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) + _GOLDEN)
         h = _mix(h ^ (np.uint64(stream) + _GOLDEN))
-        h = _mix(h ^ (np.asarray(key).astype(np.uint64) + _GOLDEN))
-        h = _mix(h ^ (np.asarray(counter).astype(np.uint64) + _GOLDEN))
-    return h
+        return _mix(h ^ (np.asarray(key).astype(np.uint64) + _GOLDEN))
+
+
+def hash_u64(seed: int, stream: int, key, counter) -> np.ndarray:
+    """64-bit hash of the words (seed, stream, key, counter); ``key`` and ``counter`` broadcast."""
+    with np.errstate(over="ignore"):
+        return _mix(key_hash(seed, stream, key) ^ (np.asarray(counter).astype(np.uint64) + _GOLDEN))
+
+
+def split_key(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A uint64 key hash as two int32 words (high, low), the form Brian2 integer variables hold."""
+    h = np.asarray(h, dtype=np.uint64)
+    return (h >> np.uint64(32)).astype(np.uint32).view(np.int32), (h & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
 
 
 def uniform(seed: int, stream: int, key, counter) -> np.ndarray:
@@ -63,7 +73,10 @@ def normal(seed: int, stream: int, stream2: int, key, counter) -> np.ndarray:
 def poisson_count(seed: int, stream: int, key, counter, lam) -> np.ndarray:
     """Poisson counts by inversion of one counter-based uniform (numpy twin of the Cython code)."""
     u = np.broadcast_to(uniform(seed, stream, key, counter), np.broadcast(key, counter, lam).shape)
-    lam = np.broadcast_to(np.asarray(lam, dtype=np.float64), u.shape)
+    return _poisson_from_uniform(u, np.broadcast_to(np.asarray(lam, dtype=np.float64), u.shape))
+
+
+def _poisson_from_uniform(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
     out = np.zeros(u.shape, dtype=np.int64)
     p = np.exp(-lam)
     cdf = p.copy()
@@ -86,18 +99,16 @@ cdef inline unsigned long long _dtb_mix(unsigned long long z):
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
     return z ^ (z >> 31)
 
-cdef int dtb_poisson(long long seed, long long stream, long long key, long long counter, double lam):
+cdef int dtb_poisson(int key_hi, int key_lo, long long counter, double lam, double p0):
     cdef unsigned long long h
     cdef double u, p, cdf
     cdef int k = 0
     if lam <= 0:
         return 0
-    h = _dtb_mix(<unsigned long long>seed + 0x9E3779B97F4A7C15ULL)
-    h = _dtb_mix(h ^ (<unsigned long long>stream + 0x9E3779B97F4A7C15ULL))
-    h = _dtb_mix(h ^ (<unsigned long long>key + 0x9E3779B97F4A7C15ULL))
+    h = ((<unsigned long long>(<unsigned int>key_hi)) << 32) | (<unsigned long long>(<unsigned int>key_lo))
     h = _dtb_mix(h ^ (<unsigned long long>counter + 0x9E3779B97F4A7C15ULL))
     u = <double>(h >> 11) * (1.0 / 9007199254740992.0)
-    p = exp(-lam)
+    p = p0
     cdf = p
     while u > cdf and k < 1000:
         k += 1
@@ -108,15 +119,20 @@ cdef int dtb_poisson(long long seed, long long stream, long long key, long long 
 
 
 def brian2_poisson_function():
-    """A Brian2 ``Function`` ``dtb_poisson(seed, stream, key, counter, lam)`` -> integer count."""
+    """A Brian2 ``Function`` ``dtb_poisson(key_hi, key_lo, counter, lam, p0)`` -> integer count.
+
+    ``(key_hi, key_lo)`` is ``split_key(key_hash(seed, stream, key))``, precomputed per neuron, and
+    ``p0 = exp(-lam)``; the count equals ``poisson_count(seed, stream, key, counter, lam)``."""
     from brian2 import Function
 
-    def _numpy_impl(seed, stream, key, counter, lam):
-        seed = int(np.asarray(seed).ravel()[0])
-        stream = int(np.asarray(stream).ravel()[0])
-        return poisson_count(seed, stream, np.asarray(key), np.asarray(counter), np.asarray(lam)).astype(np.int32)
+    def _numpy_impl(key_hi, key_lo, counter, lam, p0):
+        h = (np.asarray(key_hi).astype(np.uint32).astype(np.uint64) << np.uint64(32)) | \
+            np.asarray(key_lo).astype(np.uint32).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            u = (_mix(h ^ (np.asarray(counter).astype(np.uint64) + _GOLDEN)) >> _S11).astype(np.float64) * _TWO_M53
+        return _poisson_from_uniform(u, np.asarray(lam, dtype=np.float64)).astype(np.int32)
 
     f = Function(_numpy_impl, arg_units=[1, 1, 1, 1, 1], return_unit=1, return_type="integer",
-                 arg_types=["integer", "integer", "integer", "integer", "float"], stateless=True)
+                 arg_types=["integer", "integer", "integer", "float", "float"], stateless=True)
     f.implementations.add_implementation("cython", CYTHON_POISSON, name="dtb_poisson")
     return f

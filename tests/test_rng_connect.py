@@ -28,10 +28,11 @@ def test_brian2_cython_noise_equals_numpy_twin():
 
     configure_brian()
     f = rng.brian2_poisson_function()
-    G = b2.NeuronGroup(500, "k : integer\nlam : 1\nkey : integer", namespace={"dtb_poisson": f})
+    G = b2.NeuronGroup(500, "k : integer\nlam : 1\np0 : 1\nhi : integer\nlo : integer", namespace={"dtb_poisson": f})
     G.lam = np.linspace(0, 4, 500)
-    G.key = np.arange(500) + 1000
-    G.run_regularly("k = dtb_poisson(77, 2, key, t_in_timesteps, lam)", when="start")
+    G.p0 = np.exp(-np.linspace(0, 4, 500))
+    G.hi, G.lo = rng.split_key(rng.key_hash(77, 2, np.arange(500) + 1000))
+    G.run_regularly("k = dtb_poisson(hi, lo, t_in_timesteps, lam, p0)", when="start")
     net = b2.Network(G)
     b2.defaultclock.dt = 0.1 * b2.ms
     net.run(0.3 * b2.ms)   # steps 0, 1, 2: G.k holds step 2's draw

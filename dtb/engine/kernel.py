@@ -26,7 +26,7 @@ import numpy as np
 from dtb import connect, rng
 from dtb.errors import DtbError
 from dtb.engine.brian_setup import configure_brian
-from dtb.models.lif import RECEPTORS, fold_code, lif_equations
+from dtb.models.lif import RECEPTORS, lif_equations, neuron_update_code
 from dtb.partition import Partition, partition_contiguous
 from dtb.spec import CurrentStep, NetworkSpec, PoissonStimulus
 
@@ -67,6 +67,24 @@ class BuildStats:
     n_proxies: int = 0
     build_seconds: float = 0.0
     per_receptor: dict[str, int] = field(default_factory=dict)
+    rss_before_synapses: int = 0     # bytes
+    rss_after_first_step: int = 0    # bytes, once spike queues are allocated
+
+
+def current_rss() -> int:
+    """Resident set size of this process (bytes; Linux /proc, else the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            import os
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return peak_rss()
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process (bytes)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class Simulation:
@@ -118,8 +136,7 @@ class Simulation:
         self._timestep = b2.defaultclock.variables["timestep"].get_value()
         self._poisson = rng.brian2_poisson_function()
         G = b2.NeuronGroup(self.n_local, lif_equations(), threshold="v > V_th", reset="v = V_reset",
-                           refractory="t_ref", method="exponential_euler",
-                           namespace={"dtb_poisson": self._poisson}, name="dtb_neurons")
+                           refractory="t_ref", namespace={"dtb_poisson": self._poisson}, name="dtb_neurons")
         self.group = G
         gids = np.arange(self.lo, self.hi, dtype=np.int64)
         self.local_gids = gids
@@ -140,14 +157,22 @@ class Simulation:
         for r in RECEPTORS:
             G.variables[f"scale_{r}"].set_value(np.ones(self.n_local))
         G.variables["w_quantum"].set_value(spec.simulation.weight_quantum)
-        G.variables["noise_seed"].set_value(self.seed & 0x7FFFFFFF)
+        for k, r in enumerate(RECEPTORS):
+            hi, lo = rng.split_key(rng.key_hash(self.seed, rng.STREAM_NOISE + k, gids))
+            G.variables[f"key_hi_{r}"].set_value(hi)
+            G.variables[f"key_lo_{r}"].set_value(lo)
         u = rng.uniform(self.seed, rng.STREAM_INIT, gids, 0)
         v0 = values["V_reset"] + u * (values["V_th"] - values["V_reset"])
         fixed = np.array([p.params.get("v_init", np.nan) for p in spec.populations])[pop_index]
         G.variables["v"].set_value(np.where(np.isnan(fixed), v0, fixed))
         G.variables["lastspike"].set_value(np.full(self.n_local, -1e4))
-        self.fold = G.run_regularly(fold_code(), when="after_synapses", name="dtb_fold")
-        objects = [G, self.fold]
+        for r in RECEPTORS:
+            G.variables[f"decay_{r}"].set_value(np.exp(-self.dt / values[f"tau_{r}"]))
+        used = {pr.receptor for pr in spec.projections}
+        background = {s.receptor for s in spec.stimuli if isinstance(s, PoissonStimulus)}
+        self.update = G.run_regularly(neuron_update_code(used, background), when="groups", name="dtb_update")
+        objects = [G, self.update]
+        self.stats.rss_before_synapses = current_rss()
         objects += self._build_synapses(b2, G)
         objects += self._build_stimuli(b2)
         objects += self._build_monitors(b2, G)
@@ -175,7 +200,7 @@ class Simulation:
         objects = []
         self.proxy = None
         if len(self.remote_gids):
-            self.proxy = b2.NeuronGroup(len(self.remote_gids), "", threshold="False", name="dtb_proxies")
+            self.proxy = b2.NeuronGroup(len(self.remote_gids), "", threshold="False", reset="", name="dtb_proxies")
             objects.append(self.proxy)
         self.local_syn: dict[str, object] = {}
         self.remote_syn: dict[str, object] = {}
@@ -262,6 +287,7 @@ class Simulation:
                 I_ext[sl] += s.amplitude
         for r in RECEPTORS:
             self.group.variables[f"lam_{r}"].set_value(lam[r])
+            self.group.variables[f"p0_{r}"].set_value(np.exp(-lam[r]))
         self.group.variables["I_ext"].set_value(I_ext)
 
     # -------------------------------------------------------------- monitors
@@ -393,8 +419,13 @@ class Simulation:
                 bar.refresh()
             op = b2.NetworkOperation(_tick, dt=every * self.dt * b2.second, when="end", name="dtb_progress")
             self.net.add(op)
+        if not self.stats.rss_after_first_step:
+            self.net.run(self.dt * b2.second, namespace={}, report=None)
+            self.stats.rss_after_first_step = current_rss()
+            steps -= 1
         try:
-            self.net.run(steps * self.dt * b2.second, namespace={}, report=None)
+            if steps > 0:
+                self.net.run(steps * self.dt * b2.second, namespace={}, report=None)
         finally:
             if bar is not None:
                 self.net.remove(op)

@@ -4,6 +4,16 @@
     dg_r/dt   = -g_r / tau_r            r in AMPA, NMDA, GABAa, GABAb
     v > V_th  ->  spike, v = V_reset, refractory for t_ref
 
+Integration, once per step of dt, in one pass over the neurons (``neuron_update_code``):
+  1. g_r += (synaptic events of the previous step + this step's background Poisson events)
+     x weight quantum x scale_r  (integer accumulators ``acc_r``, then reset);
+  2. v by exponential Euler: exact for the linear membrane with the conductances held at these
+     values over the step, v <- v_inf + (v - v_inf) exp(-dt g_tot / C_m), skipped while refractory;
+  3. g_r <- g_r exp(-dt/tau_r), the exact decay (the factor is computed once per neuron at build
+     time, so per-population time constants cost no exp() per step).
+This is the same scheme as Brian2's ``exponential_euler`` state updater followed by ``g += w``
+synapses; doing it in one pass instead of two saves a sweep over memory every step.
+
 Synaptic events arrive as integer multiples of a weight quantum (``acc_r``, see
 :mod:`dtb.engine.kernel`): integer sums do not depend on the order in which
 synapses deliver, which keeps spike trains bitwise identical for any rank count.
@@ -61,27 +71,32 @@ _BRIAN_UNITS = {"capacitance": "farad", "conductance": "siemens", "voltage": "vo
 
 
 def lif_equations() -> str:
-    """The Brian2 equation string of the model, with units.
+    """The Brian2 variables of the model, with units (the dynamics are in :func:`neuron_update_code`).
 
     Per-neuron bookkeeping variables besides the model's own:
-    ``gid`` (global id), ``region`` (region index), ``acc_r`` (this step's synaptic input in
-    weight quanta), ``scale_r`` (conductance scale), ``lam_r``/``wq_r`` (Poisson background:
-    expected events per step and weight in quanta), ``Q_exc``/``Q_inh`` (synaptic charge since
-    the last regional sample).
+    ``gid`` (global id), ``region`` (region index), ``acc_r`` (synaptic input in weight quanta,
+    folded in at the next step), ``scale_r`` (conductance scale, default 1; set by the data
+    assimilation), ``lam_r``/``p0_r``/``wq_r``/``key_*_r`` (Poisson background: expected events
+    per step, exp(-lam), weight in quanta, the neuron's noise key), ``Q_exc``/``Q_inh`` (synaptic
+    charge since the last regional sample).
     """
     syn = " + ".join(f"g_{r}*(E_{r} - v)" for r in RECEPTORS)
     lines = [
-        "dv/dt = (g_L*(E_L - v) + I_syn + I_ext) / C_m : volt (unless refractory)",
+        "v : volt",
         f"I_syn = {syn} : amp",
         "I_exc = g_ampa*(E_ampa - v) + g_nmda*(E_nmda - v) : amp",
         "I_inh = g_gabaa*(E_gabaa - v) + g_gabab*(E_gabab - v) : amp",
     ]
     for r in RECEPTORS:
         lines += [
-            f"dg_{r}/dt = -g_{r} / tau_{r} : siemens",
+            f"g_{r} : siemens",
+            f"decay_{r} : 1 (constant)",
             f"acc_{r} : integer",
             f"scale_{r} : 1",
             f"lam_{r} : 1",
+            f"p0_{r} : 1",
+            f"key_hi_{r} : integer (constant)",
+            f"key_lo_{r} : integer (constant)",
             f"wq_{r} : integer",
         ]
     for name, dim in LIF_PARAMETER_DIMENSIONS.items():
@@ -95,20 +110,32 @@ def lif_equations() -> str:
         "gid : integer (constant)",
         "region : integer (constant)",
         "w_quantum : siemens (shared, constant)",
-        "noise_seed : integer (shared, constant)",
     ]
     return "\n".join(lines)
 
 
-def fold_code() -> str:
-    """Code run every step after the synapses: add the background Poisson input (counter-based,
-    rank independent), fold the integer accumulators into the conductances, and integrate the
-    excitatory and inhibitory synaptic charge for the regional activity recorder."""
+def neuron_update_code(receptors=RECEPTORS, background=RECEPTORS) -> str:
+    """One step of the model for every neuron (run in the ``groups`` slot, before the threshold).
+
+    ``receptors``: those any projection uses; ``background``: those a Poisson stimulus uses.
+    Receptors in neither are left out of the generated code (their conductance stays 0).
+    The background count uses the counter-based generator keyed by the neuron (``key_*_r``)
+    and the step, so it does not depend on the rank holding the neuron.
+    """
+    active = [r for r in RECEPTORS if r in receptors or r in background]
     lines = []
-    for k, r in enumerate(RECEPTORS):
-        lines.append(f"acc_{r} += wq_{r} * dtb_poisson(noise_seed, {k}, gid, t_in_timesteps, lam_{r})")
+    for r in active:
+        if r in background:
+            lines.append(f"acc_{r} += wq_{r} * dtb_poisson(key_hi_{r}, key_lo_{r}, t_in_timesteps, lam_{r}, p0_{r})")
         lines.append(f"g_{r} += acc_{r} * w_quantum * scale_{r}")
         lines.append(f"acc_{r} = 0")
     lines.append("Q_exc += I_exc * dt")
     lines.append("Q_inh += I_inh * dt")
+    g_tot = " + ".join(["g_L"] + [f"g_{r}" for r in active])
+    drive = " + ".join(["g_L*E_L"] + [f"g_{r}*E_{r}" for r in active] + ["I_ext"])
+    lines.append(f"g_tot = {g_tot}")
+    lines.append(f"v_inf = ({drive}) / g_tot")
+    lines.append("v += int(not_refractory) * (v_inf - v) * (1 - exp(-dt * g_tot / C_m))")
+    for r in active:
+        lines.append(f"g_{r} *= decay_{r}")
     return "\n".join(lines)
