@@ -8,10 +8,10 @@ Build (each rank, for the gids it owns, never the whole network):
 
 Run: ``Simulation.run(duration)`` can be called repeatedly (no rebuild). Spikes cross ranks every
 ``D`` steps, the minimum delay: at step k each rank allgathers the spikes its neurons emitted in
-[k-D, k); a spike of remote source s emitted at step e is pushed into the remote pathway's spike
-queue at step e + D, and remote synapses store their delay minus D, so it arrives at step
-e + delay, exactly when it would had the source been local. Pushing into Brian2's queue is an
-internal API (pinned Brian2 version; tests/test_exchange.py fails if it changes).
+[k-D, k). The proxy of a remote source s emitted at step e fires at step e + D (its threshold
+compares the step counter with the scheduled steps it was given), and remote synapses store
+their delay minus D, so the spike arrives at step e + delay, exactly when it would had the source
+been local. Only public Brian2 behaviour is used; tests/test_exchange.py pins the timing.
 """
 
 from __future__ import annotations
@@ -72,7 +72,15 @@ class BuildStats:
 
 
 def current_rss() -> int:
-    """Resident set size of this process (bytes; Linux /proc, else the peak from getrusage)."""
+    """Resident set size of this process (bytes; Linux /proc, else the peak from getrusage).
+
+    Freed heap memory is handed back to the system first (glibc ``malloc_trim``), so the figure
+    counts what is in use rather than what the allocator keeps."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         with open("/proc/self/statm") as f:
             import os
@@ -95,12 +103,16 @@ class Simulation:
     spec : the validated network description
     comm : an mpi4py communicator (default COMM_WORLD)
     partition : which gids each rank owns (default: cost-balanced contiguous ranges)
+    per_neuron_scales : give every neuron its own conductance scales ``scale_r`` (the data
+        assimilation needs them); by default one shared scale of 1 per receptor
     """
 
-    def __init__(self, spec: NetworkSpec, comm=None, partition: Partition | None = None):
+    def __init__(self, spec: NetworkSpec, comm=None, partition: Partition | None = None,
+                 per_neuron_scales: bool = False):
         configure_brian()
         t0 = time.perf_counter()
         self.spec = spec
+        self.per_neuron_scales = per_neuron_scales
         self.comm = comm if comm is not None else world_comm()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         if spec.n_neurons < self.size:
@@ -118,7 +130,6 @@ class Simulation:
         self._hooks: list = []
         self._step = 0
         self._mon_pos = 0
-        self._pending = (np.zeros(0, np.int32), np.zeros(1, np.int64), 0)  # (proxy idx sorted by due, starts, k0)
         self.exchange_seconds = 0.0
         self.exchanged_spikes = 0
         self._region_rows: list[np.ndarray] = []
@@ -135,9 +146,6 @@ class Simulation:
         b2.defaultclock.dt = self.dt * b2.second
         self._timestep = b2.defaultclock.variables["timestep"].get_value()
         self._poisson = rng.brian2_poisson_function()
-        G = b2.NeuronGroup(self.n_local, lif_equations(), threshold="v > V_th", reset="v = V_reset",
-                           refractory="t_ref", namespace={"dtb_poisson": self._poisson}, name="dtb_neurons")
-        self.group = G
         gids = np.arange(self.lo, self.hi, dtype=np.int64)
         self.local_gids = gids
         pop_index = np.searchsorted([p.first_gid for p in spec.populations], gids, side="right") - 1
@@ -145,17 +153,42 @@ class Simulation:
         region_names = spec.regions
         region_of_pop = np.array([region_names.index(p.region) for p in spec.populations])
         self.local_region = region_of_pop[pop_index]
-        values: dict[str, np.ndarray] = {}
-        for name in spec.populations[0].params:
-            if name == "v_init":
-                continue
-            values[name] = np.array([p.params.get(name, 0.0) for p in spec.populations])[pop_index]
+        # per-neuron parameter values; those equal for every population become shared scalars
+        # (decided from the whole spec, so every rank generates the same code)
+        names = [n for n in spec.populations[0].params if n != "v_init"]
+        table = {n: np.array([p.params.get(n, 0.0) for p in spec.populations]) for n in names}
+        for r in RECEPTORS:
+            table[f"decay_{r}"] = np.exp(-self.dt / table[f"tau_{r}"])
+        shared = {n for n, col in table.items() if np.all(col == col[0])}
+        if any(isinstance(s, CurrentStep) for s in spec.stimuli):
+            shared.discard("I_ext")
+        if not self.per_neuron_scales:
+            shared |= {f"scale_{r}" for r in RECEPTORS}
+        self.shared_parameters = frozenset(shared)
+        used = {pr.receptor for pr in spec.projections}
+        self.synaptic_receptors = tuple(r for r in RECEPTORS if r in used)
+        G = b2.NeuronGroup(self.n_local, lif_equations(self.shared_parameters, self.synaptic_receptors),
+                           threshold="v > V_th", reset="v = V_reset", refractory="t_ref",
+                           namespace={"dtb_poisson": self._poisson}, name="dtb_neurons")
+        G.state_updater.active = False   # the refractory flag is updated in dtb_update
+        self.group = G
+        # Input slots: receptor k of local neuron i accumulates at slot n_slots * i + k of one group,
+        # so a single Synapses object (and one spike queue) serves every receptor.
+        self.inputs = None
+        n_slots = len(self.synaptic_receptors)
+        if n_slots:
+            self.inputs = b2.NeuronGroup(n_slots * self.n_local, "acc : integer", name="dtb_inputs")
+            for obj in self.inputs.contained_objects:
+                obj.active = False
+            for k, r in enumerate(self.synaptic_receptors):
+                setattr(G, f"acc_{r}", b2.linked_var(self.inputs, "acc", index=n_slots * np.arange(self.n_local) + k))
+        values = {n: col[pop_index] for n, col in table.items()}
         for name, arr in values.items():
-            G.variables[name].set_value(arr)
+            G.variables[name].set_value(arr[0] if name in shared else arr)
+        for r in RECEPTORS:
+            G.variables[f"scale_{r}"].set_value(1.0 if f"scale_{r}" in shared else np.ones(self.n_local))
         G.variables["gid"].set_value(gids.astype(np.int32))
         G.variables["region"].set_value(self.local_region.astype(np.int32))
-        for r in RECEPTORS:
-            G.variables[f"scale_{r}"].set_value(np.ones(self.n_local))
         G.variables["w_quantum"].set_value(spec.simulation.weight_quantum)
         for k, r in enumerate(RECEPTORS):
             hi, lo = rng.split_key(rng.key_hash(self.seed, rng.STREAM_NOISE + k, gids))
@@ -166,18 +199,16 @@ class Simulation:
         fixed = np.array([p.params.get("v_init", np.nan) for p in spec.populations])[pop_index]
         G.variables["v"].set_value(np.where(np.isnan(fixed), v0, fixed))
         G.variables["lastspike"].set_value(np.full(self.n_local, -1e4))
-        for r in RECEPTORS:
-            G.variables[f"decay_{r}"].set_value(np.exp(-self.dt / values[f"tau_{r}"]))
-        used = {pr.receptor for pr in spec.projections}
         background = {s.receptor for s in spec.stimuli if isinstance(s, PoissonStimulus)}
         self.update = G.run_regularly(neuron_update_code(used, background), when="groups", name="dtb_update")
-        objects = [G, self.update]
+        objects = [G, self.update] + ([self.inputs] if self.inputs is not None else [])
         self.stats.rss_before_synapses = current_rss()
         objects += self._build_synapses(b2, G)
         objects += self._build_stimuli(b2)
         objects += self._build_monitors(b2, G)
         if self.size > 1:
-            objects.append(b2.NetworkOperation(self._exchange_step, when="start", order=-10, name="dtb_exchange"))
+            objects.append(b2.NetworkOperation(self._exchange_op, dt=self.D * self.dt * b2.second, when="start",
+                                               order=-10, name="dtb_exchange"))
         self.net = b2.Network(*objects)
         self._b2 = b2
 
@@ -200,10 +231,22 @@ class Simulation:
         objects = []
         self.proxy = None
         if len(self.remote_gids):
-            self.proxy = b2.NeuronGroup(len(self.remote_gids), "", threshold="False", reset="", name="dtb_proxies")
+            # a source emits at most one spike per refractory period, so K slots per window suffice
+            tref = min(int(np.rint(p.params["t_ref"] / dt)) for p in spec.populations)
+            self.proxy_slots = K = -(-self.D // max(tref, 1))
+            eqs = "\n".join(f"due{j} : integer" for j in range(K))
+            cond = " or ".join(f"t_in_timesteps == due{j}" for j in range(K))
+            self.proxy = b2.NeuronGroup(len(self.remote_gids), eqs, threshold=cond, reset="", name="dtb_proxies")
+            for j in range(K):
+                self.proxy.variables[f"due{j}"].set_value(np.full(len(self.remote_gids), -1, dtype=np.int32))
+            from brian2.groups.neurongroup import Thresholder
+            for obj in self.proxy.contained_objects:   # nothing to integrate or reset
+                if not isinstance(obj, Thresholder):
+                    obj.active = False
             objects.append(self.proxy)
-        self.local_syn: dict[str, object] = {}
-        self.remote_syn: dict[str, object] = {}
+        self.local_syn = None
+        self.remote_syn = None
+        n_slots = len(self.synaptic_receptors)
         max_wq = np.iinfo(np.int32).max
         for k, pr, inc in drawn:
             w = connect.draw_weights(pr, k, inc, seed)
@@ -213,18 +256,28 @@ class Simulation:
                                  f"2**31 weight quanta; raise simulation.weight_quantum")
             d = connect.draw_delay_steps(pr, k, inc, seed, dt)
             is_local = (inc.source >= self.lo) & (inc.source < self.hi)
-            post = (inc.target - self.lo).astype(np.int32)
-            for local, table in ((True, self.local_syn), (False, self.remote_syn)):
+            post = (n_slots * (inc.target - self.lo) + self.synaptic_receptors.index(pr.receptor)).astype(np.int32)
+            for local in (True, False):
                 sel = is_local if local else ~is_local
                 if not sel.any():
                     continue
-                syn = table.get(pr.receptor)
+                syn = self.local_syn if local else self.remote_syn
                 if syn is None:
                     source = G if local else self.proxy
-                    name = f"dtb_{'local' if local else 'remote'}_{pr.receptor}"
-                    syn = b2.Synapses(source, G, model="w : integer (constant)",
-                                      on_pre=f"acc_{pr.receptor}_post += w", name=name)
-                    table[pr.receptor] = syn
+                    name = f"dtb_{'local' if local else 'remote'}_synapses"
+                    # delays are whole steps: float32 stores them exactly (to 2**24 steps) in half
+                    # the memory; Brian2's spike queue accepts float32 delays
+                    default_float = b2.prefs.core.default_float_dtype
+                    b2.prefs.core.default_float_dtype = np.float32
+                    try:
+                        syn = b2.Synapses(source, self.inputs, model="w : integer (constant)",
+                                          on_pre="acc_post += w", name=name)
+                    finally:
+                        b2.prefs.core.default_float_dtype = default_float
+                    if local:
+                        self.local_syn = syn
+                    else:
+                        self.remote_syn = syn
                     objects.append(syn)
                 if local:
                     pre = (inc.source[sel] - self.lo).astype(np.int32)
@@ -261,7 +314,7 @@ class Simulation:
                     wq[s.receptor][sl] = int(np.rint(s.weight / self.spec.simulation.weight_quantum))
         for r in RECEPTORS:
             self.group.variables[f"wq_{r}"].set_value(wq[r])
-        self._base_I_ext = self.group.variables["I_ext"].get_value().copy()
+        self._base_I_ext = np.broadcast_to(self.group.variables["I_ext"].get_value(), (self.n_local,)).copy()
         change_steps = sorted({int(np.rint(x / self.dt)) for s in stims for x in (s.start, s.stop)
                                if np.isfinite(x)})
         self._apply_stimuli(0)
@@ -288,7 +341,8 @@ class Simulation:
         for r in RECEPTORS:
             self.group.variables[f"lam_{r}"].set_value(lam[r])
             self.group.variables[f"p0_{r}"].set_value(np.exp(-lam[r]))
-        self.group.variables["I_ext"].set_value(I_ext)
+        if "I_ext" not in self.shared_parameters:
+            self.group.variables["I_ext"].set_value(I_ext)
 
     # -------------------------------------------------------------- monitors
     def _build_monitors(self, b2, G) -> list:
@@ -340,16 +394,10 @@ class Simulation:
         """The time step being simulated (or reached, between runs)."""
         return int(self._timestep[0])
 
-    def _exchange_step(self) -> None:
+    def _exchange_op(self) -> None:
         k = self.current_step()
-        if k % self.D == 0 and k > 0:
+        if k > 0:
             self._exchange(k)
-        idx, starts, k0 = self._pending
-        j = k - k0
-        if 0 <= j < len(starts) - 1 and starts[j + 1] > starts[j]:
-            batch = idx[starts[j]:starts[j + 1]]
-            for syn in self.remote_syn.values():
-                syn.pre.queue.push(batch)
 
     def _new_local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         mon = self.spike_monitor
@@ -360,30 +408,42 @@ class Simulation:
         return i.astype(np.int64) + self.lo, np.rint(t / self.dt).astype(np.int64)
 
     def _exchange(self, k: int) -> None:
-        """Allgather the spikes emitted in [k-D, k) and schedule the remote ones due in [k, k+D)."""
+        """Allgather the spikes emitted in [k-D, k); schedule each remote one's proxy at emission + D."""
         from mpi4py import MPI
 
         t0 = time.perf_counter()
         gids, steps = self._new_local_spikes()
         send = np.concatenate([gids, steps]).astype(np.int64)
-        counts = np.array(self.comm.allgather(len(send)), dtype=np.int64)
+        counts = np.empty(self.size, dtype=np.int64)
+        self.comm.Allgather(np.array([len(send)], dtype=np.int64), counts)
         recv = np.empty(int(counts.sum()), dtype=np.int64)
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.comm.Allgatherv(send, [recv, counts, displs, MPI.INT64_T])
+        self.exchanged_spikes += int(counts.sum()) // 2
+        if self.proxy is None:
+            self.exchange_seconds += time.perf_counter() - t0
+            return
         all_gids = np.concatenate([recv[o:o + c // 2] for o, c in zip(displs, counts)])
         all_steps = np.concatenate([recv[o + c // 2:o + c] for o, c in zip(displs, counts)])
-        self.exchanged_spikes += len(all_gids)
         pos = np.searchsorted(self.remote_gids, all_gids)
-        pos_c = np.minimum(pos, max(len(self.remote_gids) - 1, 0))
-        mine = (pos < len(self.remote_gids)) & (self.remote_gids[pos_c] == all_gids) if len(self.remote_gids) else \
-            np.zeros(len(all_gids), dtype=bool)
-        proxy = pos[mine].astype(np.int32)
-        offset = all_steps[mine] + self.D - k
-        if len(offset) and (offset.min() < 0 or offset.max() >= self.D):
-            raise RuntimeError(f"spike exchange out of window at step {k}: offsets {offset.min()}..{offset.max()}")
-        order = np.argsort(offset, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(np.bincount(offset, minlength=self.D))])
-        self._pending = (np.ascontiguousarray(proxy[order]), starts, k)
+        pos_c = np.minimum(pos, len(self.remote_gids) - 1)
+        mine = (pos < len(self.remote_gids)) & (self.remote_gids[pos_c] == all_gids)
+        proxy, due = pos[mine], all_steps[mine] + self.D
+        if len(due) and (due.min() < k or due.max() >= k + self.D):
+            raise RuntimeError(f"spike exchange out of window at step {k}: due {due.min()}..{due.max()}")
+        # the j-th spike of a proxy in this window goes to its slot j
+        order = np.lexsort((due, proxy))
+        proxy, due = proxy[order], due[order]
+        first = np.concatenate([[True], proxy[1:] != proxy[:-1]]) if len(proxy) else np.zeros(0, bool)
+        start_of_run = np.maximum.accumulate(np.where(first, np.arange(len(proxy)), 0))
+        slot = np.arange(len(proxy)) - start_of_run
+        if len(slot) and slot.max() >= self.proxy_slots:
+            raise RuntimeError(f"a remote source fired {slot.max() + 1} times within one exchange interval; "
+                               f"more than its refractory period allows")
+        for j in range(self.proxy_slots):
+            sel = slot == j
+            if sel.any():
+                self.proxy.variables[f"due{j}"].get_value()[proxy[sel]] = due[sel]
         self.exchange_seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ run

@@ -70,12 +70,19 @@ _BRIAN_UNITS = {"capacitance": "farad", "conductance": "siemens", "voltage": "vo
                 "time": "second", "current": "amp"}
 
 
-def lif_equations() -> str:
+def lif_equations(shared: frozenset[str] | set[str] = frozenset(), synaptic: tuple[str, ...] = RECEPTORS) -> str:
     """The Brian2 variables of the model, with units (the dynamics are in :func:`neuron_update_code`).
+
+    ``shared``: parameters with one value for every neuron of the rank's group, declared
+    ``(shared, constant)`` so the update reads a scalar instead of an array (the per-step
+    update is memory bound). May contain model parameters, ``decay_r``, ``scale_r`` and ``I_ext``.
+    ``synaptic``: receptors that projections use; their accumulators ``acc_r`` are linked to the
+    rank's input-slot group (see :mod:`dtb.engine.kernel`), so one ``Synapses`` object can feed
+    every receptor.
 
     Per-neuron bookkeeping variables besides the model's own:
     ``gid`` (global id), ``region`` (region index), ``acc_r`` (synaptic input in weight quanta,
-    folded in at the next step), ``scale_r`` (conductance scale, default 1; set by the data
+    folded in at the next step; linked), ``scale_r`` (conductance scale, default 1; set by the data
     assimilation), ``lam_r``/``p0_r``/``wq_r``/``key_*_r`` (Poisson background: expected events
     per step, exp(-lam), weight in quanta, the neuron's noise key), ``Q_exc``/``Q_inh`` (synaptic
     charge since the last regional sample).
@@ -87,24 +94,30 @@ def lif_equations() -> str:
         "I_exc = g_ampa*(E_ampa - v) + g_nmda*(E_nmda - v) : amp",
         "I_inh = g_gabaa*(E_gabaa - v) + g_gabab*(E_gabab - v) : amp",
     ]
+    def flag(name: str, constant: bool = True) -> str:
+        if name in shared:
+            return " (shared, constant)"
+        return " (constant)" if constant else ""
+
     for r in RECEPTORS:
         lines += [
             f"g_{r} : siemens",
-            f"decay_{r} : 1 (constant)",
-            f"acc_{r} : integer",
-            f"scale_{r} : 1",
+            f"decay_{r} : 1{flag(f'decay_{r}')}",
+            f"scale_{r} : 1{flag(f'scale_{r}', constant=False)}",
             f"lam_{r} : 1",
             f"p0_{r} : 1",
             f"key_hi_{r} : integer (constant)",
             f"key_lo_{r} : integer (constant)",
             f"wq_{r} : integer",
         ]
+        if r in synaptic:
+            lines.append(f"acc_{r} : integer (linked)")
     for name, dim in LIF_PARAMETER_DIMENSIONS.items():
         if name in ("I_ext", "v_init"):
             continue
-        lines.append(f"{name} : {_BRIAN_UNITS[dim]} (constant)")
+        lines.append(f"{name} : {_BRIAN_UNITS[dim]}{flag(name)}")
     lines += [
-        "I_ext : amp",
+        f"I_ext : amp{flag('I_ext', constant=False)}",
         "Q_exc : coulomb",
         "Q_inh : coulomb",
         "gid : integer (constant)",
@@ -119,18 +132,28 @@ def neuron_update_code(receptors=RECEPTORS, background=RECEPTORS) -> str:
 
     ``receptors``: those any projection uses; ``background``: those a Poisson stimulus uses.
     Receptors in neither are left out of the generated code (their conductance stays 0).
+    The refractory flag is updated here too, exactly as Brian2's own state updater would
+    (which is then switched off), to save a pass over the neurons.
     The background count uses the counter-based generator keyed by the neuron (``key_*_r``)
     and the step, so it does not depend on the rank holding the neuron.
     """
     active = [r for r in RECEPTORS if r in receptors or r in background]
-    lines = []
+    lines = ["not_refractory = timestep(t - lastspike, dt) >= timestep(t_ref, dt)"]
     for r in active:
+        events = []
+        if r in receptors:
+            events.append(f"acc_{r}")
         if r in background:
-            lines.append(f"acc_{r} += wq_{r} * dtb_poisson(key_hi_{r}, key_lo_{r}, t_in_timesteps, lam_{r}, p0_{r})")
-        lines.append(f"g_{r} += acc_{r} * w_quantum * scale_{r}")
-        lines.append(f"acc_{r} = 0")
-    lines.append("Q_exc += I_exc * dt")
-    lines.append("Q_inh += I_inh * dt")
+            events.append(f"wq_{r} * dtb_poisson(key_hi_{r}, key_lo_{r}, t_in_timesteps, lam_{r}, p0_{r})")
+        lines.append(f"g_{r} += ({' + '.join(events)}) * w_quantum * scale_{r}")
+        if r in receptors:
+            lines.append(f"acc_{r} = 0")
+    exc = [f"g_{r}*(E_{r} - v)" for r in ("ampa", "nmda") if r in active]
+    inh = [f"g_{r}*(E_{r} - v)" for r in ("gabaa", "gabab") if r in active]
+    if exc:
+        lines.append(f"Q_exc += ({' + '.join(exc)}) * dt")
+    if inh:
+        lines.append(f"Q_inh += ({' + '.join(inh)}) * dt")
     g_tot = " + ".join(["g_L"] + [f"g_{r}" for r in active])
     drive = " + ".join(["g_L*E_L"] + [f"g_{r}*E_{r}" for r in active] + ["I_ext"])
     lines.append(f"g_tot = {g_tot}")
