@@ -77,6 +77,8 @@ def poisson_count(seed: int, stream: int, key, counter, lam) -> np.ndarray:
 
 
 def _poisson_from_uniform(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Inversion: the count k is the number of Poisson CDF values below u (same operation order
+    as the Cython code, so the results are bitwise equal)."""
     out = np.zeros(u.shape, dtype=np.int64)
     p = np.exp(-lam)
     cdf = p.copy()
@@ -85,7 +87,7 @@ def _poisson_from_uniform(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
     while active.any() and k < 1000:
         k += 1
         out[active] = k
-        p = np.where(active, p * lam / k, p)
+        p = np.where(active, p * lam / float(k), p)
         cdf = np.where(active, cdf + p, cdf)
         active &= u > cdf
     return out
@@ -108,8 +110,24 @@ cdef int dtb_poisson(int key_hi, int key_lo, long long counter, double lam, doub
     h = ((<unsigned long long>(<unsigned int>key_hi)) << 32) | (<unsigned long long>(<unsigned int>key_lo))
     h = _dtb_mix(h ^ (<unsigned long long>counter + 0x9E3779B97F4A7C15ULL))
     u = <double>(h >> 11) * (1.0 / 9007199254740992.0)
+    # inversion, unrolled without branches for the first terms (the common counts at the small
+    # per-step rates of background input), then the plain loop for the rare tail
     p = p0
     cdf = p
+    k = u > cdf
+    p = p * lam / 1.0
+    cdf += p
+    k += u > cdf
+    p = p * lam / 2.0
+    cdf += p
+    k += u > cdf
+    p = p * lam / 3.0
+    cdf += p
+    k += u > cdf
+    if k < 4:
+        return k
+    p = p * lam / 4.0
+    cdf += p
     while u > cdf and k < 1000:
         k += 1
         p = p * lam / k

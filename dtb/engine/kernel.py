@@ -127,7 +127,7 @@ class Simulation:
         self.seed = spec.simulation.seed
         self.D = min((connect.delay_steps_lower_bound(p, self.dt) for p in spec.projections), default=1)
         self.stats = BuildStats(n_local=self.n_local)
-        self._hooks: list = []
+        self._tasks: list[tuple[int, int, Callable[[int], None]]] = []   # (order, period in steps, fn(step))
         self._step = 0
         self._mon_pos = 0
         self.exchange_seconds = 0.0
@@ -207,8 +207,10 @@ class Simulation:
         objects += self._build_stimuli(b2)
         objects += self._build_monitors(b2, G)
         if self.size > 1:
-            objects.append(b2.NetworkOperation(self._exchange_op, dt=self.D * self.dt * b2.second, when="start",
-                                               order=-10, name="dtb_exchange"))
+            self._schedule(self.D, self._exchange_op, order=-10)
+        # One Python operation on the default clock dispatches all periodic work: with a single
+        # clock Brian2 takes its fast loop (one clock per period would cost a clock search per step).
+        objects.append(b2.NetworkOperation(self._tick, when="start", order=-100, name="dtb_scheduler"))
         self.net = b2.Network(*objects)
         self._b2 = b2
 
@@ -321,9 +323,8 @@ class Simulation:
         if not any(c > 0 for c in change_steps):
             return []
         period = int(np.gcd.reduce([c for c in change_steps if c > 0]))
-        op = b2.NetworkOperation(lambda: self._apply_stimuli(self.current_step()), dt=period * self.dt * b2.second,
-                                 when="start", order=-20, name="dtb_stimuli")
-        return [op]
+        self._schedule(period, self._apply_stimuli, order=-20)
+        return []
 
     def _apply_stimuli(self, step: int) -> None:
         """Set background rates and injected currents active at ``step`` (start inclusive, stop exclusive)."""
@@ -355,8 +356,7 @@ class Simulation:
         self._region_order = order
         regs, starts = np.unique(self.local_region[order], return_index=True)
         self._region_ids, self._region_starts = regs, starts
-        objects.append(b2.NetworkOperation(self._sample_regions, dt=self._region_every * self.dt * b2.second,
-                                           when="start", order=-5, name="dtb_regions"))
+        self._schedule(self._region_every, self._sample_regions, order=-5)
         self.state_monitors = []
         for k, sm in enumerate(mon.state):
             p = self.spec.population(sm.population)
@@ -372,8 +372,7 @@ class Simulation:
             objects.append(m)
         return objects
 
-    def _sample_regions(self) -> None:
-        step = self.current_step()
+    def _sample_regions(self, step: int) -> None:
         if step == self._region_taken_at:
             return  # step 0, or already sampled when the previous run() chunk ended here
         self._region_rows.append(self._take_region_charge())
@@ -394,66 +393,81 @@ class Simulation:
         """The time step being simulated (or reached, between runs)."""
         return int(self._timestep[0])
 
-    def _exchange_op(self) -> None:
-        k = self.current_step()
+    def _exchange_op(self, k: int) -> None:
         if k > 0:
             self._exchange(k)
 
     def _new_local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Spikes recorded since the last call: (gids, steps)."""
         mon = self.spike_monitor
-        n = int(mon.variables["N"].get_value().item())
+        n = int(mon.variables["N"].get_value()[0])
         i = mon.variables["i"].get_value()[self._mon_pos:n]
         t = mon.variables["t"].get_value()[self._mon_pos:n]
         self._mon_pos = n
         return i.astype(np.int64) + self.lo, np.rint(t / self.dt).astype(np.int64)
 
     def _exchange(self, k: int) -> None:
-        """Allgather the spikes emitted in [k-D, k); schedule each remote one's proxy at emission + D."""
+        """Allgather the spikes emitted in [k-D, k); schedule each remote one's proxy at emission + D.
+
+        A spike travels as one int64: gid * 2**16 + (step - (k - D)), the step inside the window."""
         from mpi4py import MPI
 
         t0 = time.perf_counter()
         gids, steps = self._new_local_spikes()
-        send = np.concatenate([gids, steps]).astype(np.int64)
+        send = (gids << 16) | (steps - (k - self.D))
         counts = np.empty(self.size, dtype=np.int64)
         self.comm.Allgather(np.array([len(send)], dtype=np.int64), counts)
         recv = np.empty(int(counts.sum()), dtype=np.int64)
-        displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        displs = np.zeros(self.size, dtype=np.int64)
+        np.cumsum(counts[:-1], out=displs[1:])
         self.comm.Allgatherv(send, [recv, counts, displs, MPI.INT64_T])
-        self.exchanged_spikes += int(counts.sum()) // 2
-        if self.proxy is None:
+        self.exchanged_spikes += len(recv)
+        if self.proxy is None or not len(recv):
             self.exchange_seconds += time.perf_counter() - t0
             return
-        all_gids = np.concatenate([recv[o:o + c // 2] for o, c in zip(displs, counts)])
-        all_steps = np.concatenate([recv[o + c // 2:o + c] for o, c in zip(displs, counts)])
+        all_gids = recv >> 16
         pos = np.searchsorted(self.remote_gids, all_gids)
-        pos_c = np.minimum(pos, len(self.remote_gids) - 1)
-        mine = (pos < len(self.remote_gids)) & (self.remote_gids[pos_c] == all_gids)
-        proxy, due = pos[mine], all_steps[mine] + self.D
-        if len(due) and (due.min() < k or due.max() >= k + self.D):
-            raise RuntimeError(f"spike exchange out of window at step {k}: due {due.min()}..{due.max()}")
-        # the j-th spike of a proxy in this window goes to its slot j
-        order = np.lexsort((due, proxy))
-        proxy, due = proxy[order], due[order]
-        first = np.concatenate([[True], proxy[1:] != proxy[:-1]]) if len(proxy) else np.zeros(0, bool)
-        start_of_run = np.maximum.accumulate(np.where(first, np.arange(len(proxy)), 0))
-        slot = np.arange(len(proxy)) - start_of_run
-        if len(slot) and slot.max() >= self.proxy_slots:
-            raise RuntimeError(f"a remote source fired {slot.max() + 1} times within one exchange interval; "
-                               f"more than its refractory period allows")
-        for j in range(self.proxy_slots):
-            sel = slot == j
-            if sel.any():
+        np.minimum(pos, len(self.remote_gids) - 1, out=pos)
+        mine = self.remote_gids[pos] == all_gids
+        proxy, due = pos[mine], (recv[mine] & 0xFFFF) + k
+        if self.proxy_slots == 1:
+            slot_arr = self.proxy.variables["due0"].get_value()
+            slot_arr[proxy] = due
+            if not np.array_equal(slot_arr[proxy], due):
+                raise RuntimeError("a remote source fired twice within one exchange interval; "
+                                   "more than its refractory period allows")
+        else:
+            # the j-th spike of a proxy in this window goes to its slot j
+            order = np.lexsort((due, proxy))
+            proxy, due = proxy[order], due[order]
+            first = np.concatenate([[True], proxy[1:] != proxy[:-1]])
+            slot = np.arange(len(proxy)) - np.maximum.accumulate(np.where(first, np.arange(len(proxy)), 0))
+            if slot.max() >= self.proxy_slots:
+                raise RuntimeError(f"a remote source fired {slot.max() + 1} times within one exchange interval; "
+                                   f"more than its refractory period allows")
+            for j in range(self.proxy_slots):
+                sel = slot == j
                 self.proxy.variables[f"due{j}"].get_value()[proxy[sel]] = due[sel]
         self.exchange_seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ run
-    def add_hook(self, period: float, fn: Callable[["Simulation"], None], name: str | None = None) -> None:
-        """Call ``fn(sim)`` every ``period`` seconds of biological time, inside the run (cheap; no run() split)."""
-        b2 = self._b2
-        op = b2.NetworkOperation(lambda: fn(self), dt=period * b2.second, when="start", order=0,
-                                 name=name or f"dtb_hook_{len(self._hooks)}")
-        self._hooks.append(op)
-        self.net.add(op)
+    def _schedule(self, period_steps: int, fn: Callable[[int], None], order: int = 0) -> None:
+        self._tasks.append((order, max(int(period_steps), 1), fn))
+        self._tasks.sort(key=lambda task: task[0])
+
+    def _unschedule(self, fn: Callable[[int], None]) -> None:
+        self._tasks = [task for task in self._tasks if task[2] is not fn]
+
+    def _tick(self) -> None:
+        k = int(self._timestep[0])
+        for _, period, fn in self._tasks:
+            if k % period == 0:
+                fn(k)
+
+    def add_hook(self, period: float, fn: Callable[["Simulation"], None]) -> None:
+        """Call ``fn(sim)`` every ``period`` seconds of biological time (rounded to whole steps), at
+        the start of the step, inside the run: no run() split, so it is cheap."""
+        self._schedule(int(np.rint(period / self.dt)), lambda k: fn(self), order=0)
 
     @property
     def t(self) -> float:
@@ -474,11 +488,10 @@ class Simulation:
             start = self.current_step()
             every = max(steps // 100, self.D)
 
-            def _tick():
-                bar.n = round((self.current_step() - start) * self.dt, 6)
+            def _progress(k: int) -> None:
+                bar.n = round((k - start) * self.dt, 6)
                 bar.refresh()
-            op = b2.NetworkOperation(_tick, dt=every * self.dt * b2.second, when="end", name="dtb_progress")
-            self.net.add(op)
+            self._schedule(every, _progress, order=100)
         if not self.stats.rss_after_first_step:
             self.net.run(self.dt * b2.second, namespace={}, report=None)
             self.stats.rss_after_first_step = current_rss()
@@ -488,7 +501,7 @@ class Simulation:
                 self.net.run(steps * self.dt * b2.second, namespace={}, report=None)
         finally:
             if bar is not None:
-                self.net.remove(op)
+                self._unschedule(_progress)
                 bar.n = bar.total
                 bar.close()
         if self.current_step() % self._region_every == 0:
@@ -501,7 +514,7 @@ class Simulation:
     def local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         """All spikes of this rank so far: (gids, steps)."""
         mon = self.spike_monitor
-        n = int(mon.variables["N"].get_value().item())
+        n = int(mon.variables["N"].get_value()[0])
         i = mon.variables["i"].get_value()[:n].astype(np.int64) + self.lo
         t = np.rint(mon.variables["t"].get_value()[:n] / self.dt).astype(np.int64)
         return i, t
