@@ -53,8 +53,9 @@ def reference_config(duration: float) -> str:
         for j in (i - 1, i + 1):
             src = REGIONS[j % len(REGIONS)]
             d = 4 + 4 * abs(j - i) + 2 * (i % 3)
-            out.append(proj(f"{src}_E", f"{r}_E", 30, "ampa", '"0.25 nS"',
-                            f'{{distribution = "normal", mean = "{d} ms", std = "1 ms", low = "2 ms"}}'))
+            for tgt in (f"{r}_E", f"{r}_I"):
+                out.append(proj(f"{src}_E", tgt, 30, "ampa", '"0.25 nS"',
+                                f'{{distribution = "normal", mean = "{d} ms", std = "1 ms", low = "2 ms"}}'))
         for tgt in (f"{r}_E", f"{r}_I"):
             out.append(f'[[stimuli]]\ntype = "poisson"\npopulation = "{tgt}"\nrate = "{BG_RATE}"\nweight = "{BG_W}"\n')
     return "\n".join(out)

@@ -83,6 +83,7 @@ class RunResults:
 
 def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults | None:
     """Collect every rank's records on rank 0 (collective: all ranks call it). Others get None."""
+    sim.finish_exchange()
     gids, steps = sim.local_spikes()
     rows = np.array(sim._region_rows, dtype=np.int64).reshape(-1, 2, len(sim.spec.regions))
     states = []

@@ -102,7 +102,6 @@ class StateMonitor:
 
 @dataclass(frozen=True)
 class Monitors:
-    spikes: bool = True
     rate_bin: float = 5e-3
     region_interval: float = 1e-3
     state: tuple[StateMonitor, ...] = ()
@@ -114,6 +113,7 @@ class Simulation:
     duration: float = 1.0
     seed: int = 1
     weight_quantum: float = 1e-14   # siemens: 1e-5 nS
+    exchange: str = "blocking"      # spike exchange between ranks: "blocking" or "overlap"
 
 
 @dataclass(frozen=True)
@@ -306,8 +306,9 @@ def _read_simulation(r: _Reader) -> Simulation:
     duration = r.quantity("duration", "time", d.duration, positive=True)
     seed = r.int("seed", d.seed, minimum=0)
     wq = r.quantity("weight_quantum", "conductance", d.weight_quantum, positive=True)
+    exchange = r.str("exchange", d.exchange, choices=("blocking", "overlap"))
     r.done()
-    return Simulation(dt=dt, duration=duration, seed=seed, weight_quantum=wq)
+    return Simulation(dt=dt, duration=duration, seed=seed, weight_quantum=wq, exchange=exchange)
 
 
 def _read_params(r: _Reader) -> dict[str, float]:
@@ -428,7 +429,6 @@ def _read_stimulus(r: _Reader, by_name: dict[str, Population]) -> PoissonStimulu
 
 def _read_monitors(r: _Reader, by_name: dict[str, Population], sim: Simulation) -> Monitors:
     d = Monitors()
-    spikes = r.bool("spikes", d.spikes)
     rate_bin = r.quantity("rate_bin", "time", d.rate_bin, positive=True)
     region_interval = r.quantity("region_interval", "time", d.region_interval, positive=True)
     for key, val in (("rate_bin", rate_bin), ("region_interval", region_interval)):
@@ -452,7 +452,7 @@ def _read_monitors(r: _Reader, by_name: dict[str, Population], sim: Simulation) 
         s.done()
         states.append(StateMonitor(pop, tuple(idx), tuple(variables), interval))
     r.done()
-    return Monitors(spikes=spikes, rate_bin=rate_bin, region_interval=region_interval, state=tuple(states))
+    return Monitors(rate_bin=rate_bin, region_interval=region_interval, state=tuple(states))
 
 
 def _check_background_weights(source: str, stims) -> None:

@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 
 
-def run_dtb(args: list[str], ranks: int = 1, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_dtb(args: list[str], ranks: int = 1, timeout: float = 600, cwd: Path | None = None,
+            env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m dtb ARGS``; with ranks > 1 under the venv's mpiexec (as a user would)."""
-    env = dict(os.environ)
+    env = dict(os.environ, **(env_extra or {}))
     env.pop("DTB_UNDER_MPI", None)
     cmd = [sys.executable, "-m", "dtb", *args]
     if ranks > 1:

@@ -18,6 +18,18 @@ def runs(tmp_path_factory):
         p = run_dtb(["run", str(cfg), "--out", str(d / f"r{n}"), "--no-plots", "-q"], ranks=n)
         assert p.returncode == 0, p.stderr
         out[n] = d / f"r{n}" / "run.h5"
+    # a tiny exchange block: early windows overflow and take the second, blocking path (the block
+    # then grows)
+    p = run_dtb(["run", str(cfg), "--out", str(d / "overflow"), "--no-plots", "-q"], ranks=2,
+                env_extra={"DTB_EXCHANGE_BLOCK": "3"})
+    assert p.returncode == 0, p.stderr
+    out["overflow"] = d / "overflow" / "run.h5"
+    # overlapping (non-blocking) exchange
+    cfg2 = d / "overlap.toml"
+    cfg2.write_text(SMALL_NETWORK.replace('seed = 99', 'seed = 99\nexchange = "overlap"'))
+    p = run_dtb(["run", str(cfg2), "--out", str(d / "overlap"), "--no-plots", "-q"], ranks=3)
+    assert p.returncode == 0, p.stderr
+    out["overlap"] = d / "overlap" / "run.h5"
     return out
 
 
@@ -33,7 +45,7 @@ def test_network_is_active_and_crosses_ranks(runs):
         assert f["summary"].attrs["synapses_remote"] > 5000
 
 
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, "overflow", "overlap"])
 def test_spikes_bitwise_identical(runs, n):
     g1, t1 = read_spikes(runs[1])
     gn, tn = read_spikes(runs[n])

@@ -6,17 +6,22 @@ Build (each rank, for the gids it owns, never the whole network):
     a silent proxy group standing for the remote neurons that project here;
   * counter-based background noise and integer synaptic accumulators (see :mod:`dtb.models.lif`).
 
-Run: ``Simulation.run(duration)`` can be called repeatedly (no rebuild). Spikes cross ranks every
-``D`` steps, the minimum delay: at step k each rank allgathers the spikes its neurons emitted in
-[k-D, k). The proxy of a remote source s emitted at step e fires at step e + D (its threshold
-compares the step counter with the scheduled steps it was given), and remote synapses store
-their delay minus D, so the spike arrives at step e + delay, exactly when it would had the source
-been local. Only public Brian2 behaviour is used; tests/test_exchange.py pins the timing.
+Run: ``Simulation.run(duration)`` can be called repeatedly (no rebuild). Spikes cross ranks with
+a lag of ``D`` steps, the minimum delay of the projections that cross ranks: the proxy of a remote source that spiked at step e fires
+at step e + D (its threshold compares the step counter with the steps it was scheduled for), and
+remote synapses store their delay minus D, so the spike arrives at step e + delay, exactly when
+it would had the source been local. By default ranks exchange every D steps (an allgather of the spikes of the last D
+steps). With ``simulation.exchange = "overlap"`` they exchange every P = D/2 steps with a
+non-blocking allgather: the spikes of [k-P, k) are posted at step k and collected at step k + P,
+still in time (their proxies fire from k - P + D >= k + P on), which hides network latency and
+load fluctuations at the price of twice as many exchanges. Only public Brian2 behaviour is used; tests/test_exchange.py pins the
+timing.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -126,6 +131,8 @@ class Simulation:
         self.dt = spec.simulation.dt
         self.seed = spec.simulation.seed
         self.D = min((connect.delay_steps_lower_bound(p, self.dt) for p in spec.projections), default=1)
+        self.exchange_mode = spec.simulation.exchange
+        self._pending_exchange = None
         self.stats = BuildStats(n_local=self.n_local)
         self._tasks: list[tuple[int, int, Callable[[int], None]]] = []   # (order, period in steps, fn(step))
         self._step = 0
@@ -206,8 +213,8 @@ class Simulation:
         objects += self._build_synapses(b2, G)
         objects += self._build_stimuli(b2)
         objects += self._build_monitors(b2, G)
-        if self.size > 1:
-            self._schedule(self.D, self._exchange_op, order=-10)
+        if self.size > 1 and self.needs_exchange:
+            self._schedule(self.P, self._exchange_op, order=-10)
         # One Python operation on the default clock dispatches all periodic work: with a single
         # clock Brian2 takes its fast loop (one clock per period would cost a clock search per step).
         objects.append(b2.NetworkOperation(self._tick, when="start", order=-100, name="dtb_scheduler"))
@@ -228,14 +235,17 @@ class Simulation:
             inc = connect.draw_sources(pr, k, pops[pr.source], tgt, np.arange(lo, hi, dtype=np.int64), seed)
             drawn.append((k, pr, inc))
         remote = [inc.source[(inc.source < self.lo) | (inc.source >= self.hi)] for _, _, inc in drawn]
+        self._set_exchange_interval([k for (k, _, _), r in zip(drawn, remote) if len(r)])
         self.remote_gids = np.unique(np.concatenate(remote)) if remote else np.zeros(0, np.int64)
         self.stats.n_proxies = len(self.remote_gids)
         objects = []
         self.proxy = None
         if len(self.remote_gids):
             # a source emits at most one spike per refractory period, so K slots per window suffice
+            # scheduled, not yet fired spikes of one source span fewer than D steps, and a source
+            # fires at most once per refractory period: K slots per proxy suffice
             tref = min(int(np.rint(p.params["t_ref"] / dt)) for p in spec.populations)
-            self.proxy_slots = K = -(-self.D // max(tref, 1))
+            self.proxy_slots = K = -(-self.D // max(tref, 1)) + 1
             eqs = "\n".join(f"due{j} : integer" for j in range(K))
             cond = " or ".join(f"t_in_timesteps == due{j}" for j in range(K))
             self.proxy = b2.NeuronGroup(len(self.remote_gids), eqs, threshold=cond, reset="", name="dtb_proxies")
@@ -301,6 +311,27 @@ class Simulation:
         return objects
 
     # --------------------------------------------------------------- stimuli
+    def _set_exchange_interval(self, crossing_here: list[int]) -> None:
+        """D: the smallest delay of any projection with a synapse whose source is on another rank
+        (anywhere), in steps. Spikes need to cross ranks only that often; purely local
+        projections may be faster. P: the exchange period (D, or D/2 when overlapping)."""
+        crossing = np.zeros(len(self.spec.projections), dtype=np.int32)
+        crossing[crossing_here] = 1
+        if self.size > 1:
+            from mpi4py import MPI
+            self.comm.Allreduce(MPI.IN_PLACE, crossing, op=MPI.MAX)
+        bounds = [connect.delay_steps_lower_bound(p, self.dt) for k, p in enumerate(self.spec.projections) if crossing[k]]
+        if bounds:
+            self.D = min(bounds)
+        self.needs_exchange = bool(bounds)
+        overlap = self.exchange_mode == "overlap" and self.D >= 2
+        self.P = self.D // 2 if overlap else self.D
+        # block size of the exchange: room for 200 Hz on the largest rank
+        n_max = max(len(self.partition.owned(r)) for r in range(self.size))
+        self._capacity = 16 + int(np.ceil(n_max * self.P * self.dt * 200.0))
+        if os.environ.get("DTB_EXCHANGE_BLOCK"):      # tuning and tests: force a block size
+            self._capacity = max(int(os.environ["DTB_EXCHANGE_BLOCK"]), 2)
+
     def _population_slices(self, name: str) -> slice | None:
         p = self.spec.population(name)
         lo, hi = max(self.lo, p.first_gid), min(self.hi, p.first_gid + p.size)
@@ -394,8 +425,12 @@ class Simulation:
         return int(self._timestep[0])
 
     def _exchange_op(self, k: int) -> None:
-        if k > 0:
-            self._exchange(k)
+        if self.P == self.D:                 # blocking: post and collect at once
+            self._post_spikes(k)
+            self._collect_spikes(k)
+        else:                                # overlapping: collect what was posted at k - P
+            self._collect_spikes(k)
+            self._post_spikes(k)
 
     def _new_local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         """Spikes recorded since the last call: (gids, steps)."""
@@ -406,49 +441,82 @@ class Simulation:
         self._mon_pos = n
         return i.astype(np.int64) + self.lo, np.rint(t / self.dt).astype(np.int64)
 
-    def _exchange(self, k: int) -> None:
-        """Allgather the spikes emitted in [k-D, k); schedule each remote one's proxy at emission + D.
+    def _post_spikes(self, k: int) -> None:
+        """Start the allgather of the spikes emitted in [k - P, k).
 
-        A spike travels as one int64: gid * 2**16 + (step - (k - D)), the step inside the window."""
-        from mpi4py import MPI
-
+        Every rank sends a block of ``capacity`` int64: the count, then the spikes, each encoded
+        as gid * 2**16 + (step - (k - P)). Spikes beyond the block follow at collection time."""
         t0 = time.perf_counter()
         gids, steps = self._new_local_spikes()
-        send = (gids << 16) | (steps - (k - self.D))
-        counts = np.empty(self.size, dtype=np.int64)
-        self.comm.Allgather(np.array([len(send)], dtype=np.int64), counts)
-        recv = np.empty(int(counts.sum()), dtype=np.int64)
-        displs = np.zeros(self.size, dtype=np.int64)
-        np.cumsum(counts[:-1], out=displs[1:])
-        self.comm.Allgatherv(send, [recv, counts, displs, MPI.INT64_T])
-        self.exchanged_spikes += len(recv)
-        if self.proxy is None or not len(recv):
-            self.exchange_seconds += time.perf_counter() - t0
-            return
-        all_gids = recv >> 16
-        pos = np.searchsorted(self.remote_gids, all_gids)
-        np.minimum(pos, len(self.remote_gids) - 1, out=pos)
-        mine = self.remote_gids[pos] == all_gids
-        proxy, due = pos[mine], (recv[mine] & 0xFFFF) + k
-        if self.proxy_slots == 1:
-            slot_arr = self.proxy.variables["due0"].get_value()
-            slot_arr[proxy] = due
-            if not np.array_equal(slot_arr[proxy], due):
-                raise RuntimeError("a remote source fired twice within one exchange interval; "
-                                   "more than its refractory period allows")
-        else:
-            # the j-th spike of a proxy in this window goes to its slot j
-            order = np.lexsort((due, proxy))
-            proxy, due = proxy[order], due[order]
-            first = np.concatenate([[True], proxy[1:] != proxy[:-1]])
-            slot = np.arange(len(proxy)) - np.maximum.accumulate(np.where(first, np.arange(len(proxy)), 0))
-            if slot.max() >= self.proxy_slots:
-                raise RuntimeError(f"a remote source fired {slot.max() + 1} times within one exchange interval; "
-                                   f"more than its refractory period allows")
-            for j in range(self.proxy_slots):
-                sel = slot == j
-                self.proxy.variables[f"due{j}"].get_value()[proxy[sel]] = due[sel]
+        payload = (gids << 16) | (steps - (k - self.P))
+        cap = self._capacity
+        send = np.zeros(cap, dtype=np.int64)
+        send[0] = len(payload)
+        n = min(len(payload), cap - 1)
+        send[1:1 + n] = payload[:n]
+        recv = np.empty(cap * self.size, dtype=np.int64)
+        req = self.comm.Iallgather(send, recv)
+        self._pending_exchange = (req, recv, cap, payload[n:], k)
         self.exchange_seconds += time.perf_counter() - t0
+
+    def _collect_spikes(self, k: int) -> None:
+        """Finish the pending allgather and schedule the proxies of the remote spikes in it."""
+        from mpi4py import MPI
+
+        if self._pending_exchange is None:
+            return
+        t0 = time.perf_counter()
+        req, recv, cap, rest, k_post = self._pending_exchange
+        self._pending_exchange = None
+        req.Wait()
+        blocks = recv.reshape(self.size, cap)
+        counts = blocks[:, 0].copy()
+        parts = [blocks[r, 1:1 + min(int(c), cap - 1)] for r, c in enumerate(counts)]
+        overflow = np.maximum(counts - (cap - 1), 0)
+        if overflow.any():
+            # rare: more spikes than the block holds; the rest travels now (all ranks see the same
+            # counts, so all take this branch), and the block grows for the next windows
+            extra = np.empty(int(overflow.sum()), dtype=np.int64)
+            displs = np.zeros(self.size, dtype=np.int64)
+            np.cumsum(overflow[:-1], out=displs[1:])
+            self.comm.Allgatherv(np.ascontiguousarray(rest), [extra, overflow, displs, MPI.INT64_T])
+            parts += [extra]
+            self._capacity = int(2 * counts.max() + 1)
+        packed = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        self.exchanged_spikes += len(packed)
+        if self.proxy is not None and len(packed):
+            self._schedule_proxies(packed >> 16, (packed & 0xFFFF) + (k_post - self.P) + self.D, k)
+        self.exchange_seconds += time.perf_counter() - t0
+
+    def _schedule_proxies(self, gids: np.ndarray, due: np.ndarray, k: int) -> None:
+        """Make the proxies of remote ``gids`` fire at steps ``due`` (all >= the current step k)."""
+        pos = np.searchsorted(self.remote_gids, gids)
+        np.minimum(pos, len(self.remote_gids) - 1, out=pos)
+        mine = self.remote_gids[pos] == gids
+        proxy, due = pos[mine], due[mine]
+        if not len(proxy):
+            return
+        if due.min() < k:
+            raise RuntimeError(f"spike exchange too late at step {k}: a spike was due at step {due.min()}")
+        # each spike takes a free slot of its proxy (free: its spike already fired); two spikes of
+        # one proxy in one batch collide on the same slot, and the loser moves on to the next slot
+        todo = np.arange(len(proxy))
+        for j in range(self.proxy_slots):
+            arr = self.proxy.variables[f"due{j}"].get_value()
+            free = arr[proxy[todo]] < k
+            take = todo[free]
+            arr[proxy[take]] = due[take]
+            won = arr[proxy[take]] == due[take]
+            todo = np.concatenate([todo[~free], take[~won]])
+            if not len(todo):
+                return
+        raise RuntimeError("a remote source has more pending spikes than its refractory period allows")
+
+    def finish_exchange(self) -> None:
+        """Complete the pending non-blocking exchange (collective: every rank calls it, e.g. before
+        gathering results or exiting). Its spikes stay queued for the next run() chunk."""
+        if self._pending_exchange is not None:
+            self._pending_exchange[0].Wait()
 
     # ------------------------------------------------------------------ run
     def _schedule(self, period_steps: int, fn: Callable[[int], None], order: int = 0) -> None:
