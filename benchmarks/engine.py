@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REGIONS = ["R0", "R1", "R2", "R3", "R4"]
 N_E, N_I = 3200, 800
-BG_RATE, BG_W = "3750 Hz", "1.2 nS"
+BG_RATE, BG_W = "3850 Hz", "1.2 nS"
 
 
 def reference_config(duration: float) -> str:

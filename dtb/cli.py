@@ -125,6 +125,9 @@ def _run_here(args) -> int:
         raise DtbError(f"--ranks {args.ranks} asked, but the launcher started {size} rank(s)")
     spec = load_spec(args.config, overrides={"duration": args.duration, "seed": args.seed})
     out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    problem = comm.bcast(_check_writable(out) if rank == 0 else None, root=0)
+    if problem:
+        raise DtbError(problem)
     try:
         return _simulate(spec, out, comm, args)
     except DtbError:
@@ -135,6 +138,18 @@ def _run_here(args) -> int:
             sys.stderr.flush()
             comm.Abort(1)
         raise
+
+
+def _check_writable(out: Path) -> str | None:
+    """None if results can be written into ``out`` (created if needed), else the reason."""
+    import tempfile
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".dtb-write-test-"):
+            pass
+    except OSError as e:
+        return f"cannot write results to {out}: {e.strerror or e}"
+    return None
 
 
 def _simulate(spec, out: Path, comm, args) -> int:
@@ -149,8 +164,11 @@ def _simulate(spec, out: Path, comm, args) -> int:
     comm.Barrier()
     build_s = time.perf_counter() - t0
     n_syn = sim.n_synapses_total()
-    log.info("built %d synapses in %.1f s; spikes cross ranks every %g ms (the minimum delay)",
-             n_syn, build_s, sim.D * sim.dt * 1e3)
+    if size > 1:
+        log.info("built %d synapses in %.1f s; spikes cross ranks every %g ms (the smallest delay of a "
+                 "projection between ranks)", n_syn, build_s, sim.P * sim.dt * 1e3)
+    else:
+        log.info("built %d synapses in %.1f s", n_syn, build_s)
     t1 = time.perf_counter()
     sim.run(spec.simulation.duration, progress=not args.no_progress and sys.stderr.isatty())
     comm.Barrier()
@@ -160,8 +178,11 @@ def _simulate(spec, out: Path, comm, args) -> int:
                                "exchange_s_rank0": sim.exchange_seconds})
     if rank != 0:
         return 0
-    out.mkdir(parents=True, exist_ok=True)
-    path = write_results(res, out / "run.h5")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path = write_results(res, out / "run.h5")
+    except OSError as e:
+        raise DtbError(f"cannot write results to {out}: {e.strerror or e}") from None
     rates = res.mean_rates()
     summary = dict(res.summary, mean_rate_hz=rates, duration_s=spec.simulation.duration,
                    seed=spec.simulation.seed, output=str(path))

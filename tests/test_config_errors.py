@@ -117,3 +117,12 @@ def test_cli_rejects_bad_duration(tmp_path):
     path.write_text(BASE)
     p = run_dtb(["run", str(path), "--duration", "10 mV"])
     assert p.returncode == 2 and "Traceback" not in p.stderr and "time" in p.stderr
+
+
+def test_cli_reports_unwritable_output(tmp_path):
+    path = tmp_path / "ok.toml"
+    path.write_text(BASE)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    p = run_dtb(["run", str(path), "--out", str(blocker / "out")])
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "cannot write results" in p.stderr

@@ -85,3 +85,52 @@ def test_conductance_input_matches_independent_ode_solution():
     assert peak > 5e-4
     assert err1 < 0.03 * peak
     assert 0.4 < err2 / err1 < 0.6
+
+
+def _network_spec(seed=4):
+    return spec_from_dict({
+        "simulation": {"dt": "0.1 ms", "duration": "100 ms", "seed": seed},
+        "populations": [{"name": "E", "size": 200, "kind": "excitatory"},
+                        {"name": "I", "size": 50, "kind": "inhibitory"}],
+        "projections": [
+            {"source": "E", "target": "E", "rule": "fixed_indegree", "indegree": 20, "receptor": "ampa",
+             "weight": "0.5 nS", "delay": "1.5 ms"},
+            {"source": "E", "target": "I", "rule": "fixed_indegree", "indegree": 20, "receptor": "ampa",
+             "weight": "0.5 nS", "delay": "1 ms"},
+            {"source": "I", "target": "E", "rule": "fixed_indegree", "indegree": 10, "receptor": "gabaa",
+             "weight": "3 nS", "delay": "1 ms"}],
+        "stimuli": [{"type": "poisson", "population": "E", "rate": "3700 Hz", "weight": "1.2 nS"},
+                    {"type": "poisson", "population": "I", "rate": "3500 Hz", "weight": "1.2 nS"}],
+    })
+
+
+def test_run_in_chunks_equals_one_run():
+    """run() can be called repeatedly (one fMRI TR at a time) with the same result as one call."""
+    a = Simulation(_network_spec())
+    a.run(0.1)
+    b = Simulation(_network_spec())
+    for _ in range(4):
+        b.run(0.025)
+    ga, sa = a.local_spikes()
+    gb, sb = b.local_spikes()
+    assert len(ga) > 100
+    np.testing.assert_array_equal(ga, gb)
+    np.testing.assert_array_equal(sa, sb)
+    np.testing.assert_array_equal(np.array(a._region_rows), np.array(b._region_rows))
+
+
+def test_conductance_scales_change_the_dynamics():
+    """Per-neuron conductance scales (what the data assimilation sets) act from the next step."""
+    base = Simulation(_network_spec(), per_neuron_scales=True)
+    base.run(0.05)
+    scaled = Simulation(_network_spec(), per_neuron_scales=True)
+    scaled.run(0.05)
+    state = scaled.neuron_state()
+    np.testing.assert_array_equal(state["v"], base.neuron_state()["v"])
+    scaled.set_conductance_scale("gabaa", state["gid"], np.full(len(state["gid"]), 3.0))
+    base.run(0.05)
+    scaled.run(0.05)
+    n_base, n_scaled = len(base.local_spikes()[0]), len(scaled.local_spikes()[0])
+    assert n_scaled < n_base          # three times the inhibition: fewer spikes
+    with pytest.raises(RuntimeError, match="per_neuron_scales"):
+        Simulation(_network_spec()).set_conductance_scale("ampa", np.arange(3), np.ones(3))

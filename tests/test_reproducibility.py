@@ -63,3 +63,43 @@ def test_regional_activity_identical(runs, n):
             np.testing.assert_array_equal(x, y)
         exc, inh = a["regions/I_exc"][()], a["regions/I_inh"][()]
         assert np.all(exc > 0) and np.all(inh <= 0) and inh[50:].mean() < -10  # pA
+
+
+ONE_POPULATION = """
+[simulation]
+duration = "150 ms"
+seed = 5
+
+[[populations]]
+name = "P"
+size = 300
+kind = "excitatory"
+
+[[projections]]
+source = "P"
+target = "P"
+rule = "fixed_probability"
+probability = 0.05
+receptor = "ampa"
+weight = "0.4 nS"
+delay = {distribution = "uniform", low = "0.5 ms", high = "2.5 ms"}
+
+[[stimuli]]
+type = "poisson"
+population = "P"
+rate = "3800 Hz"
+weight = "1.2 nS"
+"""
+
+
+def test_more_ranks_than_populations(tmp_path):
+    cfg = tmp_path / "one.toml"
+    cfg.write_text(ONE_POPULATION)
+    spikes = {}
+    for n in (1, 3):
+        p = run_dtb(["run", str(cfg), "--out", str(tmp_path / f"r{n}"), "--no-plots", "-q"], ranks=n)
+        assert p.returncode == 0, p.stderr
+        spikes[n] = read_spikes(tmp_path / f"r{n}" / "run.h5")
+    assert len(spikes[1][0]) > 200
+    np.testing.assert_array_equal(spikes[1][0], spikes[3][0])
+    np.testing.assert_array_equal(spikes[1][1], spikes[3][1])

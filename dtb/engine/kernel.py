@@ -578,6 +578,49 @@ class Simulation:
                 self._region_rows.append(self._take_region_charge())
                 self._region_taken_at = self.current_step()
 
+    # ---------------------------------------------------------------- state
+    #: per-neuron state variables that neuron_state() returns and set_neuron_state() accepts
+    STATE_VARIABLES = ("v", "lastspike", "not_refractory") + tuple(f"g_{r}" for r in RECEPTORS)
+
+    def neuron_state(self) -> dict[str, np.ndarray]:
+        """This rank's neuron state keyed by global id: ``{"gid": ..., "v": ..., "g_ampa": ...}`` (SI).
+
+        Synaptic events already delivered but not yet folded in (one step's worth) are included
+        in the conductances. Spikes still travelling in delay queues are not part of it (the
+        cluster issue's checkpoints add them)."""
+        G = self.group
+        out = {"gid": self.local_gids.copy()}
+        for name in self.STATE_VARIABLES:
+            out[name] = np.array(G.variables[name].get_value(), copy=True)
+        n_slots = len(self.synaptic_receptors)
+        for k, r in enumerate(self.synaptic_receptors):
+            acc = self.inputs.variables["acc"].get_value()[k::n_slots]
+            scale = G.variables[f"scale_{r}"].get_value()
+            out[f"g_{r}"] = out[f"g_{r}"] + acc * self.spec.simulation.weight_quantum * scale
+        return out
+
+    def set_neuron_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load neuron state (as from :meth:`neuron_state`, possibly gathered from another rank
+        count): entries whose gid this rank owns are applied, the others ignored."""
+        gids = np.asarray(state["gid"], dtype=np.int64)
+        mine = (gids >= self.lo) & (gids < self.hi)
+        idx = gids[mine] - self.lo
+        for name in self.STATE_VARIABLES:
+            if name in state:
+                self.group.variables[name].get_value()[idx] = np.asarray(state[name])[mine]
+        n_slots = len(self.synaptic_receptors)
+        for k in range(n_slots):
+            self.inputs.variables["acc"].get_value()[n_slots * idx + k] = 0
+
+    def set_conductance_scale(self, receptor: str, gids: np.ndarray, scale: np.ndarray) -> None:
+        """Set the per-neuron conductance scale of ``receptor`` for the owned ``gids`` (needs
+        ``per_neuron_scales=True``); takes effect from the next step."""
+        if not self.per_neuron_scales:
+            raise RuntimeError("build the Simulation with per_neuron_scales=True to set scales per neuron")
+        gids = np.asarray(gids, dtype=np.int64)
+        mine = (gids >= self.lo) & (gids < self.hi)
+        self.group.variables[f"scale_{receptor}"].get_value()[gids[mine] - self.lo] = np.asarray(scale)[mine]
+
     # ------------------------------------------------------------- results
     def local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         """All spikes of this rank so far: (gids, steps)."""
