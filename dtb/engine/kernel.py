@@ -100,6 +100,31 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class SpikeBuffer:
+    """Growable record of (local index, step) pairs, appended once per step."""
+
+    def __init__(self, capacity: int = 4096):
+        self._idx = np.empty(capacity, dtype=np.int32)
+        self._step = np.empty(capacity, dtype=np.int64)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, idx: np.ndarray, step: int) -> None:
+        n, m = self._n, len(idx)
+        if n + m > len(self._idx):
+            cap = max(2 * len(self._idx), n + m)
+            self._idx = np.resize(self._idx, cap)
+            self._step = np.resize(self._step, cap)
+        self._idx[n:n + m] = idx
+        self._step[n:n + m] = step
+        self._n = n + m
+
+    def since(self, start: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._idx[start:self._n].copy(), self._step[start:self._n].copy()
+
+
 class Simulation:
     """A rank's share of a network, ready to run in chunks.
 
@@ -140,7 +165,6 @@ class Simulation:
         self.exchange_seconds = 0.0
         self.exchanged_spikes = 0
         self._region_rows: list[np.ndarray] = []
-        self._region_taken_at = 0
         self._progress = None
         self._build()
         self.stats.build_seconds = time.perf_counter() - t0
@@ -217,7 +241,9 @@ class Simulation:
             self._schedule(self.P, self._exchange_op, order=-10)
         # One Python operation on the default clock dispatches all periodic work: with a single
         # clock Brian2 takes its fast loop (one clock per period would cost a clock search per step).
-        objects.append(b2.NetworkOperation(self._tick, when="start", order=-100, name="dtb_scheduler"))
+        # It runs in the last slot of each step, so a task "at the start of step k" sees the state
+        # after step k - 1 and the thresholder's output of step k - 1 (cleared when a run ends).
+        objects.append(b2.NetworkOperation(self._tick, when="end", order=100, name="dtb_scheduler"))
         self.net = b2.Network(*objects)
         self._b2 = b2
 
@@ -379,8 +405,12 @@ class Simulation:
     # -------------------------------------------------------------- monitors
     def _build_monitors(self, b2, G) -> list:
         mon = self.spec.monitors
-        self.spike_monitor = b2.SpikeMonitor(G, record=True, name="dtb_spikes")
-        objects = [self.spike_monitor]
+        # spikes are read from the thresholder's output by the scheduler, once per step (cheaper
+        # than a SpikeMonitor, whose dynamic arrays are resized from Python every step)
+        self._spikespace = G.variables["_spikespace"].get_value()
+        self.spikes = SpikeBuffer()
+        self._schedule(1, self._read_spikes, order=-1000)
+        objects = []
         # regional synaptic activity: fixed-point charge sums, sampled every region_interval
         self._region_every = max(int(np.rint(mon.region_interval / self.dt)), 1)
         order = np.argsort(self.local_region, kind="stable")
@@ -404,10 +434,7 @@ class Simulation:
         return objects
 
     def _sample_regions(self, step: int) -> None:
-        if step == self._region_taken_at:
-            return  # step 0, or already sampled when the previous run() chunk ended here
         self._region_rows.append(self._take_region_charge())
-        self._region_taken_at = step
 
     def _take_region_charge(self) -> np.ndarray:
         """Per local region: integer sums of excitatory and inhibitory charge since the last sample."""
@@ -432,14 +459,17 @@ class Simulation:
             self._collect_spikes(k)
             self._post_spikes(k)
 
+    def _read_spikes(self, k: int) -> None:
+        """Before step k the thresholder's output holds the spikes of step k - 1."""
+        n = self._spikespace[-1]
+        if n:
+            self.spikes.append(self._spikespace[:n], k - 1)
+
     def _new_local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         """Spikes recorded since the last call: (gids, steps)."""
-        mon = self.spike_monitor
-        n = int(mon.variables["N"].get_value()[0])
-        i = mon.variables["i"].get_value()[self._mon_pos:n]
-        t = mon.variables["t"].get_value()[self._mon_pos:n]
-        self._mon_pos = n
-        return i.astype(np.int64) + self.lo, np.rint(t / self.dt).astype(np.int64)
+        i, steps = self.spikes.since(self._mon_pos)
+        self._mon_pos = len(self.spikes)
+        return i.astype(np.int64) + self.lo, steps
 
     def _post_spikes(self, k: int) -> None:
         """Start the allgather of the spikes emitted in [k - P, k).
@@ -527,7 +557,7 @@ class Simulation:
         self._tasks = [task for task in self._tasks if task[2] is not fn]
 
     def _tick(self) -> None:
-        k = int(self._timestep[0])
+        k = int(self._timestep[0]) + 1        # the step about to begin
         for _, period, fn in self._tasks:
             if k % period == 0:
                 fn(k)
@@ -572,11 +602,6 @@ class Simulation:
                 self._unschedule(_progress)
                 bar.n = bar.total
                 bar.close()
-        if self.current_step() % self._region_every == 0:
-            # the sample due at the final step falls outside this run() chunk: take it now
-            if self.current_step() != self._region_taken_at:
-                self._region_rows.append(self._take_region_charge())
-                self._region_taken_at = self.current_step()
 
     # ---------------------------------------------------------------- state
     #: per-neuron state variables that neuron_state() returns and set_neuron_state() accepts
@@ -624,11 +649,8 @@ class Simulation:
     # ------------------------------------------------------------- results
     def local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         """All spikes of this rank so far: (gids, steps)."""
-        mon = self.spike_monitor
-        n = int(mon.variables["N"].get_value()[0])
-        i = mon.variables["i"].get_value()[:n].astype(np.int64) + self.lo
-        t = np.rint(mon.variables["t"].get_value()[:n] / self.dt).astype(np.int64)
-        return i, t
+        i, steps = self.spikes.since(0)
+        return i.astype(np.int64) + self.lo, steps
 
     def n_synapses_total(self) -> int:
         return int(self.comm.allreduce(self.stats.n_synapses_local + self.stats.n_synapses_remote))
