@@ -49,6 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
     run.set_defaults(func=cmd_run)
 
+    bold = sub.add_parser("bold", help="compute BOLD from a recorded run",
+                          description="Compute the BOLD signal of every region from the regional activity "
+                                      "recorded in RUN (run.h5) with the balloon-Windkessel model; writes /bold "
+                                      "into RUN, bold.png beside it and, with --atlas and --labels, a 4D NIfTI.")
+    bold.add_argument("run", help="run file (run.h5) written by dtb run")
+    bold.add_argument("--tr", type=_time_arg, default=None, help="scanner TR, e.g. '2 s' (default: the run's "
+                      "[bold] tr, else 2 s)")
+    bold.add_argument("--preset", default=None, help="balloon parameters: stephan2007, friston2000 or dtb "
+                      "(default: the run's [bold] preset, else dtb)")
+    bold.add_argument("--drive", choices=("rate", "synaptic"), default=None, help="neural drive (default: rate)")
+    bold.add_argument("--atlas", default=None, help="label volume (NIfTI) to paint the signal into")
+    bold.add_argument("--labels", default=None, help="table of region names and label values for --atlas")
+    bold.add_argument("--out", "-o", default=None, help="folder for bold.png and bold.nii.gz (default: beside RUN)")
+    bold.set_defaults(func=cmd_bold)
+
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and the "
                                        "partition over --ranks ranks, without simulating.")
@@ -192,12 +207,73 @@ def _simulate(spec, out: Path, comm, args) -> int:
     if not args.no_plots:
         plots.raster_and_rates(res, out / "raster.png")
         plots.region_activity(res, out / "regions.png")
+    if res.bold is not None:
+        _bold_outputs(res.bold, spec.regions, spec.bold, out, plots=not args.no_plots)
     print(f"dtb run: {spec.n_neurons} neurons, {n_syn} synapses, {len(res.spike_gids)} spikes in "
           f"{spec.simulation.duration:g} s biological time on {size} rank(s)")
     print(f"  wall time {wall:.2f} s (build {build_s:.2f} s), real-time factor {wall / spec.simulation.duration:.2f}")
     for name, r in rates.items():
         print(f"  {name:<20} {r:7.2f} Hz")
     print(f"  results: {path}" + ("" if args.no_plots else f", {out / 'raster.png'}, {out / 'regions.png'}"))
+    return 0
+
+
+def _bold_outputs(signal, regions, settings, out: Path, plots: bool = True) -> None:
+    from dtb.bold import paint_regions, plot_bold, read_label_table, save_nifti
+    if plots:
+        plot_bold(signal, regions, settings.tr, out / "bold.png")
+    if settings.atlas:
+        import nibabel as nib
+        try:
+            img = nib.load(settings.atlas)
+        except Exception as e:   # nibabel raises several types for unreadable files
+            raise DtbError(f"{settings.atlas}: cannot read as NIfTI: {e}") from None
+        table = read_label_table(settings.labels)
+        save_nifti(paint_regions(img, table, regions, signal, settings.tr, source=settings.atlas), out / "bold.nii.gz")
+
+
+def cmd_bold(args) -> int:
+    import dataclasses
+    import h5py
+    import numpy as np
+    from dtb.bold import BoldSettings, add_bold_to_run, bold_from_activity
+    from dtb.models.balloon import PRESETS
+
+    _setup_logging(0, False)
+    path = Path(args.run)
+    try:
+        with h5py.File(path, "r") as f:
+            regions = [r.decode() if isinstance(r, bytes) else r for r in f["network/regions"][()]]
+            interval = float(f["regions"].attrs["interval_ms"]) / 1e3
+            rate = f["regions/rate"][()]
+            i_exc = f["regions/I_exc"][()]
+            stored = dict(f["bold"].attrs) if "bold" in f else {}
+    except FileNotFoundError:
+        raise DtbError(f"{path}: file not found") from None
+    except (OSError, KeyError) as e:
+        raise DtbError(f"{path}: not a dtb run file with regional activity ({e})") from None
+    settings = BoldSettings()
+    if stored:
+        settings = dataclasses.replace(settings, tr=float(stored["tr_s"]), preset=str(stored["preset"]),
+                                       drive=str(stored["drive"]))
+    if args.preset is not None and args.preset not in PRESETS:
+        raise DtbError(f"--preset {args.preset!r} is not one of: {', '.join(PRESETS)}")
+    settings = dataclasses.replace(settings, **{k: v for k, v in (("tr", args.tr), ("preset", args.preset),
+                                                                  ("drive", args.drive)) if v is not None})
+    if (args.atlas is None) != (args.labels is None):
+        raise DtbError("--atlas and --labels go together")
+    if args.atlas:
+        settings = dataclasses.replace(settings, atlas=args.atlas, labels=args.labels)
+    signal, state = bold_from_activity(rate, i_exc, interval, settings)
+    if len(signal) == 0:
+        raise DtbError(f"{path}: the run ({len(rate) * interval:g} s) is shorter than one TR ({settings.tr:g} s)")
+    out = Path(args.out) if args.out else path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    _bold_outputs(signal, regions, settings, out)
+    add_bold_to_run(path, signal, settings, state)
+    print(f"dtb bold: {signal.shape[1]} regions x {len(signal)} TRs (TR {settings.tr:g} s, preset {settings.preset}, "
+          f"drive {settings.drive}) -> {path}:/bold, {out / 'bold.png'}"
+          + (f", {out / 'bold.nii.gz'}" if settings.atlas else ""))
     return 0
 
 

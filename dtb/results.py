@@ -11,7 +11,10 @@ HDF5 layout (one file per run, ``run.h5``; times in ms, currents in pA, rates in
     /rates                    (n_bins x n_populations) Hz; attrs bin_ms, columns
     /regions/I_exc, I_inh     (n_samples x n_regions) mean excitatory (AMPA+NMDA) / inhibitory
                               (GABAa+GABAb) synaptic current per neuron over each interval, pA;
-                              attrs interval_ms; /regions/t_ms holds each interval's end
+    /regions/rate             (n_samples x n_regions) firing rate per neuron over each interval, Hz;
+                              attrs interval_ms; /regions/t_ms holds each interval's end,
+                              /regions/sizes the neurons per region
+    /bold                     (when [bold] is configured) signal (n_TR x n_regions), t_s, attrs
     /state/<k>/               recorded variables: gids, t_ms, and one (n_times x n_neurons) array
                               per variable, SI units (attr units)
     /summary                  attrs: neurons, synapses, spikes, wall_s, build_s, realtime_factor, ...
@@ -49,9 +52,12 @@ class RunResults:
     spike_steps: np.ndarray               # int64
     region_exc: np.ndarray                # (n_samples, n_regions) pA
     region_inh: np.ndarray
+    region_rate: np.ndarray               # (n_samples, n_regions) Hz per neuron
     region_interval: float                # s
     states: list = field(default_factory=list)   # (name, gids, t (s), {var: array})
     summary: dict = field(default_factory=dict)
+    bold: np.ndarray | None = None        # (n_TR, n_regions), when [bold] is configured
+    bold_state: object = None             # the balloon model's final state
 
     @property
     def spike_times(self) -> np.ndarray:
@@ -85,7 +91,7 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
     """Collect every rank's records on rank 0 (collective: all ranks call it). Others get None."""
     sim.finish_exchange()
     gids, steps = sim.local_spikes()
-    rows = np.array(sim._region_rows, dtype=np.int64).reshape(-1, 2, len(sim.spec.regions))
+    rows = np.array(sim._region_rows, dtype=np.int64).reshape(-1, 3, len(sim.spec.regions))
     states = []
     for sm, mine, mon in sim.state_monitors:
         if mon is None:
@@ -123,9 +129,13 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
             "synapse_bytes_per_rank": [p[4].rss_after_first_step - p[4].rss_before_synapses for p in pieces],
             "synapses_per_rank": [p[4].n_synapses_local + p[4].n_synapses_remote for p in pieces]}
     summ.update(summary or {})
-    return RunResults(spec=spec, n_ranks=sim.size, duration=sim.t, spike_gids=all_g[order],
+    bold = sim.bold.bold if sim.bold is not None else None
+    bold_state = sim.bold.integrator.state if sim.bold is not None else None
+    return RunResults(bold=bold, bold_state=bold_state, spec=spec, n_ranks=sim.size, duration=sim.t, spike_gids=all_g[order],
                       spike_steps=all_s[order], region_exc=total_rows[:, 0, :] * to_pA,
-                      region_inh=total_rows[:, 1, :] * to_pA, region_interval=interval, states=state_out,
+                      region_inh=total_rows[:, 1, :] * to_pA,
+                      region_rate=total_rows[:, 2, :] / region_sizes / interval, region_interval=interval,
+                      states=state_out,
                       summary=summ)
 
 
@@ -187,9 +197,12 @@ def write_results(res: RunResults, path: str | Path) -> Path:
             reg.attrs["interval_ms"] = res.region_interval * 1e3
             n = len(res.region_exc)
             reg.create_dataset("t_ms", data=np.arange(1, n + 1) * res.region_interval * 1e3)
-            for name, arr in (("I_exc", res.region_exc), ("I_inh", res.region_inh)):
+            for name, arr, unit in (("I_exc", res.region_exc, "pA"), ("I_inh", res.region_inh, "pA"),
+                                    ("rate", res.region_rate, "Hz")):
                 d = reg.create_dataset(name, data=arr)
-                d.attrs["units"] = "pA"
+                d.attrs["units"] = unit
+            reg.create_dataset("sizes", data=np.array([sum(p.size for p in spec.populations if p.region == r)
+                                                       for r in spec.regions]))
             st = f.create_group("state")
             for name, gids, t, data in res.states:
                 g = st.create_group(name)
@@ -197,6 +210,9 @@ def write_results(res: RunResults, path: str | Path) -> Path:
                 g.create_dataset("t_ms", data=np.asarray(t) * 1e3)
                 for var, arr in data.items():
                     g.create_dataset(var, data=arr)
+            if res.bold is not None:
+                from dtb.bold import write_bold_group
+                write_bold_group(f, res.bold, spec.bold, res.bold_state)
             summ = f.create_group("summary")
             for k, v in res.summary.items():
                 summ.attrs[k] = v

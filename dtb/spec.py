@@ -123,6 +123,7 @@ class NetworkSpec:
     projections: tuple[Projection, ...] = ()
     stimuli: tuple[PoissonStimulus | CurrentStep, ...] = ()
     monitors: Monitors = Monitors()
+    bold: "BoldSettings | None" = None
     source: str = "<dict>"
     text: str = ""
 
@@ -294,10 +295,11 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     stims = tuple(_read_stimulus(top.sub(f"stimuli[{i}]", raw), by_name)
                   for i, raw in enumerate(top.list("stimuli", [])))
     monitors = _read_monitors(top.sub("monitors", top.raw("monitors", {})), by_name, sim)
+    bold = _read_bold(top.sub("bold", top.raw("bold")), sim, monitors, source) if top.has("bold") else None
     top.done()
     _check_background_weights(source, stims)
     return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
-                       monitors=monitors, source=source, text=text)
+                       monitors=monitors, bold=bold, source=source, text=text)
 
 
 def _read_simulation(r: _Reader) -> Simulation:
@@ -453,6 +455,35 @@ def _read_monitors(r: _Reader, by_name: dict[str, Population], sim: Simulation) 
         states.append(StateMonitor(pop, tuple(idx), tuple(variables), interval))
     r.done()
     return Monitors(rate_bin=rate_bin, region_interval=region_interval, state=tuple(states))
+
+
+def _read_bold(r: _Reader, sim: Simulation, monitors: Monitors, source: str):
+    """[bold]: BOLD computed while the network runs (see dtb.bold)."""
+    from dtb.bold import DRIVES, BoldSettings, check_tr
+    from dtb.errors import DtbError
+    from dtb.models.balloon import PRESETS
+
+    d = BoldSettings()
+    tr = r.quantity("tr", "time", d.tr, positive=True)
+    try:
+        check_tr(tr, sim.dt, monitors.region_interval)
+    except DtbError as e:
+        raise r.error("tr", str(e)) from None
+    preset = r.str("preset", d.preset, choices=tuple(PRESETS))
+    drive = r.str("drive", d.drive, choices=DRIVES)
+    ref = r.quantity("reference_current", "current", d.reference_current, positive=True)
+    base = Path(source).parent if source != "<dict>" else Path(".")
+    atlas = r.str("atlas", None) if r.has("atlas") else None
+    labels = r.str("labels", None) if r.has("labels") else None
+    if (atlas is None) != (labels is None):
+        raise r.error("labels" if atlas else "atlas", "atlas and labels go together: the label volume and the table "
+                      "naming its regions")
+    for key, val in (("atlas", atlas), ("labels", labels)):
+        if val is not None and not (base / val).is_file():
+            raise r.error(key, f"file not found: {base / val}")
+    r.done()
+    return BoldSettings(tr=tr, preset=preset, drive=drive, reference_current=ref,
+                        atlas=str(base / atlas) if atlas else None, labels=str(base / labels) if labels else None)
 
 
 def _check_background_weights(source: str, stims) -> None:

@@ -165,6 +165,7 @@ class Simulation:
         self.exchange_seconds = 0.0
         self.exchanged_spikes = 0
         self._region_rows: list[np.ndarray] = []
+        self._region_spike_pos = 0
         self._progress = None
         self._build()
         self.stats.build_seconds = time.perf_counter() - t0
@@ -246,6 +247,10 @@ class Simulation:
         objects.append(b2.NetworkOperation(self._tick, when="end", order=100, name="dtb_scheduler"))
         self.net = b2.Network(*objects)
         self._b2 = b2
+        self.bold = None
+        if spec.bold is not None:
+            from dtb.bold import BoldRecorder
+            self.bold = BoldRecorder(self, spec.bold)
 
     def _build_synapses(self, b2, G) -> list:
         spec = self.spec
@@ -436,14 +441,21 @@ class Simulation:
     def _sample_regions(self, step: int) -> None:
         self._region_rows.append(self._take_region_charge())
 
+    #: channels of a regional sample row
+    REGION_CHANNELS = ("Q_exc", "Q_inh", "spikes")
+
     def _take_region_charge(self) -> np.ndarray:
-        """Per local region: integer sums of excitatory and inhibitory charge since the last sample."""
-        row = np.zeros((2, len(self.spec.regions)), dtype=np.int64)
+        """Per region (rows of local sums, int64): excitatory and inhibitory charge in units of
+        CHARGE_QUANTUM and the number of spikes, since the last sample."""
+        row = np.zeros((3, len(self.spec.regions)), dtype=np.int64)
         for c, name in enumerate(("Q_exc", "Q_inh")):
             var = self.group.variables[name]
             q = np.rint(var.get_value()[self._region_order] / CHARGE_QUANTUM).astype(np.int64)
             row[c, self._region_ids] = np.add.reduceat(q, self._region_starts)
             var.get_value()[:] = 0.0
+        idx, _ = self.spikes.since(self._region_spike_pos)
+        self._region_spike_pos = len(self.spikes)
+        row[2] = np.bincount(self.local_region[idx], minlength=len(self.spec.regions))
         return row
 
     # ------------------------------------------------------------ exchange

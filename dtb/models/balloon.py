@@ -19,9 +19,9 @@ BOLD coefficients:
   * ``"classic"`` (Friston 2000; Buxton et al. 1998): k1 = 7 E0, k2 = 2, k3 = 2 E0 - 0.2.
 
 Integration: explicit Euler on (s, ln f, ln v, ln q). The logarithms keep f, v and q positive
-under any input (Stephan et al. 2008 integrate the same transformed states), so strong drive
-cannot make the state meaningless; the step is the engine's regional sampling interval (1 ms by
-default). Everything here is a pure function of arrays, usable without a network.
+(Stephan et al. 2008 integrate the same transformed states); under extreme drive f can still
+reach zero in finite time, so the logarithms are bounded to +-LOG_BOUND and every state stays
+finite. The step is the engine's regional sampling interval (1 ms by default). Everything here is a pure function of arrays, usable without a network.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_R0 = {1.5: 25.0, 3.0: 110.0}      # 1/s: slope of the intravascular relaxation rate (Stephan 2007; Uludag 2009)
+_R0 = {1.5: 25.0, 3.0: 110.0}
+#: ln f, ln v and ln q are kept in [-LOG_BOUND, LOG_BOUND] (f between 1e-9 and 1e9 of rest)
+LOG_BOUND = 20.7      # 1/s: slope of the intravascular relaxation rate (Stephan 2007; Uludag 2009)
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,10 @@ class BalloonIntegrator:
         st.lf += x
         e *= dt
         st.s += e
+        # f may reach zero in finite time under extreme input (df/dt = s < 0), where the model
+        # stops being meaningful; bounding the logarithms keeps every state finite
+        for y in (st.lf, st.lv, st.lq):
+            np.clip(y, -LOG_BOUND, LOG_BOUND, out=y)
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Advance over every row of ``u`` (n_steps, *shape); returns BOLD after each step."""

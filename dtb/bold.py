@@ -1,0 +1,272 @@
+"""BOLD from a simulated brain: the neural drive, the online recorder, offline computation,
+NIfTI output and figures. The haemodynamics themselves are in :mod:`dtb.models.balloon`.
+
+Neural drive (``[bold] drive``), computed per region from the engine's regional samples
+(every ``monitors.region_interval``):
+
+* ``"rate"`` (default, as in the Digital Twin Brain): u = firing rate per neuron in spikes per
+  millisecond (kHz). With the ``dtb`` preset's efficacy of 200, 10 Hz gives efficacy * u = 2 /s.
+* ``"synaptic"``: u = mean excitatory (AMPA + NMDA) synaptic current per neuron divided by
+  ``reference_current`` (default 1 nA), the synaptic-activity drive of Friston et al. 2000.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from dtb.errors import DtbError
+from dtb.models.balloon import BalloonIntegrator, BalloonParameters, BalloonState, bold_signal, preset
+
+DRIVES = ("rate", "synaptic")
+
+
+@dataclass(frozen=True)
+class BoldSettings:
+    tr: float = 2.0                      # [s] scanner repetition time
+    preset: str = "dtb"                  # balloon parameters, see dtb.models.balloon.PRESETS
+    drive: str = "rate"                  # "rate" or "synaptic"
+    reference_current: float = 1e-9      # [A] scale of the synaptic drive
+    atlas: str | None = None             # label volume (NIfTI) to paint the signal into
+    labels: str | None = None            # table mapping region names to label values
+
+    @property
+    def parameters(self) -> BalloonParameters:
+        return preset(self.preset)
+
+
+def drive_from_regions(rate_hz: np.ndarray, i_exc_pa: np.ndarray, settings: BoldSettings) -> np.ndarray:
+    """The balloon model's input u from regional rates (Hz) and excitatory currents (pA)."""
+    if settings.drive == "rate":
+        u = np.asarray(rate_hz, dtype=np.float64) / 1000.0
+    elif settings.drive == "synaptic":
+        u = np.asarray(i_exc_pa, dtype=np.float64) * 1e-12 / settings.reference_current
+    else:
+        raise ValueError(f"unknown drive {settings.drive!r}; known: {', '.join(DRIVES)}")
+    if u.ndim != 2 or len(u) == 0:
+        raise DtbError(f"regional activity must be (samples x regions) with at least one sample, got shape {u.shape}")
+    if not np.all(np.isfinite(u)):
+        raise DtbError("regional activity holds NaN or infinite values")
+    return u
+
+
+def check_tr(tr: float, dt: float, interval: float) -> int:
+    """Samples of regional activity per TR; errors if the TR is not a positive multiple of them."""
+    if not tr >= dt:
+        raise DtbError(f"TR ({tr:g} s) is shorter than the time step ({dt:g} s)")
+    n = int(round(tr / interval))
+    if n < 1 or abs(n * interval - tr) > 1e-9 * max(tr, 1.0):
+        raise DtbError(f"TR ({tr:g} s) must be a whole multiple of the regional sampling interval ({interval:g} s)")
+    return n
+
+
+def bold_from_activity(rate_hz: np.ndarray, i_exc_pa: np.ndarray, interval: float, settings: BoldSettings,
+                       state: BalloonState | None = None) -> tuple[np.ndarray, BalloonState]:
+    """BOLD at every TR (n_TR x regions) from regional samples taken every ``interval`` s."""
+    per_tr = check_tr(settings.tr, interval, interval)
+    u = drive_from_regions(rate_hz, i_exc_pa, settings)
+    p = settings.parameters
+    integ = BalloonIntegrator(p, interval, state.copy() if state is not None else BalloonState.rest(u.shape[1:]))
+    out = []
+    for i in range(len(u)):
+        integ.step(u[i])
+        if (i + 1) % per_tr == 0:
+            out.append(bold_signal(integ.state, p))
+    return np.array(out).reshape(-1, u.shape[1]), integ.state
+
+
+class BoldRecorder:
+    """Computes BOLD while the simulation runs: every TR, all ranks sum the regional samples of
+    that TR (one allreduce per TR), step the balloon model through them and keep the signal."""
+
+    def __init__(self, sim, settings: BoldSettings):
+        self.sim, self.settings = sim, settings
+        self.interval = sim._region_every * sim.dt
+        self.per_tr = check_tr(settings.tr, sim.dt, self.interval)
+        self.params = settings.parameters
+        n = len(sim.spec.regions)
+        self.sizes = np.zeros(n)
+        for p in sim.spec.populations:
+            self.sizes[sim.spec.regions.index(p.region)] += p.size
+        self.integrator = BalloonIntegrator(self.params, self.interval, BalloonState.rest((n,)))
+        self.signal: list[np.ndarray] = []
+        self._row = 0
+        sim.add_hook(settings.tr, lambda s: self._on_tr())
+
+    def _on_tr(self) -> None:
+        from dtb.engine.kernel import CHARGE_QUANTUM
+        rows = np.array(self.sim._region_rows[self._row:], dtype=np.int64)
+        self._row = len(self.sim._region_rows)
+        if self.sim.size > 1:
+            from mpi4py import MPI
+            self.sim.comm.Allreduce(MPI.IN_PLACE, rows, op=MPI.SUM)
+        rate = rows[:, 2, :] / self.sizes / self.interval
+        i_exc = rows[:, 0, :] * CHARGE_QUANTUM / self.interval / self.sizes * 1e12
+        u = drive_from_regions(rate, i_exc, self.settings)
+        for i in range(len(u)):
+            self.integrator.step(u[i])
+        self.signal.append(bold_signal(self.integrator.state, self.params))
+
+    @property
+    def bold(self) -> np.ndarray:
+        return np.array(self.signal).reshape(-1, len(self.sizes))
+
+
+# ------------------------------------------------------------------------------- outputs
+def write_bold_group(f: h5py.File, signal: np.ndarray, settings: BoldSettings, state: BalloonState | None = None) -> None:
+    """Write /bold into an open run file (replacing one that is there)."""
+    if "bold" in f:
+        del f["bold"]
+    g = f.create_group("bold")
+    d = g.create_dataset("signal", data=signal)
+    d.attrs["units"] = "fractional signal change"
+    g.create_dataset("t_s", data=np.arange(1, len(signal) + 1) * settings.tr)
+    g.attrs["tr_s"] = settings.tr
+    g.attrs["preset"] = settings.preset
+    g.attrs["drive"] = settings.drive
+    g.attrs["reference_current_A"] = settings.reference_current
+    g.attrs["parameters"] = json.dumps(settings.parameters.__dict__)
+    if state is not None:
+        g.create_dataset("state", data=state.as_array())
+
+
+def add_bold_to_run(path: str | Path, signal: np.ndarray, settings: BoldSettings, state: BalloonState) -> None:
+    """Add /bold to an existing run file atomically (a copy is edited, then renamed over it)."""
+    import shutil
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            write_bold_group(f, signal, settings, state)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_label_table(path: str | Path) -> dict[str, int]:
+    """Region name -> label value, from a CSV/TSV with a name column (``name``, ``label`` or
+    ``region``) and an integer column (``index``, ``id``, ``value`` or ``label`` if names are in
+    ``name``), or a FreeSurfer-style LUT (``value name r g b a`` lines)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise DtbError(f"{path}: cannot read label table: {e.strerror or e}") from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise DtbError(f"{path}: the label table is empty")
+    delim = "\t" if "\t" in lines[0] else ("," if "," in lines[0] else None)
+    if delim is None:   # FreeSurfer LUT: "value name ..."
+        out = {}
+        for n, ln in enumerate(lines, 1):
+            parts = ln.split()
+            try:
+                out[parts[1]] = int(parts[0])
+            except (IndexError, ValueError):
+                raise DtbError(f"{path}: line {n}: expected 'value name ...', got {ln!r}") from None
+        return out
+    rows = list(csv.DictReader(lines, delimiter=delim))
+    cols = {c.lower(): c for c in rows[0]} if rows else {}
+    name_col = next((cols[c] for c in ("name", "region", "label") if c in cols), None)
+    id_col = next((cols[c] for c in ("index", "id", "value", "label") if c in cols and cols[c] != name_col), None)
+    if name_col is None or id_col is None:
+        raise DtbError(f"{path}: expected a name column (name/region/label) and an integer column "
+                       f"(index/id/value), found {', '.join(rows[0]) if rows else 'no columns'}")
+    out = {}
+    for n, row in enumerate(rows, 2):
+        try:
+            out[row[name_col]] = int(row[id_col])
+        except ValueError:
+            raise DtbError(f"{path}: line {n}: column {id_col!r} must be an integer, got {row[id_col]!r}") from None
+    return out
+
+
+def paint_regions(label_img, region_labels: dict[str, int], regions: list[str], signal: np.ndarray,
+                  tr: float, source: str = "atlas"):
+    """A 4D NIfTI (x, y, z, time) with each region's signal painted into its label's voxels; the
+    atlas affine is kept and the time step set to TR. Voxels of no region stay 0."""
+    import nibabel as nib
+    labels = np.asanyarray(label_img.dataobj)
+    if labels.ndim == 4 and labels.shape[3] == 1:
+        labels = labels[..., 0]
+    if labels.ndim != 3:
+        raise DtbError(f"{source}: a label volume must be 3D, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.equal(np.mod(labels, 1), 0)):
+            raise DtbError(f"{source}: label values must be integers")
+        labels = labels.astype(np.int64)
+    missing = [r for r in regions if r not in region_labels]
+    if missing:
+        raise DtbError(f"{source}: no label for region(s) {', '.join(missing)}")
+    present = set(np.unique(labels).tolist())
+    absent = [f"{r} ({region_labels[r]})" for r in regions if region_labels[r] not in present]
+    if absent:
+        raise DtbError(f"{source}: label value(s) not in the volume for region(s) {', '.join(absent)}")
+    signal = np.asarray(signal, dtype=np.float32)
+    if signal.ndim != 2 or signal.shape[1] != len(regions):
+        raise DtbError(f"signal has shape {signal.shape}, expected (time, {len(regions)} regions)")
+    lut = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    for k, r in enumerate(regions):
+        lut[region_labels[r]] = k
+    region_of_voxel = np.where(labels >= 0, lut[np.clip(labels, 0, None)], -1)
+    data = np.zeros(labels.shape + (len(signal),), dtype=np.float32)
+    inside = region_of_voxel >= 0
+    data[inside] = signal[:, region_of_voxel[inside]].T
+    img = nib.Nifti1Image(data, label_img.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    zooms = label_img.header.get_zooms()[:3]
+    img.header.set_zooms(tuple(zooms) + (float(tr),))
+    return img
+
+
+def save_nifti(img, path: str | Path) -> Path:
+    """Save atomically (temporary name, then rename)."""
+    import nibabel as nib
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def plot_bold(signal: np.ndarray, regions: list[str], tr: float, path: str | Path) -> Path:
+    """PNG: the regional BOLD signals over time and their functional-connectivity matrix."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    t = np.arange(1, len(signal) + 1) * tr
+    for k in range(signal.shape[1]):
+        ax1.plot(t, 100 * signal[:, k], lw=0.8, label=regions[k] if signal.shape[1] <= 10 else None)
+    ax1.set_xlabel("time (s)")
+    ax1.set_ylabel("BOLD (% signal change)")
+    ax1.set_title(f"regional BOLD, TR {tr:g} s")
+    if signal.shape[1] <= 10:
+        ax1.legend(fontsize=7, ncol=2)
+    if len(signal) >= 3:
+        fc = np.corrcoef(signal.T)
+        im = ax2.imshow(fc, vmin=-1, vmax=1, cmap="RdBu_r")
+        fig.colorbar(im, ax=ax2, fraction=0.046)
+        ax2.set_title("functional connectivity (Pearson r)")
+        if len(regions) <= 20:
+            ax2.set_xticks(range(len(regions)), regions, rotation=90, fontsize=6)
+            ax2.set_yticks(range(len(regions)), regions, fontsize=6)
+    else:
+        ax2.text(0.5, 0.5, "too few TRs for FC", ha="center")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
