@@ -214,3 +214,16 @@ def test_bold_cli_errors(bold_runs, tmp_path):
     cfg.write_text(SMALL_NETWORK + BOLD_SECTION.replace('tr = "100 ms"', 'tr = "0.05 ms"'))
     p = run_dtb(["run", str(cfg)])
     assert p.returncode == 2 and "bold.tr" in p.stderr and "shorter than the time step" in p.stderr
+
+
+def test_nilearn_reads_the_painted_signal_back(bold_runs):
+    """nilearn (as users analyse fMRI) extracts each label's mean from the 4D NIfTI: the signal."""
+    maskers = pytest.importorskip("nilearn.maskers")
+    d, out = bold_runs
+    masker = maskers.NiftiLabelsMasker(labels_img=str(d / "atlas.nii.gz"))
+    extracted = masker.fit_transform(str(out[1] / "bold.nii.gz"))
+    with h5py.File(out[1] / "run.h5") as f:
+        signal = f["bold/signal"][()]
+    # labels 10 and 20 are regions A and B; label 30 has no region and stays 0
+    np.testing.assert_allclose(extracted[:, :2], signal, rtol=1e-6)
+    assert np.all(extracted[:, 2] == 0)
