@@ -12,7 +12,6 @@ Neural drive (``[bold] drive``), computed per region from the engine's regional 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
@@ -149,44 +148,6 @@ def add_bold_to_run(path: str | Path, signal: np.ndarray, settings: BoldSettings
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def read_label_table(path: str | Path) -> dict[str, int]:
-    """Region name -> label value, from a CSV/TSV with a name column (``name``, ``label`` or
-    ``region``) and an integer column (``index``, ``id``, ``value`` or ``label`` if names are in
-    ``name``), or a FreeSurfer-style LUT (``value name r g b a`` lines)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise DtbError(f"{path}: cannot read label table: {e.strerror or e}") from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise DtbError(f"{path}: the label table is empty")
-    delim = "\t" if "\t" in lines[0] else ("," if "," in lines[0] else None)
-    if delim is None:   # FreeSurfer LUT: "value name ..."
-        out = {}
-        for n, ln in enumerate(lines, 1):
-            parts = ln.split()
-            try:
-                out[parts[1]] = int(parts[0])
-            except (IndexError, ValueError):
-                raise DtbError(f"{path}: line {n}: expected 'value name ...', got {ln!r}") from None
-        return out
-    rows = list(csv.DictReader(lines, delimiter=delim))
-    cols = {c.lower(): c for c in rows[0]} if rows else {}
-    name_col = next((cols[c] for c in ("name", "region", "label") if c in cols), None)
-    id_col = next((cols[c] for c in ("index", "id", "value", "label") if c in cols and cols[c] != name_col), None)
-    if name_col is None or id_col is None:
-        raise DtbError(f"{path}: expected a name column (name/region/label) and an integer column "
-                       f"(index/id/value), found {', '.join(rows[0]) if rows else 'no columns'}")
-    out = {}
-    for n, row in enumerate(rows, 2):
-        try:
-            out[row[name_col]] = int(row[id_col])
-        except ValueError:
-            raise DtbError(f"{path}: line {n}: column {id_col!r} must be an integer, got {row[id_col]!r}") from None
-    return out
 
 
 def paint_regions(label_img, region_labels: dict[str, int], regions: list[str], signal: np.ndarray,

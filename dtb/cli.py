@@ -219,7 +219,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
 
 
 def _bold_outputs(signal, regions, settings, out: Path, plots: bool = True) -> None:
-    from dtb.bold import paint_regions, plot_bold, read_label_table, save_nifti
+    from atlas.io import read_label_table
+    from dtb.bold import paint_regions, plot_bold, save_nifti
     if plots:
         plot_bold(signal, regions, settings.tr, out / "bold.png")
     if settings.atlas:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import SMALL_NETWORK, run_dtb
-from dtb.bold import BoldSettings, bold_from_activity, check_tr, paint_regions, read_label_table
+from dtb.bold import BoldSettings, bold_from_activity, check_tr, paint_regions
+from atlas.io import read_label_table
 from dtb.errors import DtbError
 from dtb.models.balloon import BalloonState, PRESETS, bold_signal, fixed_point, preset, simulate_bold
 
