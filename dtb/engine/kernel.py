@@ -291,54 +291,56 @@ class Simulation:
         self.remote_syn = None
         n_slots = len(self.synaptic_receptors)
         max_wq = np.iinfo(np.int32).max
+        # pass 2: weights and delays; all synapses of a side go into its Synapses object at once
+        parts = {True: [], False: []}           # local? -> [(pre, post, w quanta, delay steps)]
         for k, pr, inc in drawn:
             w = connect.draw_weights(pr, k, inc, seed)
             wq = np.rint(w / quantum)
             if wq.max(initial=0) > max_wq:
-                raise ValueError(f"projection {pr.source}->{pr.target}: weight {w.max():g} S exceeds "
-                                 f"2**31 weight quanta; raise simulation.weight_quantum")
+                raise DtbError(f"projection {pr.source}->{pr.target}: weight {w.max():g} S exceeds "
+                               f"2**31 weight quanta; raise simulation.weight_quantum")
             d = connect.draw_delay_steps(pr, k, inc, seed, dt)
             is_local = (inc.source >= self.lo) & (inc.source < self.hi)
             post = (n_slots * (inc.target - self.lo) + self.synaptic_receptors.index(pr.receptor)).astype(np.int32)
             for local in (True, False):
                 sel = is_local if local else ~is_local
-                if not sel.any():
+                n = int(sel.sum())
+                if not n:
                     continue
-                syn = self.local_syn if local else self.remote_syn
-                if syn is None:
-                    source = G if local else self.proxy
-                    name = f"dtb_{'local' if local else 'remote'}_synapses"
-                    # delays are whole steps: float32 stores them exactly (to 2**24 steps) in half
-                    # the memory; Brian2's spike queue accepts float32 delays
-                    default_float = b2.prefs.core.default_float_dtype
-                    b2.prefs.core.default_float_dtype = np.float32
-                    try:
-                        syn = b2.Synapses(source, self.inputs, model="w : integer (constant)",
-                                          on_pre="acc_post += w", name=name)
-                    finally:
-                        b2.prefs.core.default_float_dtype = default_float
-                    if local:
-                        self.local_syn = syn
-                    else:
-                        self.remote_syn = syn
-                    objects.append(syn)
                 if local:
                     pre = (inc.source[sel] - self.lo).astype(np.int32)
                     delay = d[sel]
+                    self.stats.n_synapses_local += n
                 else:
                     pre = np.searchsorted(self.remote_gids, inc.source[sel]).astype(np.int32)
                     delay = d[sel] - self.D
-                n_old = len(syn)
-                syn.connect(i=pre, j=post[sel])
-                syn.variables["w"].get_value()[n_old:] = wq[sel].astype(np.int32)
-                syn.pre.variables["delay"].get_value()[n_old:] = delay * dt
-                n = int(sel.sum())
-                if local:
-                    self.stats.n_synapses_local += n
-                else:
                     self.stats.n_synapses_remote += n
+                parts[local].append((pre, post[sel], wq[sel].astype(np.int32), delay.astype(np.float32)))
                 self.stats.per_receptor[pr.receptor] = self.stats.per_receptor.get(pr.receptor, 0) + n
-            del inc
+        del drawn
+        for local in (True, False):
+            if not parts[local]:
+                continue
+            pre, post, wq, delay = (np.concatenate(x) for x in zip(*parts[local]))
+            parts[local] = None
+            # delays are whole steps: float32 stores them exactly (to 2**24 steps) in half the
+            # memory; Brian2's spike queue accepts float32 delays
+            default_float = b2.prefs.core.default_float_dtype
+            b2.prefs.core.default_float_dtype = np.float32
+            try:
+                syn = b2.Synapses(G if local else self.proxy, self.inputs, model="w : integer (constant)",
+                                  on_pre="acc_post += w", name=f"dtb_{'local' if local else 'remote'}_synapses")
+            finally:
+                b2.prefs.core.default_float_dtype = default_float
+            syn.connect(i=pre, j=post)
+            syn.variables["w"].get_value()[:] = wq
+            syn.pre.variables["delay"].get_value()[:] = delay * np.float32(dt)
+            del pre, post, wq, delay
+            if local:
+                self.local_syn = syn
+            else:
+                self.remote_syn = syn
+            objects.append(syn)
         return objects
 
     # --------------------------------------------------------------- stimuli
