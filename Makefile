@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/dtb run dtb/examples/default.toml --ranks 2 --out results/default
+	$(BIN)/dtb run dtb/examples/whole_brain.toml --ranks 2 --out results/whole_brain
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

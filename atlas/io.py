@@ -98,8 +98,9 @@ def read_label_table(path: str | Path) -> dict[str, int]:
     return out
 
 
-def read_parcellation(volume: str | Path, table: str | Path) -> Parcellation:
-    """A label volume (NIfTI) and its label table."""
+def read_parcellation(volume: str | Path, table: str | Path, keep: set[str] | None = None) -> Parcellation:
+    """A label volume (NIfTI) and its label table. With ``keep``, only those regions are kept and
+    every other label counts as background."""
     import nibabel as nib
     volume = Path(volume)
     try:
@@ -120,7 +121,15 @@ def read_parcellation(volume: str | Path, table: str | Path) -> Parcellation:
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DtbError(f"{volume}: the affine is not invertible:\n{affine}")
-    names_by_label = {v: k for k, v in read_label_table(table).items()}
+    table_map = read_label_table(table)
+    if keep is not None:
+        missing = sorted(set(keep) - set(table_map))
+        if missing:
+            raise DtbError(f"{table}: no label for region(s) {', '.join(missing[:20])}")
+        dropped = [v for k, v in table_map.items() if k not in keep]
+        data = np.where(np.isin(data, dropped), 0, data)
+        table_map = {k: v for k, v in table_map.items() if k in keep}
+    names_by_label = {v: k for k, v in table_map.items()}
     present = set(np.unique(data).tolist()) - {0}
     unnamed = sorted(present - set(names_by_label))
     if unnamed:

@@ -8,6 +8,10 @@ Neural drive (``[bold] drive``), computed per region from the engine's regional 
   millisecond (kHz). With the ``dtb`` preset's efficacy of 200, 10 Hz gives efficacy * u = 2 /s.
 * ``"synaptic"``: u = mean excitatory (AMPA + NMDA) synaptic current per neuron divided by
   ``reference_current`` (default 1 nA), the synaptic-activity drive of Friston et al. 2000.
+
+Start (``[bold] start``): ``"steady"`` (default) puts the haemodynamic state at the steady state
+of the first TR's mean drive, as a scanner's discarded dummy volumes would; ``"rest"`` starts from
+rest (s = 0, f = v = q = 1), so the first volumes show the rise to the network's baseline.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import h5py
 import numpy as np
 
 from dtb.errors import DtbError
-from dtb.models.balloon import BalloonIntegrator, BalloonParameters, BalloonState, bold_signal, preset
+from dtb.models.balloon import BalloonIntegrator, BalloonParameters, BalloonState, bold_signal, fixed_point, preset
 
 DRIVES = ("rate", "synaptic")
 
@@ -32,6 +36,7 @@ class BoldSettings:
     preset: str = "dtb"                  # balloon parameters, see dtb.models.balloon.PRESETS
     drive: str = "rate"                  # "rate" or "synaptic"
     reference_current: float = 1e-9      # [A] scale of the synaptic drive
+    start: str = "steady"                # "steady" or "rest"
     atlas: str | None = None             # label volume (NIfTI) to paint the signal into
     labels: str | None = None            # table mapping region names to label values
 
@@ -71,13 +76,22 @@ def bold_from_activity(rate_hz: np.ndarray, i_exc_pa: np.ndarray, interval: floa
     per_tr = check_tr(settings.tr, interval, interval)
     u = drive_from_regions(rate_hz, i_exc_pa, settings)
     p = settings.parameters
-    integ = BalloonIntegrator(p, interval, state.copy() if state is not None else BalloonState.rest(u.shape[1:]))
+    if state is None:
+        state = initial_state(u[:per_tr], settings)
+    integ = BalloonIntegrator(p, interval, state.copy())
     out = []
     for i in range(len(u)):
         integ.step(u[i])
         if (i + 1) % per_tr == 0:
             out.append(bold_signal(integ.state, p))
     return np.array(out).reshape(-1, u.shape[1]), integ.state
+
+
+def initial_state(first_tr_drive: np.ndarray, settings: BoldSettings) -> BalloonState:
+    """The haemodynamic state to start from, given the drive of the first TR (samples x regions)."""
+    if settings.start == "rest":
+        return BalloonState.rest(first_tr_drive.shape[1:])
+    return fixed_point(np.mean(first_tr_drive, axis=0), settings.parameters)[0]
 
 
 class BoldRecorder:
@@ -93,7 +107,7 @@ class BoldRecorder:
         self.sizes = np.zeros(n)
         for p in sim.spec.populations:
             self.sizes[sim.spec.regions.index(p.region)] += p.size
-        self.integrator = BalloonIntegrator(self.params, self.interval, BalloonState.rest((n,)))
+        self.integrator = None
         self.signal: list[np.ndarray] = []
         self._row = 0
         sim.add_hook(settings.tr, lambda s: self._on_tr())
@@ -108,6 +122,8 @@ class BoldRecorder:
         rate = rows[:, 2, :] / self.sizes / self.interval
         i_exc = rows[:, 0, :] * CHARGE_QUANTUM / self.interval / self.sizes * 1e12
         u = drive_from_regions(rate, i_exc, self.settings)
+        if self.integrator is None:
+            self.integrator = BalloonIntegrator(self.params, self.interval, initial_state(u, self.settings))
         for i in range(len(u)):
             self.integrator.step(u[i])
         self.signal.append(bold_signal(self.integrator.state, self.params))
@@ -130,6 +146,7 @@ def write_bold_group(f: h5py.File, signal: np.ndarray, settings: BoldSettings, s
     g.attrs["preset"] = settings.preset
     g.attrs["drive"] = settings.drive
     g.attrs["reference_current_A"] = settings.reference_current
+    g.attrs["start"] = settings.start
     g.attrs["parameters"] = json.dumps(settings.parameters.__dict__)
     if state is not None:
         g.create_dataset("state", data=state.as_array())

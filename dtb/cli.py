@@ -59,10 +59,46 @@ def build_parser() -> argparse.ArgumentParser:
     bold.add_argument("--preset", default=None, help="balloon parameters: stephan2007, friston2000 or dtb "
                       "(default: the run's [bold] preset, else dtb)")
     bold.add_argument("--drive", choices=("rate", "synaptic"), default=None, help="neural drive (default: rate)")
+    bold.add_argument("--start", choices=("steady", "rest"), default=None, help="haemodynamic start: the steady "
+                      "state of the first TR's drive (default) or rest")
     bold.add_argument("--atlas", default=None, help="label volume (NIfTI) to paint the signal into")
     bold.add_argument("--labels", default=None, help="table of region names and label values for --atlas")
     bold.add_argument("--out", "-o", default=None, help="folder for bold.png and bold.nii.gz (default: beside RUN)")
     bold.set_defaults(func=cmd_bold)
+
+    atlas = sub.add_parser("atlas", help="parcellations and connectomes: inspect, build networks",
+                           description="Inspect an atlas (parcellation + structural connectome) or build the "
+                                       "network config it implies. Default: the bundled Desikan-Killiany atlas "
+                                       "with the 68-region TVB connectome.")
+    asub = atlas.add_subparsers(dest="atlas_command", metavar="ACTION")
+    asub.required = True
+
+    def atlas_inputs(p):
+        p.add_argument("--parcellation", default="desikan-killiany", help="built-in name or label volume (NIfTI)")
+        p.add_argument("--labels", default=None, help="label table for a parcellation volume (CSV/TSV/LUT)")
+        p.add_argument("--connectome", default="tvb-68", help="built-in name or TVB zip / CSV / .npy / .mat")
+        p.add_argument("--names", default=None, help="region names, one per line (for .npy / .mat)")
+        p.add_argument("--lengths", default=None, help="tract lengths in mm, if not in the connectome file")
+        p.add_argument("--sizes", default=None, help="region sizes (voxels), instead of a parcellation")
+        p.add_argument("--velocity", type=float, default=5.0, help="conduction velocity in m/s (default 5)")
+
+    info = asub.add_parser("info", help="regions, volumes, connectome density, delay range",
+                           description="Print the regions, their volumes, the connectome's density and the "
+                                       "delay range at the given conduction velocity; --plots writes PNGs.")
+    atlas_inputs(info)
+    info.add_argument("--plots", default=None, help="folder for connectome.png and parcellation.png")
+    info.set_defaults(func=cmd_atlas_info)
+    build = asub.add_parser("build", help="build the network config (TOML) of an atlas",
+                            description="Build the network an atlas implies (neurons by volume, long-range "
+                                        "in-degree by connectome weight, delays from tract lengths) and write it "
+                                        "as a TOML config that dtb run accepts.")
+    atlas_inputs(build)
+    build.add_argument("--neurons", type=int, default=50_000, help="total neurons (default 50000)")
+    build.add_argument("--indegree", type=int, default=100, help="synapses per neuron (default 100)")
+    build.add_argument("--seed", type=int, default=1)
+    build.add_argument("--out", "-o", required=True, help="output config (.toml)")
+    build.add_argument("--plots", default=None, help="folder for connectome.png, neurons.png, parcellation.png")
+    build.set_defaults(func=cmd_atlas_build)
 
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and the "
@@ -212,8 +248,14 @@ def _simulate(spec, out: Path, comm, args) -> int:
     print(f"dtb run: {spec.n_neurons} neurons, {n_syn} synapses, {len(res.spike_gids)} spikes in "
           f"{spec.simulation.duration:g} s biological time on {size} rank(s)")
     print(f"  wall time {wall:.2f} s (build {build_s:.2f} s), real-time factor {wall / spec.simulation.duration:.2f}")
-    for name, r in rates.items():
-        print(f"  {name:<20} {r:7.2f} Hz")
+    for name, r in list(rates.items())[:20]:
+        print(f"  {name:<24} {r:7.2f} Hz")
+    if len(rates) > 20:
+        import numpy as np
+        exc = [r for p, r in zip(spec.populations, rates.values()) if p.kind == "excitatory"]
+        inh = [r for p, r in zip(spec.populations, rates.values()) if p.kind == "inhibitory"]
+        print(f"  ... {len(rates) - 20} more populations (all in summary.json); mean over populations: "
+              f"excitatory {np.mean(exc):.2f} Hz, inhibitory {np.mean(inh) if inh else 0:.2f} Hz")
     print(f"  results: {path}" + ("" if args.no_plots else f", {out / 'raster.png'}, {out / 'regions.png'}"))
     return 0
 
@@ -256,11 +298,12 @@ def cmd_bold(args) -> int:
     settings = BoldSettings()
     if stored:
         settings = dataclasses.replace(settings, tr=float(stored["tr_s"]), preset=str(stored["preset"]),
-                                       drive=str(stored["drive"]))
+                                       drive=str(stored["drive"]), start=str(stored.get("start", "steady")))
     if args.preset is not None and args.preset not in PRESETS:
         raise DtbError(f"--preset {args.preset!r} is not one of: {', '.join(PRESETS)}")
     settings = dataclasses.replace(settings, **{k: v for k, v in (("tr", args.tr), ("preset", args.preset),
-                                                                  ("drive", args.drive)) if v is not None})
+                                                                  ("drive", args.drive), ("start", args.start))
+                                                if v is not None})
     if (args.atlas is None) != (args.labels is None):
         raise DtbError("--atlas and --labels go together")
     if args.atlas:
@@ -278,6 +321,70 @@ def cmd_bold(args) -> int:
     return 0
 
 
+def _load_atlas(args):
+    from atlas.config import load_atlas
+    return load_atlas(parcellation=args.parcellation, labels=args.labels, connectome=args.connectome,
+                      names=args.names, lengths=args.lengths, sizes=args.sizes)
+
+
+def cmd_atlas_info(args) -> int:
+    import numpy as np
+    a = _load_atlas(args)
+    w, ln = a.connectome.weights, a.connectome.lengths
+    off = ~np.eye(len(w), dtype=bool)
+    density = float((w[off] > 0).mean())
+    delays = ln[(w > 0) & off] / args.velocity
+    unit = "mm³" if a.parcellation is not None else "voxels"
+    print(f"{len(a.regions)} regions; parcellation: {getattr(a.parcellation, 'source', 'sizes file')}; "
+          f"connectome: {a.connectome.source}")
+    print(f"volumes ({unit}): min {a.volumes.min():.0f} ({a.regions[int(a.volumes.argmin())]}), median "
+          f"{np.median(a.volumes):.0f}, max {a.volumes.max():.0f} ({a.regions[int(a.volumes.argmax())]}), "
+          f"total {a.volumes.sum():.0f}")
+    print(f"connectome density {100 * density:.1f} % of region pairs; weights {w[w > 0].min():.3g}..{w.max():.3g}")
+    if len(delays):
+        print(f"delays at {args.velocity:g} m/s: {delays.min():.2f}..{delays.max():.2f} ms (median {np.median(delays):.2f})")
+    if args.plots:
+        from atlas import plots
+        out = Path(args.plots)
+        out.mkdir(parents=True, exist_ok=True)
+        plots.connectome_png(w, ln, a.regions, out / "connectome.png")
+        if a.parcellation is not None:
+            plots.parcellation_png(a.parcellation.labels, out / "parcellation.png")
+        print(f"figures in {out}")
+    return 0
+
+
+def cmd_atlas_build(args) -> int:
+    import os
+    from atlas import toml
+    from atlas.build import AtlasNetworkSettings, network_config, neurons_per_region
+    from dtb.spec import spec_from_dict
+
+    a = _load_atlas(args)
+    settings = AtlasNetworkSettings(neurons=args.neurons, indegree=args.indegree, velocity=args.velocity,
+                                    seed=args.seed)
+    net = network_config(a.regions, a.volumes, a.connectome.weights, a.connectome.lengths, settings)
+    spec = spec_from_dict(net, source="<atlas build>")   # validate before writing
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"dtb atlas build: {len(a.regions)} regions from {a.connectome.source}, {spec.n_neurons} neurons, "
+              f"indegree {args.indegree}, velocity {args.velocity:g} m/s, seed {args.seed}")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(toml.dumps(net, header))
+    os.replace(tmp, out)
+    print(f"{header}\n{len(spec.populations)} populations, {len(spec.projections)} projections -> {out}")
+    if args.plots:
+        from atlas import plots
+        d = Path(args.plots)
+        d.mkdir(parents=True, exist_ok=True)
+        plots.connectome_png(a.connectome.weights, a.connectome.lengths, a.regions, d / "connectome.png")
+        plots.neurons_png(a.regions, neurons_per_region(a.volumes, settings.neurons, settings.min_neurons),
+                          a.volumes, d / "neurons.png")
+        if a.parcellation is not None:
+            plots.parcellation_png(a.parcellation.labels, d / "parcellation.png")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -290,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dtb: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:          # output piped into head & co.
+        sys.stderr.close()
+        return 0
 
 
 def _is_rank0() -> bool:

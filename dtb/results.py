@@ -130,7 +130,7 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
             "synapses_per_rank": [p[4].n_synapses_local + p[4].n_synapses_remote for p in pieces]}
     summ.update(summary or {})
     bold = sim.bold.bold if sim.bold is not None else None
-    bold_state = sim.bold.integrator.state if sim.bold is not None else None
+    bold_state = sim.bold.integrator.state if sim.bold is not None and sim.bold.integrator is not None else None
     return RunResults(bold=bold, bold_state=bold_state, spec=spec, n_ranks=sim.size, duration=sim.t, spike_gids=all_g[order],
                       spike_steps=all_s[order], region_exc=total_rows[:, 0, :] * to_pA,
                       region_inh=total_rows[:, 1, :] * to_pA,

@@ -267,6 +267,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Netw
 
 def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
                    overrides: dict[str, Any] | None = None) -> NetworkSpec:
+    if isinstance(data, dict) and "atlas" in data:
+        from atlas.config import expand_atlas
+        data = expand_atlas(data, source, _Reader)
     top = _Reader(source, "", data)
     sim = _read_simulation(top.sub("simulation", top.raw("simulation", {})))
     if overrides:
@@ -472,6 +475,7 @@ def _read_bold(r: _Reader, sim: Simulation, monitors: Monitors, source: str):
     preset = r.str("preset", d.preset, choices=tuple(PRESETS))
     drive = r.str("drive", d.drive, choices=DRIVES)
     ref = r.quantity("reference_current", "current", d.reference_current, positive=True)
+    start = r.str("start", d.start, choices=("steady", "rest"))
     base = Path(source).parent if source != "<dict>" else Path(".")
     atlas = r.str("atlas", None) if r.has("atlas") else None
     labels = r.str("labels", None) if r.has("labels") else None
@@ -482,7 +486,7 @@ def _read_bold(r: _Reader, sim: Simulation, monitors: Monitors, source: str):
         if val is not None and not (base / val).is_file():
             raise r.error(key, f"file not found: {base / val}")
     r.done()
-    return BoldSettings(tr=tr, preset=preset, drive=drive, reference_current=ref,
+    return BoldSettings(tr=tr, preset=preset, drive=drive, reference_current=ref, start=start,
                         atlas=str(base / atlas) if atlas else None, labels=str(base / labels) if labels else None)
 
 
