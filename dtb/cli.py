@@ -247,7 +247,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
         _bold_outputs(res.bold, spec.regions, spec.bold, out, plots=not args.no_plots)
     print(f"dtb run: {spec.n_neurons} neurons, {n_syn} synapses, {len(res.spike_gids)} spikes in "
           f"{spec.simulation.duration:g} s biological time on {size} rank(s)")
-    print(f"  wall time {wall:.2f} s (build {build_s:.2f} s), real-time factor {wall / spec.simulation.duration:.2f}")
+    print(f"  wall time {wall:.2f} s (build {build_s:.2f} s), real-time factor {wall / spec.simulation.duration:.2f}, "
+          f"peak memory per rank {' / '.join(f'{x:.0f}' for x in res.summary['peak_rss_mb_per_rank'])} MB")
     for name, r in list(rates.items())[:20]:
         print(f"  {name:<24} {r:7.2f} Hz")
     if len(rates) > 20:
