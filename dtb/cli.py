@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     asub.required = True
 
     def atlas_inputs(p):
-        p.add_argument("--parcellation", default="desikan-killiany", help="built-in name or label volume (NIfTI)")
+        p.add_argument("atlas", nargs="?", default="desikan-killiany", metavar="ATLAS",
+                       help="the parcellation: a built-in name (desikan-killiany, the default) or a label volume "
+                            "(NIfTI, with --labels)")
         p.add_argument("--labels", default=None, help="label table for a parcellation volume (CSV/TSV/LUT)")
         p.add_argument("--connectome", default="tvb-68", help="built-in name or TVB zip / CSV / .npy / .mat")
         p.add_argument("--names", default=None, help="region names, one per line (for .npy / .mat)")
@@ -324,7 +326,7 @@ def cmd_bold(args) -> int:
 
 def _load_atlas(args):
     from atlas.config import load_atlas
-    return load_atlas(parcellation=args.parcellation, labels=args.labels, connectome=args.connectome,
+    return load_atlas(parcellation=args.atlas, labels=args.labels, connectome=args.connectome,
                       names=args.names, lengths=args.lengths, sizes=args.sizes)
 
 
