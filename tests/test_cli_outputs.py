@@ -11,7 +11,7 @@ from dtb.partition import partition_contiguous
 from dtb.spec import spec_from_dict
 
 
-@pytest.mark.parametrize("cmd", [[], ["run"], ["check"]])
+@pytest.mark.parametrize("cmd", [[], ["run"], ["check"], ["bold"], ["atlas"], ["atlas", "info"], ["atlas", "build"]])
 def test_help(cmd):
     p = run_dtb([*cmd, "--help"])
     assert p.returncode == 0 and "usage: dtb" in p.stdout
