@@ -49,6 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
     run.set_defaults(func=cmd_run)
 
+    task = sub.add_parser("task", help="run a stimulus protocol and fit the first-level GLM",
+                          description="Run CONFIG with the stimulus protocol of its [task] section driven by a "
+                                      "BIDS events file, record BOLD at the scanner TR, paint it into the atlas "
+                                      "(bold.nii.gz), fit nilearn's FirstLevelModel with the same events and write "
+                                      "a z-map per trial type (zmap_<type>.nii.gz and .png), region_z.tsv, "
+                                      "events.tsv and task_timecourses.png beside run.h5.")
+    task.add_argument("config", help="network config (TOML) with [task] and [bold]")
+    task.add_argument("--events", default=None, help="BIDS events.tsv (default: [task] events)")
+    task.add_argument("--ranks", "-n", type=int, default=None, help="number of MPI ranks to start")
+    task.add_argument("--out", "-o", default=None, help="output folder (default: results/<config name>)")
+    task.add_argument("--duration", type=_time_arg, default=None, help="biological time (default: the config's)")
+    task.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+    task.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    task.add_argument("--no-progress", action="store_true", help="no progress bar")
+    task.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+    task.set_defaults(func=cmd_run)
+
     bold = sub.add_parser("bold", help="compute BOLD from a recorded run",
                           description="Compute the BOLD signal of every region from the regional activity "
                                       "recorded in RUN (run.h5) with the balloon-Windkessel model; writes /bold "
@@ -142,8 +159,7 @@ def cmd_run(args) -> int:
         raise DtbError(f"--ranks must be at least 1, got {args.ranks}")
     if args.ranks and args.ranks > 1 and not under_mpi_launcher():
         # validate first, so a config mistake is one clear line rather than N
-        from dtb.spec import load_spec
-        load_spec(args.config)
+        _load_run_spec(args)
         argv = [a for a in sys.argv[1:]]
         argv = _strip_option(argv, ("--ranks", "-n"))
         cmd = mpiexec_command(args.ranks, argv)
@@ -167,16 +183,35 @@ def _strip_option(argv: list[str], names: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _load_run_spec(args):
+    """The spec a run command simulates (for ``dtb task``: with the protocol's stimuli added)."""
+    from dtb.spec import load_spec
+    spec = load_spec(args.config, overrides={"duration": args.duration, "seed": args.seed})
+    if getattr(args, "command", None) == "task":
+        from dtb.task import add_task_stimuli, read_events
+        if spec.task is None:
+            raise DtbError(f"{args.config}: dtb task needs a [task] section (trial types and their target regions)")
+        if spec.bold is None or spec.bold.atlas is None:
+            raise DtbError(f"{args.config}: dtb task needs a [bold] section and an atlas to paint BOLD into "
+                           f"(an [atlas] config, or [bold] atlas and labels)")
+        events_path = args.events or spec.task.events
+        if events_path is None:
+            raise DtbError("no events: give --events EVENTS.tsv or [task] events")
+        events = read_events(events_path, {t.name: t for t in spec.task.trial_types}, spec.simulation.duration)
+        spec = add_task_stimuli(spec, events, spec.task)
+        args._events = events
+    return spec
+
+
 def _run_here(args) -> int:
     from dtb.engine.kernel import world_comm
-    from dtb.spec import load_spec
 
     comm = world_comm()
     rank, size = comm.Get_rank(), comm.Get_size()
     _setup_logging(rank, args.quiet)
     if args.ranks is not None and args.ranks != size:
         raise DtbError(f"--ranks {args.ranks} asked, but the launcher started {size} rank(s)")
-    spec = load_spec(args.config, overrides={"duration": args.duration, "seed": args.seed})
+    spec = _load_run_spec(args)
     out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
     problem = comm.bcast(_check_writable(out) if rank == 0 else None, root=0)
     if problem:
@@ -247,6 +282,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
         plots.region_activity(res, out / "regions.png")
     if res.bold is not None:
         _bold_outputs(res.bold, spec.regions, spec.bold, out, plots=not args.no_plots)
+    if getattr(args, "command", None) == "task":
+        _task_outputs(spec, res, args._events, out, plots=not args.no_plots)
     print(f"dtb run: {spec.n_neurons} neurons, {n_syn} synapses, {len(res.spike_gids)} spikes in "
           f"{spec.simulation.duration:g} s biological time on {size} rank(s)")
     print(f"  wall time {wall:.2f} s (build {build_s:.2f} s), real-time factor {wall / spec.simulation.duration:.2f}, "
@@ -276,6 +313,63 @@ def _bold_outputs(signal, regions, settings, out: Path, plots: bool = True) -> N
             raise DtbError(f"{settings.atlas}: cannot read as NIfTI: {e}") from None
         table = read_label_table(settings.labels)
         save_nifti(paint_regions(img, table, regions, signal, settings.tr, source=settings.atlas), out / "bold.nii.gz")
+
+
+def _task_outputs(spec, res, events, out: Path, plots: bool = True) -> None:
+    """events.tsv, the GLM's z-maps (NIfTI, PNG) and a table of region z-scores."""
+    import nibabel as nib
+    import numpy as np
+    from atlas.io import read_label_table
+    from dtb.bold import save_nifti
+    from dtb.task import fit_glm, region_values, write_events
+
+    write_events(out / "events.tsv", events)
+    if len(res.bold) < 4:
+        raise DtbError(f"the run has {len(res.bold)} TRs: too few for a GLM")
+    label_img = nib.load(spec.bold.atlas)
+    table = read_label_table(spec.bold.labels)
+    labels = np.asanyarray(label_img.dataobj)
+    mask = nib.Nifti1Image(np.isin(labels, [table[r] for r in spec.regions]).astype(np.uint8), label_img.affine)
+    model, zmaps = fit_glm(nib.load(out / "bold.nii.gz"), events, spec.bold.tr, spec.task, mask_img=mask)
+    lines = ["region\t" + "\t".join(f"z_{t}" for t in zmaps)]
+    z_by_type = {}
+    for t, img in zmaps.items():
+        save_nifti(img, out / f"zmap_{t}.nii.gz")
+        z_by_type[t] = region_values(img, label_img, table, spec.regions)
+    for k, r in enumerate(spec.regions):
+        lines.append(r + "\t" + "\t".join(f"{z_by_type[t][k]:.3f}" for t in zmaps))
+    (out / "region_z.tsv").write_text("\n".join(lines) + "\n")
+    for t, z in z_by_type.items():
+        top = np.argsort(-z)[:8]
+        print(f"  contrast {t}: {int((z > 3.1).sum())} of {len(z)} regions above z = 3.1; top: "
+              + ", ".join(f"{spec.regions[i]} {z[i]:.1f}" for i in top))
+    if plots:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from nilearn import plotting
+        for t, img in zmaps.items():
+            display = plotting.plot_glass_brain(img, threshold=3.1, colorbar=True, plot_abs=False,
+                                                title=f"{t}: z > 3.1")
+            display.savefig(str(out / f"zmap_{t}.png"))
+            display.close()
+        dm = model.design_matrices_[0]
+        fig, ax = plt.subplots(figsize=(11, 4))
+        t_s = np.arange(1, len(res.bold) + 1) * spec.bold.tr
+        z_first = z_by_type[next(iter(z_by_type))]
+        for k in np.argsort(-z_first)[:4]:
+            b = res.bold[:, k]
+            ax.plot(t_s, (b - b.mean()) / (b.std() + 1e-12), lw=1, label=spec.regions[k])
+        for t in zmaps:
+            reg = dm[t].to_numpy()
+            ax.plot(t_s, (reg - reg.mean()) / (reg.std() + 1e-12), "k--", lw=1.5, label=f"regressor {t}")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("z-scored BOLD")
+        ax.legend(fontsize=7)
+        ax.set_title("most responsive regions and the design's regressors")
+        fig.tight_layout()
+        fig.savefig(out / "task_timecourses.png", dpi=100)
+        plt.close(fig)
 
 
 def cmd_bold(args) -> int:

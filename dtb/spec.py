@@ -124,6 +124,7 @@ class NetworkSpec:
     stimuli: tuple[PoissonStimulus | CurrentStep, ...] = ()
     monitors: Monitors = Monitors()
     bold: "BoldSettings | None" = None
+    task: "TaskSettings | None" = None
     source: str = "<dict>"
     text: str = ""
 
@@ -299,10 +300,11 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
                   for i, raw in enumerate(top.list("stimuli", [])))
     monitors = _read_monitors(top.sub("monitors", top.raw("monitors", {})), by_name, sim)
     bold = _read_bold(top.sub("bold", top.raw("bold")), sim, monitors, source) if top.has("bold") else None
+    task = _read_task(top.sub("task", top.raw("task")), source) if top.has("task") else None
     top.done()
     _check_background_weights(source, stims)
     return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
-                       monitors=monitors, bold=bold, source=source, text=text)
+                       monitors=monitors, bold=bold, task=task, source=source, text=text)
 
 
 def _read_simulation(r: _Reader) -> Simulation:
@@ -488,6 +490,39 @@ def _read_bold(r: _Reader, sim: Simulation, monitors: Monitors, source: str):
     r.done()
     return BoldSettings(tr=tr, preset=preset, drive=drive, reference_current=ref, start=start,
                         atlas=str(base / atlas) if atlas else None, labels=str(base / labels) if labels else None)
+
+
+def _read_task(r: _Reader, source: str):
+    """[task]: a stimulus protocol (see dtb.task)."""
+    from dtb.task import TaskSettings, TrialType
+
+    base = Path(source).parent if source != "<dict>" else Path(".")
+    types = []
+    tt = r.sub("trial_types", r.raw("trial_types"))
+    for name in list(tt.table):
+        t = tt.sub(name, tt.raw(name))
+        regions = t.list("regions")
+        if not regions or not all(isinstance(x, str) for x in regions):
+            raise t.error("regions", "expected a non-empty list of region names or atlas labels")
+        kind = t.str("input", "poisson", choices=("poisson", "current"))
+        amp = t.quantity("amplitude", "rate" if kind == "poisson" else "current")
+        if kind == "poisson" and amp < 0:
+            raise t.error("amplitude", "a rate increase must not be negative")
+        t.done()
+        types.append(TrialType(name, tuple(regions), kind, amp))
+    tt.done()
+    if not types:
+        raise r.error("trial_types", "define at least one trial type")
+    events = r.str("events", None) if r.has("events") else None
+    d = TaskSettings(trial_types=())
+    settings = TaskSettings(
+        trial_types=tuple(types), events=str(base / events) if events else None,
+        populations=r.str("populations", d.populations, choices=("excitatory", "all")),
+        hrf_model=r.str("hrf_model", d.hrf_model, choices=("spm", "glover", "spm + derivative", "glover + derivative")),
+        drift_model=r.str("drift_model", d.drift_model, choices=("cosine", "polynomial")),
+        high_pass=r.quantity("high_pass", "rate", d.high_pass, positive=True))
+    r.done()
+    return settings
 
 
 def _check_background_weights(source: str, stims) -> None:

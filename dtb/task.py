@@ -1,0 +1,163 @@
+"""Task-evoked activity: stimulus protocols from BIDS events files, and the first-level GLM.
+
+A protocol maps trial types to target regions and an input:
+
+    [task]
+    events = "events.tsv"            # BIDS events (onset, duration, trial_type[, amplitude]); --events overrides
+    populations = "excitatory"       # which populations of a target region get the input: excitatory | all
+    hrf_model = "spm"                # nilearn FirstLevelModel options
+    drift_model = "cosine"
+    high_pass = "0.01 Hz"
+
+    [task.trial_types.visual]
+    regions = ["pericalcarine", "cuneus", "lingual", "lateraloccipital"]   # atlas labels: match l_/r_<label> too
+    input = "poisson"                # an added Poisson rate ("Hz"), or "current" ("pA")
+    amplitude = "300 Hz"             # times the event's amplitude column, if present
+
+Each event adds, from onset to onset + duration, its input to every neuron of the target
+populations (a Poisson rate through the populations' background synapses, or a current).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dtb.errors import DtbError
+from dtb.spec import CurrentStep, NetworkSpec, PoissonStimulus
+
+
+@dataclass(frozen=True)
+class TrialType:
+    name: str
+    regions: tuple[str, ...]          # atlas labels or region names
+    input: str = "poisson"            # "poisson" (rate, Hz) or "current" (A)
+    amplitude: float = 0.0            # SI: Hz or A
+
+
+@dataclass(frozen=True)
+class Event:
+    onset: float                      # s
+    duration: float                   # s
+    trial_type: str
+    amplitude: float = 1.0
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    trial_types: tuple[TrialType, ...]
+    events: str | None = None
+    populations: str = "excitatory"
+    hrf_model: str = "spm"
+    drift_model: str = "cosine"
+    high_pass: float = 0.01           # Hz
+
+
+def match_regions(patterns: tuple[str, ...], regions: list[str]) -> list[str]:
+    """Regions named by ``patterns``: exact names, or atlas labels that match ``<hemi>_<label>``."""
+    out = []
+    for pat in patterns:
+        hits = [r for r in regions if r == pat or (len(r) > 2 and r[1] == "_" and r[2:] == pat)]
+        if not hits:
+            raise DtbError(f"task region {pat!r} matches no region of the network")
+        out += [h for h in hits if h not in out]
+    return out
+
+
+def read_events(path: str | Path, trial_types: dict[str, TrialType], run_duration: float) -> list[Event]:
+    """A BIDS events file: tab-separated onset, duration, trial_type and optional amplitude."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise DtbError(f"{path}: cannot read events: {e.strerror or e}") from None
+    rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
+    cols = rows[0].keys() if rows else (text.splitlines()[0].split("\t") if text.strip() else [])
+    missing = [c for c in ("onset", "duration", "trial_type") if c not in cols]
+    if missing:
+        raise DtbError(f"{path}: missing column(s) {', '.join(missing)} (BIDS events need onset, duration, "
+                       f"trial_type; found {', '.join(cols) or 'none'})")
+    events = []
+    for line, row in enumerate(rows, 2):
+        def number(col):
+            try:
+                x = float(row[col])
+            except (TypeError, ValueError):
+                raise DtbError(f"{path}: line {line}: {col} must be a number, got {row[col]!r}") from None
+            if not math.isfinite(x):
+                raise DtbError(f"{path}: line {line}: {col} must be finite, got {row[col]!r}")
+            return x
+        onset, duration = number("onset"), number("duration")
+        amp = number("amplitude") if row.get("amplitude") not in (None, "", "n/a") else 1.0
+        tt = row["trial_type"]
+        if onset < 0:
+            raise DtbError(f"{path}: line {line}: negative onset {onset:g} s")
+        if duration < 0:
+            raise DtbError(f"{path}: line {line}: negative duration {duration:g} s")
+        if onset >= run_duration:
+            raise DtbError(f"{path}: line {line}: onset {onset:g} s is past the end of the run ({run_duration:g} s)")
+        if tt not in trial_types:
+            raise DtbError(f"{path}: line {line}: unknown trial_type {tt!r}; the config defines "
+                           f"{', '.join(trial_types) or 'none'}")
+        events.append(Event(onset, duration, tt, amp))
+    if not events:
+        raise DtbError(f"{path}: no events")
+    return events
+
+
+def write_events(path: str | Path, events: list[Event]) -> Path:
+    path = Path(path)
+    lines = ["onset\tduration\ttrial_type\tamplitude"]
+    lines += [f"{e.onset:g}\t{e.duration:g}\t{e.trial_type}\t{e.amplitude:g}" for e in events]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def add_task_stimuli(spec: NetworkSpec, events: list[Event], settings: TaskSettings) -> NetworkSpec:
+    """The spec with one stimulus per event and target population added."""
+    import dataclasses
+    types = {t.name: t for t in settings.trial_types}
+    background = {(s.population, s.receptor): s.weight for s in spec.stimuli if isinstance(s, PoissonStimulus)}
+    extra = []
+    for e in events:
+        t = types[e.trial_type]
+        for region in match_regions(t.regions, spec.regions):
+            for p in spec.populations:
+                if p.region != region or (settings.populations == "excitatory" and p.kind != "excitatory"):
+                    continue
+                stop = e.onset + e.duration
+                if t.input == "poisson":
+                    w = background.get((p.name, "ampa"))
+                    if w is None:
+                        raise DtbError(f"task input 'poisson' to {p.name}: the population has no AMPA background "
+                                       f"input whose synapses the task input could use")
+                    extra.append(PoissonStimulus(p.name, t.amplitude * e.amplitude, w, "ampa", e.onset, stop))
+                else:
+                    extra.append(CurrentStep(p.name, t.amplitude * e.amplitude, e.onset, stop))
+    return dataclasses.replace(spec, stimuli=spec.stimuli + tuple(extra))
+
+
+def fit_glm(bold_img, events: list[Event], tr: float, settings: TaskSettings, mask_img=None):
+    """First-level GLM (nilearn): returns (model, {trial type: z-map image})."""
+    import pandas as pd
+    from nilearn.glm.first_level import FirstLevelModel
+    df = pd.DataFrame([{"onset": e.onset, "duration": e.duration, "trial_type": e.trial_type,
+                        "modulation": e.amplitude} for e in events])
+    model = FirstLevelModel(t_r=tr, hrf_model=settings.hrf_model, drift_model=settings.drift_model,
+                            high_pass=settings.high_pass, mask_img=mask_img, minimize_memory=False)
+    model.fit(bold_img, events=df)
+    zmaps = {t: model.compute_contrast(t, output_type="z_score") for t in sorted(df.trial_type.unique())}
+    return model, zmaps
+
+
+def region_values(img, label_img, region_labels: dict[str, int], regions: list[str]) -> np.ndarray:
+    """Mean of a 3D image inside each region's label."""
+    data = np.asanyarray(img.dataobj)
+    labels = np.asanyarray(label_img.dataobj)
+    return np.array([float(data[labels == region_labels[r]].mean()) for r in regions])
