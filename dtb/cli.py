@@ -296,7 +296,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
         inh = [r for p, r in zip(spec.populations, rates.values()) if p.kind == "inhibitory"]
         print(f"  ... {len(rates) - 20} more populations (all in summary.json); mean over populations: "
               f"excitatory {np.mean(exc):.2f} Hz, inhibitory {np.mean(inh) if inh else 0:.2f} Hz")
-    print(f"  results: {path}" + ("" if args.no_plots else f", {out / 'raster.png'}, {out / 'regions.png'}"))
+    written = [path] + [out / n for n in ("raster.png", "regions.png", "bold.png", "bold.nii.gz") if (out / n).exists()]
+    print(f"  results: {', '.join(str(p) for p in written)}")
     return 0
 
 
