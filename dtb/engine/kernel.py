@@ -160,13 +160,11 @@ class Simulation:
         self._pending_exchange = None
         self.stats = BuildStats(n_local=self.n_local)
         self._tasks: list[tuple[int, int, Callable[[int], None]]] = []   # (order, period in steps, fn(step))
-        self._step = 0
-        self._mon_pos = 0
+        self._mon_pos = 0                 # spikes already sent to other ranks
         self.exchange_seconds = 0.0
         self.exchanged_spikes = 0
         self._region_rows: list[np.ndarray] = []
         self._region_spike_pos = 0
-        self._progress = None
         self._build()
         self.stats.build_seconds = time.perf_counter() - t0
 
