@@ -9,6 +9,10 @@ Neural drive (``[bold] drive``), computed per region from the engine's regional 
 * ``"synaptic"``: u = mean excitatory (AMPA + NMDA) synaptic current per neuron divided by
   ``reference_current`` (default 1 nA), the synaptic-activity drive of Friston et al. 2000.
 
+Scanner noise (``[bold] noise``, default 0): white Gaussian noise of that standard deviation
+(in BOLD units, e.g. 0.002 = 0.2 % signal change) added to every region's sample, as thermal noise
+in a scanner; counter-based (seed, region, TR), so it does not depend on the rank count.
+
 Start (``[bold] start``): ``"steady"`` (default) puts the haemodynamic state at the steady state
 of the first TR's mean drive, as a scanner's discarded dummy volumes would; ``"rest"`` starts from
 rest (s = 0, f = v = q = 1), so the first volumes show the rise to the network's baseline.
@@ -37,6 +41,7 @@ class BoldSettings:
     drive: str = "rate"                  # "rate" or "synaptic"
     reference_current: float = 1e-9      # [A] scale of the synaptic drive
     start: str = "steady"                # "steady" or "rest"
+    noise: float = 0.0                   # [BOLD units] standard deviation of added scanner noise
     atlas: str | None = None             # label volume (NIfTI) to paint the signal into
     labels: str | None = None            # table mapping region names to label values
 
@@ -60,6 +65,17 @@ def drive_from_regions(rate_hz: np.ndarray, i_exc_pa: np.ndarray, settings: Bold
     return u
 
 
+def scanner_noise(n_tr: int, n_regions: int, seed: int, sigma: float, first: int = 0) -> np.ndarray:
+    """White Gaussian noise (n_tr x n_regions) of standard deviation ``sigma``, keyed by (seed,
+    region, TR index from ``first``)."""
+    from dtb import rng
+    if sigma <= 0 or n_tr == 0:
+        return np.zeros((n_tr, n_regions))
+    tr_index = np.arange(first, first + n_tr)[:, None]
+    region = np.arange(n_regions)[None, :]
+    return sigma * rng.normal(seed, rng.STREAM_SCANNER, rng.STREAM_SCANNER2, region, tr_index)
+
+
 def check_tr(tr: float, dt: float, interval: float) -> int:
     """Samples of regional activity per TR; errors if the TR is not a positive multiple of them."""
     if not tr >= dt:
@@ -71,8 +87,9 @@ def check_tr(tr: float, dt: float, interval: float) -> int:
 
 
 def bold_from_activity(rate_hz: np.ndarray, i_exc_pa: np.ndarray, interval: float, settings: BoldSettings,
-                       state: BalloonState | None = None) -> tuple[np.ndarray, BalloonState]:
-    """BOLD at every TR (n_TR x regions) from regional samples taken every ``interval`` s."""
+                       state: BalloonState | None = None, seed: int = 0) -> tuple[np.ndarray, BalloonState]:
+    """BOLD at every TR (n_TR x regions) from regional samples taken every ``interval`` s, with the
+    scanner noise of ``settings`` (keyed by ``seed``) added."""
     per_tr = check_tr(settings.tr, interval, interval)
     u = drive_from_regions(rate_hz, i_exc_pa, settings)
     p = settings.parameters
@@ -84,7 +101,8 @@ def bold_from_activity(rate_hz: np.ndarray, i_exc_pa: np.ndarray, interval: floa
         integ.step(u[i])
         if (i + 1) % per_tr == 0:
             out.append(bold_signal(integ.state, p))
-    return np.array(out).reshape(-1, u.shape[1]), integ.state
+    signal = np.array(out).reshape(-1, u.shape[1])
+    return signal + scanner_noise(len(signal), signal.shape[1], seed, settings.noise), integ.state
 
 
 def initial_state(first_tr_drive: np.ndarray, settings: BoldSettings) -> BalloonState:
@@ -130,7 +148,9 @@ class BoldRecorder:
 
     @property
     def bold(self) -> np.ndarray:
-        return np.array(self.signal).reshape(-1, len(self.sizes))
+        """The signal so far (TRs x regions), scanner noise included."""
+        clean = np.array(self.signal).reshape(-1, len(self.sizes))
+        return clean + scanner_noise(len(clean), clean.shape[1], self.sim.seed, self.settings.noise)
 
 
 # ------------------------------------------------------------------------------- outputs
@@ -147,6 +167,7 @@ def write_bold_group(f: h5py.File, signal: np.ndarray, settings: BoldSettings, s
     g.attrs["drive"] = settings.drive
     g.attrs["reference_current_A"] = settings.reference_current
     g.attrs["start"] = settings.start
+    g.attrs["noise"] = settings.noise
     g.attrs["parameters"] = json.dumps(settings.parameters.__dict__)
     if state is not None:
         g.create_dataset("state", data=state.as_array())

@@ -322,7 +322,7 @@ def _task_outputs(spec, res, events, out: Path, plots: bool = True) -> None:
     import numpy as np
     from atlas.io import read_label_table
     from dtb.bold import save_nifti
-    from dtb.task import fit_glm, region_values, write_events
+    from dtb.task import fit_glm, region_glm, write_events
 
     write_events(out / "events.tsv", events)
     if len(res.bold) < 4:
@@ -333,10 +333,10 @@ def _task_outputs(spec, res, events, out: Path, plots: bool = True) -> None:
     mask = nib.Nifti1Image(np.isin(labels, [table[r] for r in spec.regions]).astype(np.uint8), label_img.affine)
     model, zmaps = fit_glm(nib.load(out / "bold.nii.gz"), events, spec.bold.tr, spec.task, mask_img=mask)
     lines = ["region\t" + "\t".join(f"z_{t}" for t in zmaps)]
-    z_by_type = {}
     for t, img in zmaps.items():
         save_nifti(img, out / f"zmap_{t}.nii.gz")
-        z_by_type[t] = region_values(img, label_img, table, spec.regions)
+    # per region: the same GLM on the region time series (equal to the voxels' z inside each label)
+    z_by_type = region_glm(res.bold, events, spec.bold.tr, spec.task)
     for k, r in enumerate(spec.regions):
         lines.append(r + "\t" + "\t".join(f"{z_by_type[t][k]:.3f}" for t in zmaps))
     (out / "region_z.tsv").write_text("\n".join(lines) + "\n")
@@ -389,6 +389,7 @@ def cmd_bold(args) -> int:
             rate = f["regions/rate"][()]
             i_exc = f["regions/I_exc"][()]
             stored = dict(f["bold"].attrs) if "bold" in f else {}
+            seed = int(f.attrs["seed"])
     except FileNotFoundError:
         raise DtbError(f"{path}: file not found") from None
     except (OSError, KeyError) as e:
@@ -396,7 +397,8 @@ def cmd_bold(args) -> int:
     settings = BoldSettings()
     if stored:
         settings = dataclasses.replace(settings, tr=float(stored["tr_s"]), preset=str(stored["preset"]),
-                                       drive=str(stored["drive"]), start=str(stored.get("start", "steady")))
+                                       drive=str(stored["drive"]), start=str(stored.get("start", "steady")),
+                                       noise=float(stored.get("noise", 0.0)))
     if args.preset is not None and args.preset not in PRESETS:
         raise DtbError(f"--preset {args.preset!r} is not one of: {', '.join(PRESETS)}")
     settings = dataclasses.replace(settings, **{k: v for k, v in (("tr", args.tr), ("preset", args.preset),
@@ -406,7 +408,7 @@ def cmd_bold(args) -> int:
         raise DtbError("--atlas and --labels go together")
     if args.atlas:
         settings = dataclasses.replace(settings, atlas=args.atlas, labels=args.labels)
-    signal, state = bold_from_activity(rate, i_exc, interval, settings)
+    signal, state = bold_from_activity(rate, i_exc, interval, settings, seed=seed)
     if len(signal) == 0:
         raise DtbError(f"{path}: the run ({len(rate) * interval:g} s) is shorter than one TR ({settings.tr:g} s)")
     out = Path(args.out) if args.out else path.parent

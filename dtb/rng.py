@@ -25,6 +25,8 @@ STREAM_DELAY = 19
 STREAM_DELAY2 = 20
 STREAM_COUNT = 21         # in-degree of fixed-probability rules
 STREAM_INIT = 22          # initial membrane potentials
+STREAM_SCANNER = 23       # thermal (scanner) noise of the BOLD signal
+STREAM_SCANNER2 = 24
 
 
 def _mix(z: np.ndarray) -> np.ndarray:

@@ -478,6 +478,7 @@ def _read_bold(r: _Reader, sim: Simulation, monitors: Monitors, source: str):
     drive = r.str("drive", d.drive, choices=DRIVES)
     ref = r.quantity("reference_current", "current", d.reference_current, positive=True)
     start = r.str("start", d.start, choices=("steady", "rest"))
+    noise = r.float("noise", d.noise, low=0.0, high=1.0)
     base = Path(source).parent if source != "<dict>" else Path(".")
     atlas = r.str("atlas", None) if r.has("atlas") else None
     labels = r.str("labels", None) if r.has("labels") else None
@@ -488,7 +489,7 @@ def _read_bold(r: _Reader, sim: Simulation, monitors: Monitors, source: str):
         if val is not None and not (base / val).is_file():
             raise r.error(key, f"file not found: {base / val}")
     r.done()
-    return BoldSettings(tr=tr, preset=preset, drive=drive, reference_current=ref, start=start,
+    return BoldSettings(tr=tr, preset=preset, drive=drive, reference_current=ref, start=start, noise=noise,
                         atlas=str(base / atlas) if atlas else None, labels=str(base / labels) if labels else None)
 
 

@@ -1,0 +1,89 @@
+"""Task BOLD analysed the neuroimaging way: a block design on the Desikan-Killiany visual labels.
+
+One small whole-cortex twin (68 regions, 2,040 neurons, dt 0.5 ms, 160 s, scanner noise 0.04 %
+BOLD) runs the block design at three amplitudes and without stimulus for three seeds; the
+first-level GLM (nilearn: SPM HRF, cosine drift, AR(1)) must find the visual regions (z > 3.1),
+keep the null false-positive rate at its nominal value (one-sided p = 0.001 for z > 3.1), and
+grow with the amplitude."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from dtb.engine import Simulation
+from dtb.results import gather_results
+from dtb.spec import spec_from_dict
+from dtb.task import Event, TaskSettings, TrialType, add_task_stimuli, fit_glm, region_glm
+
+VISUAL = ("pericalcarine", "cuneus", "lingual", "lateraloccipital")
+EVENTS = [Event(20.0 + 40.0 * k, 20.0, "visual", 1.0) for k in range(4)]
+
+
+def _run(seed: int, amplitude: float):
+    spec = spec_from_dict({
+        "simulation": {"dt": "0.5 ms", "duration": "160 s", "seed": seed},
+        "atlas": {"neurons": 2040, "min_neurons": 20, "indegree": 100, "background_rate": "3200 Hz"},
+        "monitors": {"region_interval": "5 ms", "rate_bin": "100 ms"},
+        "bold": {"tr": "1 s", "preset": "stephan2007", "noise": 4e-4}})
+    settings = TaskSettings(trial_types=(TrialType("visual", VISUAL, "poisson", amplitude),))
+    if amplitude > 0:
+        spec = add_task_stimuli(spec, EVENTS, settings)
+    sim = Simulation(spec)
+    sim.run(spec.simulation.duration)
+    res = gather_results(sim)
+    return spec, region_glm(res.bold, EVENTS, 1.0, settings)["visual"]
+
+
+@pytest.fixture(scope="module")
+def task_runs():
+    runs = {amp: _run(1, amp) for amp in (150.0, 300.0, 600.0)}
+    nulls = [_run(seed, 0.0)[1] for seed in (2, 3, 4)]
+    return runs, nulls
+
+
+def test_visual_regions_exceed_threshold(task_runs):
+    runs, _ = task_runs
+    spec, z = runs[300.0]
+    visual = [i for i, r in enumerate(spec.regions) if r[2:] in VISUAL]
+    assert len(visual) == 8
+    assert np.all(z[visual] > 3.1)
+
+
+def test_null_false_positive_rate_is_nominal(task_runs):
+    _, nulls = task_runs
+    z = np.concatenate(nulls)                 # 3 runs x 68 regions
+    assert len(z) == 204
+    assert 0.8 < z.std() < 1.25               # calibrated null z
+    # nominal one-sided rate for z > 3.1 is 0.001: 0.2 expected here; 3 or more would have p < 0.002
+    assert (z > 3.1).sum() <= 2
+
+
+def test_response_grows_with_amplitude(task_runs):
+    runs, _ = task_runs
+    spec = runs[150.0][0]
+    visual = [i for i, r in enumerate(spec.regions) if r[2:] in VISUAL]
+    means = [runs[a][1][visual].mean() for a in (150.0, 300.0, 600.0)]
+    assert means[0] < means[1] < means[2]
+
+
+def test_region_glm_equals_nilearn_first_level_model_on_painted_images(tmp_path):
+    """The region GLM is nilearn's voxel-wise FirstLevelModel wherever the signal is painted."""
+    from dtb.bold import paint_regions
+    rng = np.random.default_rng(3)
+    labels = np.zeros((6, 5, 4), dtype=np.int16)
+    labels[:3] = 1
+    labels[3:] = 2
+    atlas = nib.Nifti1Image(labels, np.diag([3.0, 3.0, 3.0, 1.0]))
+    events = [Event(10.0 + 30.0 * k, 15.0, "visual", 1.0) for k in range(4)]
+    t = np.arange(1, 121)
+    on = np.zeros(120)
+    for e in events:
+        on[(t > e.onset + 4) & (t <= e.onset + e.duration + 4)] = 1
+    bold = 1.0 + 0.002 * rng.standard_normal((120, 2)) + np.outer(on, [0.003, 0.0])
+    settings = TaskSettings(trial_types=(TrialType("visual", ("A",), "poisson", 1.0),))
+    img = paint_regions(atlas, {"A": 1, "B": 2}, ["A", "B"], bold, tr=1.0)
+    _, zmaps = fit_glm(img, events, 1.0, settings, mask_img=nib.Nifti1Image((labels > 0).astype(np.uint8), atlas.affine))
+    zimg = np.asanyarray(zmaps["visual"].dataobj)
+    z = region_glm(bold, events, 1.0, settings)["visual"]
+    assert z[0] > 3.1 and abs(z[1]) < 3.1
+    np.testing.assert_allclose([zimg[labels == 1].mean(), zimg[labels == 2].mean()], z, rtol=1e-3, atol=1e-3)
