@@ -87,3 +87,45 @@ def test_region_glm_equals_nilearn_first_level_model_on_painted_images(tmp_path)
     z = region_glm(bold, events, 1.0, settings)["visual"]
     assert z[0] > 3.1 and abs(z[1]) < 3.1
     np.testing.assert_allclose([zimg[labels == 1].mean(), zimg[labels == 2].mean()], z, rtol=1e-3, atol=1e-3)
+
+
+def test_activation_propagates_along_the_connectome():
+    """With stronger long-range coupling (40 % of inputs, 1 nS), regions that receive many
+    long-range inputs from the visual regions respond to the visual blocks (smaller than the
+    stimulated regions, and later: their rates rise after the conduction delays), regions with
+    no input from them do not."""
+    from atlas.build import long_range_indegrees
+    from atlas.config import load_atlas
+
+    spec = spec_from_dict({
+        "simulation": {"dt": "0.5 ms", "duration": "160 s", "seed": 1},
+        "atlas": {"neurons": 2040, "min_neurons": 20, "indegree": 100, "background_rate": "3000 Hz",
+                  "long_range_fraction": 0.4, "w_long": "1 nS"},
+        "monitors": {"region_interval": "1 ms", "rate_bin": "100 ms"},
+        "bold": {"tr": "1 s", "preset": "stephan2007", "noise": 4e-4}})
+    settings = TaskSettings(trial_types=(TrialType("visual", VISUAL, "poisson", 600.0),))
+    spec = add_task_stimuli(spec, EVENTS, settings)
+    sim = Simulation(spec)
+    sim.run(spec.simulation.duration)
+    res = gather_results(sim)
+    z = region_glm(res.bold, EVENTS, 1.0, settings)["visual"]
+    visual = [i for i, r in enumerate(spec.regions) if r[2:] in VISUAL]
+    k = long_range_indegrees(load_atlas().connectome.weights, 40)[:, visual].sum(axis=1).astype(float)
+    k[visual] = -1
+    strong = list(np.argsort(-k)[:6])
+    weak = [i for i in range(len(k)) if k[i] == 0]
+    assert len(weak) > 20
+    assert z[strong].max() > 3.1
+    assert z[strong].mean() > z[weak].mean() + 1.0
+    assert z[strong].mean() < z[visual].mean() / 2
+
+    # onset latency of the block-averaged rate (1-ms samples, 5-ms smoothing, half of the rise)
+    def latency(idx):
+        window = np.arange(-50, 200)
+        trace = np.mean([res.region_rate[int(e.onset * 1000) + window - 1][:, idx].mean(axis=1) for e in EVENTS], 0)
+        trace = np.convolve(trace, np.ones(5) / 5, mode="same")
+        base, plateau = trace[5:45].mean(), trace[150:195].mean()
+        assert plateau > base
+        return int(np.argmax(trace[50:] > base + 0.5 * (plateau - base)))
+
+    assert latency(strong) >= latency(visual) + 3
