@@ -98,6 +98,19 @@ def read_label_table(path: str | Path) -> dict[str, int]:
     return out
 
 
+def label_array(img, source: str) -> np.ndarray:
+    """The integer 3D label array of a NIfTI image, or a DtbError naming ``source``."""
+    data = np.asanyarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DtbError(f"{source}: a label volume must be 3D, got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.all(np.isfinite(data)) or not np.all(np.equal(np.mod(data, 1), 0)):
+            raise DtbError(f"{source}: label values must be integers (got {data.dtype} with fractional values)")
+    return data.astype(np.int64)
+
+
 def read_parcellation(volume: str | Path, table: str | Path, keep: set[str] | None = None) -> Parcellation:
     """A label volume (NIfTI) and its label table. With ``keep``, only those regions are kept and
     every other label counts as background."""
@@ -109,15 +122,7 @@ def read_parcellation(volume: str | Path, table: str | Path, keep: set[str] | No
         raise DtbError(f"{volume}: file not found") from None
     except Exception as e:     # nibabel raises several types for files it cannot read
         raise DtbError(f"{volume}: cannot read as NIfTI: {e}") from None
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise DtbError(f"{volume}: a label volume must be 3D, got shape {data.shape}")
-    if not np.issubdtype(data.dtype, np.integer):
-        if not np.all(np.isfinite(data)) or not np.all(np.equal(np.mod(data, 1), 0)):
-            raise DtbError(f"{volume}: label values must be integers (got {data.dtype} with fractional values)")
-        data = data.astype(np.int64)
+    data = label_array(img, str(volume))
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DtbError(f"{volume}: the affine is not invertible:\n{affine}")

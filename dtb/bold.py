@@ -193,15 +193,8 @@ def paint_regions(label_img, region_labels: dict[str, int], regions: list[str], 
     """A 4D NIfTI (x, y, z, time) with each region's signal painted into its label's voxels; the
     atlas affine is kept and the time step set to TR. Voxels of no region stay 0."""
     import nibabel as nib
-    labels = np.asanyarray(label_img.dataobj)
-    if labels.ndim == 4 and labels.shape[3] == 1:
-        labels = labels[..., 0]
-    if labels.ndim != 3:
-        raise DtbError(f"{source}: a label volume must be 3D, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.all(np.equal(np.mod(labels, 1), 0)):
-            raise DtbError(f"{source}: label values must be integers")
-        labels = labels.astype(np.int64)
+    from atlas.io import label_array
+    labels = label_array(label_img, source)
     missing = [r for r in regions if r not in region_labels]
     if missing:
         raise DtbError(f"{source}: no label for region(s) {', '.join(missing)}")

@@ -26,6 +26,20 @@ def _time_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that simulate (run, task)."""
+    p.add_argument("--ranks", "-n", type=int, default=None, help="number of MPI ranks to start (default: 1, or "
+                   "the ranks of the outer launcher)")
+    p.add_argument("--out", "-o", default=None, help="output folder (default: results/<config name>)")
+    p.add_argument("--duration", type=_time_arg, default=None, help="biological time, e.g. '2 s' or '500 ms' "
+                   "(default: the config's simulation.duration)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's simulation.seed)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+    p.set_defaults(func=cmd_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dtb", description="Digital twin brain: distributed spiking network simulation.")
     parser.add_argument("--version", action="version", version=f"dtb {__import__('dtb').__version__}")
@@ -38,16 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "given. Writes OUT/run.h5 (layout: dtb.results), raster.png, regions.png and "
                                      "summary.json.")
     run.add_argument("config", help="network config (TOML)")
-    run.add_argument("--ranks", "-n", type=int, default=None, help="number of MPI ranks to start (default: 1, or "
-                     "the ranks of the outer launcher)")
-    run.add_argument("--out", "-o", default=None, help="output folder (default: results/<config name>)")
-    run.add_argument("--duration", type=_time_arg, default=None, help="biological time, e.g. '2 s' or '500 ms' "
-                     "(default: the config's simulation.duration)")
-    run.add_argument("--seed", type=int, default=None, help="random seed (default: the config's simulation.seed)")
-    run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
-    run.set_defaults(func=cmd_run)
+    _run_options(run)
 
     task = sub.add_parser("task", help="run a stimulus protocol and fit the first-level GLM",
                           description="Run CONFIG with the stimulus protocol of its [task] section driven by a "
@@ -57,14 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "events.tsv and task_timecourses.png beside run.h5.")
     task.add_argument("config", help="network config (TOML) with [task] and [bold]")
     task.add_argument("--events", default=None, help="BIDS events.tsv (default: [task] events)")
-    task.add_argument("--ranks", "-n", type=int, default=None, help="number of MPI ranks to start")
-    task.add_argument("--out", "-o", default=None, help="output folder (default: results/<config name>)")
-    task.add_argument("--duration", type=_time_arg, default=None, help="biological time (default: the config's)")
-    task.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
-    task.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    task.add_argument("--no-progress", action="store_true", help="no progress bar")
-    task.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
-    task.set_defaults(func=cmd_run)
+    _run_options(task)
 
     bold = sub.add_parser("bold", help="compute BOLD from a recorded run",
                           description="Compute the BOLD signal of every region from the regional activity "
