@@ -29,7 +29,8 @@ import h5py
 import numpy as np
 
 from dtb.errors import DtbError
-from dtb.models.balloon import BalloonIntegrator, BalloonParameters, BalloonState, bold_signal, fixed_point, preset
+from dtb.models.balloon import (BalloonIntegrator, BalloonParameters, BalloonState, bold_signal, fixed_point, preset,
+                                simulate_bold)
 
 DRIVES = ("rate", "synaptic")
 
@@ -92,17 +93,10 @@ def bold_from_activity(rate_hz: np.ndarray, i_exc_pa: np.ndarray, interval: floa
     scanner noise of ``settings`` (keyed by ``seed``) added."""
     per_tr = check_tr(settings.tr, interval, interval)
     u = drive_from_regions(rate_hz, i_exc_pa, settings)
-    p = settings.parameters
     if state is None:
         state = initial_state(u[:per_tr], settings)
-    integ = BalloonIntegrator(p, interval, state.copy())
-    out = []
-    for i in range(len(u)):
-        integ.step(u[i])
-        if (i + 1) % per_tr == 0:
-            out.append(bold_signal(integ.state, p))
-    signal = np.array(out).reshape(-1, u.shape[1])
-    return signal + scanner_noise(len(signal), signal.shape[1], seed, settings.noise), integ.state
+    signal, final = simulate_bold(u, interval, settings.parameters, state, every=per_tr)
+    return signal + scanner_noise(len(signal), signal.shape[1], seed, settings.noise), final
 
 
 def initial_state(first_tr_drive: np.ndarray, settings: BoldSettings) -> BalloonState:
@@ -121,24 +115,20 @@ class BoldRecorder:
         self.interval = sim._region_every * sim.dt
         self.per_tr = check_tr(settings.tr, sim.dt, self.interval)
         self.params = settings.parameters
-        n = len(sim.spec.regions)
-        self.sizes = np.zeros(n)
-        for p in sim.spec.populations:
-            self.sizes[sim.spec.regions.index(p.region)] += p.size
+        self.sizes = sim.spec.region_sizes
         self.integrator = None
         self.signal: list[np.ndarray] = []
         self._row = 0
         sim.add_hook(settings.tr, lambda s: self._on_tr())
 
     def _on_tr(self) -> None:
-        from dtb.engine.kernel import CHARGE_QUANTUM
+        from dtb.engine.kernel import regional_activity
         rows = np.array(self.sim._region_rows[self._row:], dtype=np.int64)
         self._row = len(self.sim._region_rows)
         if self.sim.size > 1:
             from mpi4py import MPI
             self.sim.comm.Allreduce(MPI.IN_PLACE, rows, op=MPI.SUM)
-        rate = rows[:, 2, :] / self.sizes / self.interval
-        i_exc = rows[:, 0, :] * CHARGE_QUANTUM / self.interval / self.sizes * 1e12
+        i_exc, _, rate = regional_activity(rows, self.sizes, self.interval)
         u = drive_from_regions(rate, i_exc, self.settings)
         if self.integrator is None:
             self.integrator = BalloonIntegrator(self.params, self.interval, initial_state(u, self.settings))

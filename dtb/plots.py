@@ -26,8 +26,7 @@ def raster_and_rates(res: RunResults, path: str | Path, max_points: int = 200_00
     if len(g) > max_points:
         keep = np.linspace(0, len(g) - 1, max_points).astype(np.int64)
         t, g = t[keep], g[keep]
-    firsts = np.array([p.first_gid for p in spec.populations])
-    pop = np.searchsorted(firsts, g, side="right") - 1
+    pop = spec.population_index(g)
     cmap = plt.get_cmap("tab20")
     for k, p in enumerate(spec.populations):
         sel = pop == k

@@ -37,7 +37,7 @@ import h5py
 import numpy as np
 
 import dtb
-from dtb.engine.kernel import CHARGE_QUANTUM, Simulation
+from dtb.engine.kernel import Simulation, regional_activity
 from dtb.spec import NetworkSpec
 
 SONATA_SORTING = h5py.enum_dtype({"none": 0, "by_id": 1, "by_time": 2}, basetype=np.uint8)
@@ -71,8 +71,7 @@ class RunResults:
         steps_per_bin = max(int(round(bw / spec.simulation.dt)), 1)
         n_steps = int(round(self.duration / spec.simulation.dt))
         n_bins = max(int(np.ceil(n_steps / steps_per_bin)), 1)
-        firsts = np.array([p.first_gid for p in spec.populations])
-        pop = np.searchsorted(firsts, self.spike_gids, side="right") - 1
+        pop = spec.population_index(self.spike_gids)
         b = np.minimum(self.spike_steps // steps_per_bin, n_bins - 1)
         counts = np.zeros((n_bins, len(spec.populations)))
         np.add.at(counts, (b, pop), 1)
@@ -81,8 +80,7 @@ class RunResults:
 
     def mean_rates(self) -> dict[str, float]:
         """Mean rate per population over the whole run (Hz)."""
-        firsts = np.array([p.first_gid for p in self.spec.populations])
-        pop = np.searchsorted(firsts, self.spike_gids, side="right") - 1
+        pop = self.spec.population_index(self.spike_gids)
         counts = np.bincount(pop, minlength=len(self.spec.populations))
         return {p.name: counts[k] / p.size / self.duration for k, p in enumerate(self.spec.populations)}
 
@@ -108,11 +106,8 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
     order = np.lexsort((all_g, all_s))
     total_rows = sum(p[2] for p in pieces)
     spec = sim.spec
-    region_sizes = np.zeros(len(spec.regions))
-    for p in spec.populations:
-        region_sizes[spec.regions.index(p.region)] += p.size
     interval = sim._region_every * sim.dt
-    to_pA = CHARGE_QUANTUM / interval / region_sizes * 1e12
+    i_exc, i_inh, rate = regional_activity(total_rows, spec.region_sizes, interval)
     state_out = []
     for k, sm in enumerate(spec.monitors.state):
         parts = [p[3][k] for p in pieces if len(p[3][k][0])]
@@ -132,9 +127,8 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
     bold = sim.bold.bold if sim.bold is not None else None
     bold_state = sim.bold.integrator.state if sim.bold is not None and sim.bold.integrator is not None else None
     return RunResults(bold=bold, bold_state=bold_state, spec=spec, n_ranks=sim.size, duration=sim.t, spike_gids=all_g[order],
-                      spike_steps=all_s[order], region_exc=total_rows[:, 0, :] * to_pA,
-                      region_inh=total_rows[:, 1, :] * to_pA,
-                      region_rate=total_rows[:, 2, :] / region_sizes / interval, region_interval=interval,
+                      spike_steps=all_s[order], region_exc=i_exc, region_inh=i_inh, region_rate=rate,
+                      region_interval=interval,
                       states=state_out,
                       summary=summ)
 
@@ -173,8 +167,7 @@ def write_results(res: RunResults, path: str | Path) -> Path:
             f.attrs["versions"] = json.dumps(package_versions())
             f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             spikes = f.create_group("spikes")
-            firsts = np.array([p.first_gid for p in spec.populations])
-            pop = np.searchsorted(firsts, res.spike_gids, side="right") - 1
+            pop = spec.population_index(res.spike_gids)
             for k, p in enumerate(spec.populations):
                 sel = pop == k
                 g = spikes.create_group(p.name)
@@ -201,8 +194,7 @@ def write_results(res: RunResults, path: str | Path) -> Path:
                                     ("rate", res.region_rate, "Hz")):
                 d = reg.create_dataset(name, data=arr)
                 d.attrs["units"] = unit
-            reg.create_dataset("sizes", data=np.array([sum(p.size for p in spec.populations if p.region == r)
-                                                       for r in spec.regions]))
+            reg.create_dataset("sizes", data=spec.region_sizes)
             st = f.create_group("state")
             for name, gids, t, data in res.states:
                 g = st.create_group(name)

@@ -139,6 +139,22 @@ class NetworkSpec:
         raise KeyError(name)
 
     @property
+    def region_sizes(self):
+        """Neurons per region, in the order of :attr:`regions` (numpy array)."""
+        import numpy as np
+        regions = self.regions
+        sizes = np.zeros(len(regions))
+        for p in self.populations:
+            sizes[regions.index(p.region)] += p.size
+        return sizes
+
+    def population_index(self, gids):
+        """Index (into :attr:`populations`) of the population of each global id."""
+        import numpy as np
+        firsts = np.array([p.first_gid for p in self.populations])
+        return np.searchsorted(firsts, gids, side="right") - 1
+
+    @property
     def regions(self) -> list[str]:
         """Region names in order of first appearance."""
         out: list[str] = []

@@ -41,6 +41,14 @@ log = logging.getLogger(__name__)
 CHARGE_QUANTUM = 1e-21
 
 
+def regional_activity(rows: np.ndarray, sizes: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regional samples summed over ranks, (samples, channels, regions) int64 as taken by
+    ``Simulation._take_region_charge``, as mean excitatory and inhibitory synaptic current per
+    neuron (pA) and firing rate per neuron (Hz) over each interval."""
+    to_pA = CHARGE_QUANTUM / interval / sizes * 1e12
+    return rows[:, 0, :] * to_pA, rows[:, 1, :] * to_pA, rows[:, 2, :] / sizes / interval
+
+
 class _SerialComm:
     """The few mpi4py calls the kernel uses, for a run without MPI."""
 
@@ -178,7 +186,7 @@ class Simulation:
         self._poisson = rng.brian2_poisson_function()
         gids = np.arange(self.lo, self.hi, dtype=np.int64)
         self.local_gids = gids
-        pop_index = np.searchsorted([p.first_gid for p in spec.populations], gids, side="right") - 1
+        pop_index = spec.population_index(gids)
         self.local_population = pop_index
         region_names = spec.regions
         region_of_pop = np.array([region_names.index(p.region) for p in spec.populations])

@@ -144,8 +144,8 @@ def fixed_point(u, p: BalloonParameters) -> tuple[BalloonState, np.ndarray]:
 class BalloonIntegrator:
     """Steps a :class:`BalloonState` forward under a drive sampled every ``dt`` seconds.
 
-    ``run(u)`` takes u of shape (n_steps, *state shape) and returns the BOLD after each step;
-    it can be called repeatedly (chunks), and the state can be saved and restored in between.
+    ``step(u)`` can be called for as long as needed (chunks), and the state can be saved and
+    restored in between; :func:`simulate_bold` runs it over a whole drive.
     Work arrays are allocated once, so a step is a fixed sequence of in-place numpy operations."""
 
     def __init__(self, p: BalloonParameters, dt: float, state: BalloonState):
@@ -196,19 +196,6 @@ class BalloonIntegrator:
         # stops being meaningful; bounding the logarithms keeps every state finite
         for y in (st.lf, st.lv, st.lq):
             np.clip(y, -LOG_BOUND, LOG_BOUND, out=y)
-
-    def run(self, u: np.ndarray) -> np.ndarray:
-        """Advance over every row of ``u`` (n_steps, *shape); returns BOLD after each step."""
-        u = np.asarray(u, dtype=np.float64)
-        if u.shape[1:] != self.state.s.shape:
-            raise ValueError(f"drive has shape {u.shape[1:]} per step, the state {self.state.s.shape}")
-        if not np.all(np.isfinite(u)):
-            raise ValueError("the drive holds NaN or infinite values")
-        out = np.empty(u.shape)
-        for i in range(len(u)):
-            self.step(u[i])
-            out[i] = bold_signal(self.state, self.p)
-        return out
 
 
 def simulate_bold(u: np.ndarray, dt: float, p: BalloonParameters, state: BalloonState | None = None,
