@@ -136,6 +136,17 @@ class BoldRecorder:
             self.integrator.step(u[i])
         self.signal.append(bold_signal(self.integrator.state, self.params))
 
+    def capture(self) -> dict:
+        """The recorder's state for a checkpoint (equal on every rank)."""
+        return {"signal": np.array(self.signal).reshape(-1, len(self.sizes)), "row": self._row,
+                "state": self.integrator.state.as_array() if self.integrator is not None else None}
+
+    def restore(self, saved: dict) -> None:
+        self.signal = [row for row in np.asarray(saved["signal"])]
+        self._row = int(saved["row"])
+        if saved.get("state") is not None:
+            self.integrator = BalloonIntegrator(self.params, self.interval, BalloonState.from_array(np.asarray(saved["state"])))
+
     @property
     def bold(self) -> np.ndarray:
         """The signal so far (TRs x regions), scanner noise included."""

@@ -34,6 +34,16 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=_time_arg, default=None, help="biological time, e.g. '2 s' or '500 ms' "
                    "(default: the config's simulation.duration)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's simulation.seed)")
+    p.add_argument("--partition", choices=("contiguous", "regions", "round-robin"), default="contiguous",
+                   help="which rank owns which neurons: equal-cost gid ranges (default), regions kept together "
+                        "by METIS on the region graph, or round-robin; results do not depend on it")
+    p.add_argument("--checkpoint-every", type=_time_arg, default=None, metavar="T",
+                   help="write a checkpoint every T of biological time, e.g. '1 s' (default: only on SIGUSR1/SIGTERM, "
+                        "which always checkpoint and stop with exit status 75)")
+    p.add_argument("--checkpoint-dir", default=None, help="where checkpoints go (default: OUT/checkpoint)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue from the newest checkpoint in DIR (a run's output folder or a checkpoint folder), "
+                        "on any number of ranks; CONFIG, seed and duration default to the checkpoint's")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
@@ -51,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "mpiexec itself; under an outer mpirun/mpiexec/srun it uses the ranks it was "
                                      "given. Writes OUT/run.h5 (layout: dtb.results), raster.png, regions.png and "
                                      "summary.json.")
-    run.add_argument("config", help="network config (TOML)")
+    run.add_argument("config", nargs="?", default=None, help="network config (TOML); may be left out with --resume")
     _run_options(run)
 
     task = sub.add_parser("task", help="run a stimulus protocol and fit the first-level GLM",
@@ -146,7 +156,8 @@ def cmd_check(args) -> int:
     print(f"expected synapses: {sum(p.size * k for p, k in zip(spec.populations, k_in)):.0f}")
     part = partition_contiguous(spec, args.ranks)
     for r in range(part.n_ranks):
-        print(f"  rank {r}: gids {part.bounds[r]}..{part.bounds[r + 1] - 1}")
+        gids = part.owned(r)
+        print(f"  rank {r}: gids {gids[0]}..{gids[-1]}" if len(gids) else f"  rank {r}: no neurons")
     return 0
 
 
@@ -155,6 +166,7 @@ def cmd_run(args) -> int:
 
     if args.ranks is not None and args.ranks < 1:
         raise DtbError(f"--ranks must be at least 1, got {args.ranks}")
+    _resolve_resume(args)
     if args.ranks and args.ranks > 1 and not under_mpi_launcher():
         # validate first, so a config mistake is one clear line rather than N
         _load_run_spec(args)
@@ -162,8 +174,33 @@ def cmd_run(args) -> int:
         argv = _strip_option(argv, ("--ranks", "-n"))
         cmd = mpiexec_command(args.ranks, argv)
         env = dict(os.environ, DTB_UNDER_MPI="1")
-        return subprocess.call(cmd, env=env)
+        proc = subprocess.Popen(cmd, env=env)
+        # a checkpoint request sent to this process reaches the ranks (mpiexec forwards it)
+        import signal
+        for s in (signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(s, lambda signum, frame: proc.send_signal(signum))
+        return proc.wait()
     return _run_here(args)
+
+
+def _resolve_resume(args) -> None:
+    """With --resume: fill in CONFIG, seed, duration and output folder from the checkpoint."""
+    if getattr(args, "resume", None) is None:
+        if args.config is None:
+            raise DtbError("give a CONFIG to run (or --resume DIR to continue a checkpointed run)")
+        return
+    from dtb.engine.checkpoint import find_checkpoint
+    m = find_checkpoint(args.resume).manifest
+    if args.config is None:
+        args.config = m.get("config_path")
+        if not args.config or not Path(args.config).exists():
+            raise DtbError(f"{args.resume}: the checkpoint's config {args.config} is gone; give CONFIG")
+    if args.seed is None:
+        args.seed = m.get("seed")
+    if args.duration is None:
+        args.duration = m.get("duration_s")
+    if args.out is None:
+        args.out = m.get("out")
 
 
 def _strip_option(argv: list[str], names: tuple[str, ...]) -> list[str]:
@@ -246,7 +283,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
     rank, size = comm.Get_rank(), comm.Get_size()
     log.info("building %s: %d neurons on %d rank(s)", spec.source, spec.n_neurons, size)
     t0 = time.perf_counter()
-    sim = Simulation(spec, comm=comm)
+    from dtb.partition import make_partition
+    sim = Simulation(spec, comm=comm, partition=make_partition(spec, size, getattr(args, "partition", "contiguous")))
     comm.Barrier()
     build_s = time.perf_counter() - t0
     n_syn = sim.n_synapses_total()
@@ -255,13 +293,35 @@ def _simulate(spec, out: Path, comm, args) -> int:
                  "projection between ranks)", n_syn, build_s, sim.P * sim.dt * 1e3)
     else:
         log.info("built %d synapses in %.1f s", n_syn, build_s)
+    from dtb.engine import checkpoint as ckpt
+    start_step = 0
+    if args.resume:
+        info = _load_checkpoint(args.resume, spec, comm)
+        ckpt.restore(sim, info)
+        start_step = sim.current_step()
+        log.info("resumed from %s: t = %g s (written on %d rank(s), now %d)", info.folder, sim.t,
+                 info.manifest["n_ranks"], size)
+    meta = {"config_path": str(Path(args.config).resolve()), "seed": spec.simulation.seed,
+            "duration_s": spec.simulation.duration, "out": str(out.resolve()), "command": args.command}
+    checkpointer = ckpt.Checkpointer(sim, Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoint",
+                                     args.checkpoint_every, meta)
+    ckpt.install_signal_handlers(sim)
     t1 = time.perf_counter()
-    sim.run(spec.simulation.duration, progress=not args.no_progress and sys.stderr.isatty())
+    sim.run(spec.simulation.duration - sim.t, progress=not args.no_progress and sys.stderr.isatty())
     comm.Barrier()
     wall = time.perf_counter() - t1
+    if checkpointer.stopped:
+        if rank == 0:
+            log.warning("stopped at t = %g s after a signal; checkpoint in %s; continue with: dtb run --resume %s",
+                        sim.t, checkpointer.folder, out)
+        return ckpt.EXIT_CHECKPOINTED
+    simulated = max(spec.simulation.duration - start_step * sim.dt, 1e-12)
     res = gather_results(sim, {"wall_s": wall, "build_s": build_s,
-                               "realtime_factor": wall / spec.simulation.duration,
-                               "exchange_s_rank0": sim.exchange_seconds})
+                               "realtime_factor": wall / simulated,
+                               "exchange_s_rank0": sim.exchange_seconds,
+                               "resumed_from_step": start_step,
+                               "checkpoints_written": len(checkpointer.written),
+                               "checkpoint_s_rank0": checkpointer.seconds})
     if rank != 0:
         return 0
     try:
@@ -284,7 +344,7 @@ def _simulate(spec, out: Path, comm, args) -> int:
         _task_outputs(spec, res, args._events, out, plots=not args.no_plots)
     print(f"dtb run: {spec.n_neurons} neurons, {n_syn} synapses, {len(res.spike_gids)} spikes in "
           f"{spec.simulation.duration:g} s biological time on {size} rank(s)")
-    print(f"  wall time {wall:.2f} s (build {build_s:.2f} s), real-time factor {wall / spec.simulation.duration:.2f}, "
+    print(f"  wall time {wall:.2f} s (build {build_s:.2f} s), real-time factor {wall / simulated:.2f}, "
           f"peak memory per rank {' / '.join(f'{x:.0f}' for x in res.summary['peak_rss_mb_per_rank'])} MB")
     for name, r in list(rates.items())[:20]:
         print(f"  {name:<24} {r:7.2f} Hz")
@@ -297,6 +357,24 @@ def _simulate(spec, out: Path, comm, args) -> int:
     written = [path] + [out / n for n in ("raster.png", "regions.png", "bold.png", "bold.nii.gz") if (out / n).exists()]
     print(f"  results: {', '.join(str(p) for p in written)}")
     return 0
+
+
+def _load_checkpoint(path, spec, comm):
+    """Find, verify (checksums, on rank 0) and match the checkpoint to ``spec``; the same
+    answer on every rank."""
+    from dtb.engine.checkpoint import check_compatible, find_checkpoint, verify
+    problem = None
+    if comm.Get_rank() == 0:
+        try:
+            info = find_checkpoint(path)
+            verify(info)
+            check_compatible(info, spec)
+        except DtbError as e:
+            problem = str(e)
+    problem = comm.bcast(problem, root=0)
+    if problem:
+        raise DtbError(problem)
+    return find_checkpoint(path)
 
 
 def _bold_outputs(signal, regions, settings, out: Path, plots: bool = True) -> None:

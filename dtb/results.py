@@ -91,11 +91,9 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
     gids, steps = sim.local_spikes()
     rows = np.array(sim._region_rows, dtype=np.int64).reshape(-1, 3, len(sim.spec.regions))
     states = []
-    for sm, mine, mon in sim.state_monitors:
-        if mon is None:
-            states.append((mine, np.zeros(0), {v: np.zeros((0, 0)) for v in sm.variables}))
-        else:
-            states.append((mine, np.asarray(mon.t_), {v: np.asarray(getattr(mon, v + "_")).T for v in sm.variables}))
+    for k, (sm, mine, mon) in enumerate(sim.state_monitors):
+        t, data = sim._state_record(k)
+        states.append((mine, t, data))
     n_syn = sim.n_synapses_total()
     from dtb.engine.kernel import peak_rss
     pieces = sim.comm.gather((gids, steps, rows, states, sim.stats, peak_rss()), root=0)

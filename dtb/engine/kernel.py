@@ -1,7 +1,7 @@
 """The simulation kernel: one rank's share of the network as a Brian2 ``Network``.
 
 Build (each rank, for the gids it owns, never the whole network):
-  * one ``NeuronGroup`` holding the rank's neurons (contiguous gids ``lo..hi-1``);
+  * one ``NeuronGroup`` holding the rank's neurons (the sorted gids its partition gives it);
   * per receptor, a local ``Synapses`` (sources on this rank) and a remote one whose sources are
     a silent proxy group standing for the remote neurons that project here;
   * counter-based background noise and integer synaptic accumulators (see :mod:`dtb.models.lif`).
@@ -129,6 +129,12 @@ class SpikeBuffer:
         self._step[n:n + m] = step
         self._n = n + m
 
+    def extend(self, idx: np.ndarray, steps: np.ndarray) -> None:
+        """Append spikes of several steps (e.g. those restored from a checkpoint)."""
+        n = self._n
+        self.append(idx, 0)
+        self._step[n:self._n] = steps
+
     def since(self, start: int) -> tuple[np.ndarray, np.ndarray]:
         return self._idx[start:self._n].copy(), self._step[start:self._n].copy()
 
@@ -156,9 +162,8 @@ class Simulation:
         if spec.n_neurons < self.size:
             raise DtbError(f"{self.size} ranks for {spec.n_neurons} neurons: use at most one rank per neuron")
         self.partition = partition or partition_contiguous(spec, self.size)
-        owned = self.partition.owned(self.rank)
-        self.lo, self.hi = owned.start, owned.stop
-        self.n_local = self.hi - self.lo
+        self.local_gids = self.partition.owned(self.rank)
+        self.n_local = len(self.local_gids)
         if self.n_local == 0:
             raise DtbError(f"rank {self.rank} owns no neurons; use fewer ranks")
         self.dt = spec.simulation.dt
@@ -173,6 +178,9 @@ class Simulation:
         self.exchanged_spikes = 0
         self._region_rows: list[np.ndarray] = []
         self._region_spike_pos = 0
+        self._stop_requested = False      # set by a signal handler on this rank
+        self.stop_agreed = False          # every rank knows of a stop request (same step everywhere)
+        self._state_prefix: list = []     # recordings before a resumed checkpoint, per state monitor
         self._build()
         self.stats.build_seconds = time.perf_counter() - t0
 
@@ -184,8 +192,7 @@ class Simulation:
         b2.defaultclock.dt = self.dt * b2.second
         self._timestep = b2.defaultclock.variables["timestep"].get_value()
         self._poisson = rng.brian2_poisson_function()
-        gids = np.arange(self.lo, self.hi, dtype=np.int64)
-        self.local_gids = gids
+        gids = self.local_gids
         pop_index = spec.population_index(gids)
         self.local_population = pop_index
         region_names = spec.regions
@@ -246,6 +253,8 @@ class Simulation:
         objects += self._build_monitors(b2, G)
         if self.size > 1 and self.needs_exchange:
             self._schedule(self.P, self._exchange_op, order=-10)
+        else:
+            self._schedule(self.P, self._poll_stop, order=-9)
         # One Python operation on the default clock dispatches all periodic work: with a single
         # clock Brian2 takes its fast loop (one clock per period would cost a clock search per step).
         # It runs in the last slot of each step, so a task "at the start of step k" sees the state
@@ -266,12 +275,12 @@ class Simulation:
         drawn = []
         for k, pr in enumerate(spec.projections):
             tgt = pops[pr.target]
-            lo, hi = max(self.lo, tgt.first_gid), min(self.hi, tgt.first_gid + tgt.size)
-            if hi <= lo:
+            sl = self._population_slices(tgt.name)
+            if sl is None:
                 continue
-            inc = connect.draw_sources(pr, k, pops[pr.source], tgt, np.arange(lo, hi, dtype=np.int64), seed)
+            inc = connect.draw_sources(pr, k, pops[pr.source], tgt, self.local_gids[sl], seed)
             drawn.append((k, pr, inc))
-        remote = [inc.source[(inc.source < self.lo) | (inc.source >= self.hi)] for _, _, inc in drawn]
+        remote = [inc.source[~self._locate(inc.source)[0]] for _, _, inc in drawn]
         self._set_exchange_interval([k for (k, _, _), r in zip(drawn, remote) if len(r)])
         self.remote_gids = np.unique(np.concatenate(remote)) if remote else np.zeros(0, np.int64)
         self.stats.n_proxies = len(self.remote_gids)
@@ -306,15 +315,15 @@ class Simulation:
                 raise DtbError(f"projection {pr.source}->{pr.target}: weight {w.max():g} S exceeds "
                                f"2**31 weight quanta; raise simulation.weight_quantum")
             d = connect.draw_delay_steps(pr, k, inc, seed, dt)
-            is_local = (inc.source >= self.lo) & (inc.source < self.hi)
-            post = (n_slots * (inc.target - self.lo) + self.synaptic_receptors.index(pr.receptor)).astype(np.int32)
+            is_local, src_index = self._locate(inc.source)
+            post = (n_slots * self._locate(inc.target)[1] + self.synaptic_receptors.index(pr.receptor)).astype(np.int32)
             for local in (True, False):
                 sel = is_local if local else ~is_local
                 n = int(sel.sum())
                 if not n:
                     continue
                 if local:
-                    pre = (inc.source[sel] - self.lo).astype(np.int32)
+                    pre = src_index[sel].astype(np.int32)
                     delay = d[sel]
                     self.stats.n_synapses_local += n
                 else:
@@ -366,15 +375,21 @@ class Simulation:
         overlap = self.exchange_mode == "overlap" and self.D >= 2
         self.P = self.D // 2 if overlap else self.D
         # block size of the exchange: room for 200 Hz on the largest rank
-        n_max = max(len(self.partition.owned(r)) for r in range(self.size))
+        n_max = int(self.partition.counts().max())
         self._capacity = 16 + int(np.ceil(n_max * self.P * self.dt * 200.0))
         if os.environ.get("DTB_EXCHANGE_BLOCK"):      # tuning and tests: force a block size
-            self._capacity = max(int(os.environ["DTB_EXCHANGE_BLOCK"]), 2)
+            self._capacity = max(int(os.environ["DTB_EXCHANGE_BLOCK"]), 3)
 
     def _population_slices(self, name: str) -> slice | None:
         p = self.spec.population(name)
-        lo, hi = max(self.lo, p.first_gid), min(self.hi, p.first_gid + p.size)
-        return slice(lo - self.lo, hi - self.lo) if hi > lo else None
+        lo, hi = np.searchsorted(self.local_gids, [p.first_gid, p.first_gid + p.size])
+        return slice(int(lo), int(hi)) if hi > lo else None
+
+    def _locate(self, gids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owned here?, local index) of each gid; the index is meaningless where not owned."""
+        idx = np.searchsorted(self.local_gids, gids)
+        np.minimum(idx, self.n_local - 1, out=idx)
+        return self.local_gids[idx] == gids, idx
 
     def _build_stimuli(self, b2) -> list:
         stims = self.spec.stimuli
@@ -435,12 +450,12 @@ class Simulation:
         for k, sm in enumerate(mon.state):
             p = self.spec.population(sm.population)
             gids = np.array([p.first_gid + i for i in sm.indices], dtype=np.int64)
-            mine = gids[(gids >= self.lo) & (gids < self.hi)]
+            mine = gids[self._locate(gids)[0]]
             if len(mine) == 0:
                 self.state_monitors.append((sm, mine, None))
                 continue
             every = max(int(np.rint(sm.interval / self.dt)), 1) if sm.interval else 1
-            m = b2.StateMonitor(G, list(sm.variables), record=(mine - self.lo).tolist(),
+            m = b2.StateMonitor(G, list(sm.variables), record=self._locate(mine)[1].tolist(),
                                 dt=every * self.dt * b2.second, name=f"dtb_state_{k}")
             self.state_monitors.append((sm, mine, m))
             objects.append(m)
@@ -489,21 +504,23 @@ class Simulation:
         """Spikes recorded since the last call: (gids, steps)."""
         i, steps = self.spikes.since(self._mon_pos)
         self._mon_pos = len(self.spikes)
-        return i.astype(np.int64) + self.lo, steps
+        return self.local_gids[i], steps
 
     def _post_spikes(self, k: int) -> None:
         """Start the allgather of the spikes emitted in [k - P, k).
 
-        Every rank sends a block of ``capacity`` int64: the count, then the spikes, each encoded
-        as gid * 2**16 + (step - (k - P)). Spikes beyond the block follow at collection time."""
+        Every rank sends a block of ``capacity`` int64: the count, its flags (1: a stop was
+        requested here, see :meth:`request_stop`), then the spikes, each encoded as
+        gid * 2**16 + (step - (k - P)). Spikes beyond the block follow at collection time."""
         t0 = time.perf_counter()
         gids, steps = self._new_local_spikes()
         payload = (gids << 16) | (steps - (k - self.P))
         cap = self._capacity
         send = np.zeros(cap, dtype=np.int64)
         send[0] = len(payload)
-        n = min(len(payload), cap - 1)
-        send[1:1 + n] = payload[:n]
+        send[1] = int(self._stop_requested)
+        n = min(len(payload), cap - 2)
+        send[2:2 + n] = payload[:n]
         recv = np.empty(cap * self.size, dtype=np.int64)
         req = self.comm.Iallgather(send, recv)
         self._pending_exchange = (req, recv, cap, payload[n:], k)
@@ -521,8 +538,10 @@ class Simulation:
         req.Wait()
         blocks = recv.reshape(self.size, cap)
         counts = blocks[:, 0].copy()
-        parts = [blocks[r, 1:1 + min(int(c), cap - 1)] for r, c in enumerate(counts)]
-        overflow = np.maximum(counts - (cap - 1), 0)
+        if blocks[:, 1].any():
+            self.stop_agreed = True
+        parts = [blocks[r, 2:2 + min(int(c), cap - 2)] for r, c in enumerate(counts)]
+        overflow = np.maximum(counts - (cap - 2), 0)
         if overflow.any():
             # rare: more spikes than the block holds; the rest travels now (all ranks see the same
             # counts, so all take this branch), and the block grows for the next windows
@@ -648,8 +667,8 @@ class Simulation:
         """Load neuron state (as from :meth:`neuron_state`, possibly gathered from another rank
         count): entries whose gid this rank owns are applied, the others ignored."""
         gids = np.asarray(state["gid"], dtype=np.int64)
-        mine = (gids >= self.lo) & (gids < self.hi)
-        idx = gids[mine] - self.lo
+        mine, idx = self._locate(gids)
+        idx = idx[mine]
         for name in self.STATE_VARIABLES:
             if name in state:
                 self.group.variables[name].get_value()[idx] = np.asarray(state[name])[mine]
@@ -663,14 +682,172 @@ class Simulation:
         if not self.per_neuron_scales:
             raise RuntimeError("build the Simulation with per_neuron_scales=True to set scales per neuron")
         gids = np.asarray(gids, dtype=np.int64)
-        mine = (gids >= self.lo) & (gids < self.hi)
-        self.group.variables[f"scale_{receptor}"].get_value()[gids[mine] - self.lo] = np.asarray(scale)[mine]
+        mine, idx = self._locate(gids)
+        self.group.variables[f"scale_{receptor}"].get_value()[idx[mine]] = np.asarray(scale)[mine]
+
+    # ----------------------------------------------------------- checkpoints
+    def request_stop(self) -> None:
+        """Ask all ranks to stop at the next step they can agree on (safe in a signal handler: it
+        only sets a flag). The flag travels in the spike exchange's header, or, without exchange,
+        in a small allreduce every :attr:`P` steps; :attr:`stop_agreed` then turns true on every
+        rank at the same step."""
+        self._stop_requested = True
+
+    def _poll_stop(self, k: int) -> None:
+        if self.size == 1:
+            self.stop_agreed = self.stop_agreed or self._stop_requested
+        elif not self.needs_exchange:
+            self.stop_agreed = self.stop_agreed or bool(self.comm.allreduce(int(self._stop_requested)))
+
+    #: raw per-neuron variables a checkpoint holds (conductances without the pending input)
+    CHECKPOINT_VARIABLES = ("v", "lastspike", "not_refractory", "Q_exc", "Q_inh") + tuple(f"g_{r}" for r in RECEPTORS)
+
+    def capture(self, step: int) -> dict:
+        """This rank's complete state at the start of ``step`` (called from the scheduler, after
+        step - 1; between runs, ``current_step()``), keyed by global id:
+        neuron variables, pending synaptic input (weight quanta per receptor), per-neuron scales,
+        every spike so far (from which the spikes still in delay queues follow), regional samples,
+        state recordings and the BOLD recorder. Exactly what :meth:`restore` needs, on any
+        number of ranks."""
+        G = self.group
+        neurons = {"gid": self.local_gids.copy()}
+        for name in self.CHECKPOINT_VARIABLES:
+            neurons[name] = np.array(G.variables[name].get_value(), copy=True)
+        if self.inputs is not None:
+            neurons["acc"] = self.inputs.variables["acc"].get_value().reshape(self.n_local, -1).copy()
+        if self.per_neuron_scales:
+            for r in RECEPTORS:
+                neurons[f"scale_{r}"] = np.array(G.variables[f"scale_{r}"].get_value(), copy=True)
+        gids, steps = self.local_spikes()
+        states = []
+        for k, (sm, mine, mon) in enumerate(self.state_monitors):
+            t, data = self._state_record(k)
+            states.append((mine.copy(), t, data))
+        return {"step": step, "neurons": neurons, "spike_gid": gids, "spike_step": steps,
+                "region_rows": np.array(self._region_rows, dtype=np.int64).reshape(-1, 3, len(self.spec.regions)),
+                "states": states, "bold": self.bold.capture() if self.bold is not None else None}
+
+    def _state_record(self, k: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Monitor k's recording on this rank so far, earlier segments included: t (s) and
+        {variable: (n_times, n_recorded)}."""
+        sm, mine, mon = self.state_monitors[k]
+        prefix = self._state_prefix[k] if k < len(self._state_prefix) else None
+        ts = [prefix[0]] if prefix is not None else []
+        data = {v: ([prefix[1][v]] if prefix is not None else []) for v in sm.variables}
+        if mon is not None:
+            ts.append(np.asarray(mon.t_))
+            for v in sm.variables:
+                data[v].append(np.asarray(getattr(mon, v + "_")).T)
+        t = np.concatenate(ts) if ts else np.zeros(0)
+        return t, {v: np.concatenate(x, axis=0) if x else np.zeros((0, len(mine))) for v, x in data.items()}
+
+    def restore(self, step: int, neurons: dict[str, np.ndarray], spike_gid: np.ndarray, spike_step: np.ndarray,
+                region_rows: np.ndarray, states: list, bold: dict | None) -> None:
+        """Continue from a checkpoint taken at the start of ``step`` (before the first run()).
+
+        ``neurons``: variables keyed by gid (at least the gids this rank owns); ``spike_gid`` /
+        ``spike_step``: every spike of the network up to step - 1 (this rank keeps its own for the
+        results, and rebuilds from the recent ones what is still in flight: spikes in its delay
+        queues, and remote spikes whose proxies have yet to fire); ``region_rows``: the regional
+        samples summed over ranks (kept by rank 0); ``states``: per state monitor (gids, t,
+        {var: (n_t, n_gids)}) of the whole network; ``bold``: the BOLD recorder's state.
+        """
+        if self.current_step() != 0:
+            raise RuntimeError("restore() must come before the first run()")
+        G = self.group
+        mine, idx = self._locate(np.asarray(neurons["gid"], dtype=np.int64))
+        if int(mine.sum()) != self.n_local:
+            raise DtbError(f"the checkpoint holds {int(mine.sum())} of this rank's {self.n_local} neurons")
+        order = np.empty(self.n_local, dtype=np.int64)
+        order[idx[mine]] = np.flatnonzero(mine)          # checkpoint row of each local neuron
+        for name in self.CHECKPOINT_VARIABLES:
+            G.variables[name].get_value()[:] = np.asarray(neurons[name])[order]
+        if self.inputs is not None:
+            self.inputs.variables["acc"].get_value()[:] = np.asarray(neurons["acc"])[order].reshape(-1)
+        if self.per_neuron_scales and "scale_ampa" in neurons:
+            for r in RECEPTORS:
+                G.variables[f"scale_{r}"].get_value()[:] = np.asarray(neurons[f"scale_{r}"])[order]
+        # the clock: the next run() starts at ``step``
+        self._timestep[0] = step
+        self.net.t_ = step * self.dt
+        # own spikes, sorted by step then gid, as the buffer would hold them
+        spike_gid = np.asarray(spike_gid, dtype=np.int64)
+        spike_step = np.asarray(spike_step, dtype=np.int64)
+        own, own_idx = self._locate(spike_gid)
+        o = np.lexsort((spike_gid[own], spike_step[own]))
+        self.spikes = SpikeBuffer(max(4096, int(own.sum())))
+        self.spikes.extend(own_idx[own][o].astype(np.int32), spike_step[own][o])
+        self._mon_pos = len(self.spikes)
+        last_sample = (step // self._region_every) * self._region_every
+        self._region_spike_pos = int(np.searchsorted(spike_step[own][o], last_sample))
+        rows = np.asarray(region_rows, dtype=np.int64)
+        self._region_rows = [r for r in rows] if self.rank == 0 else [np.zeros_like(r) for r in rows]
+        self._state_prefix = []
+        for (sm, mine_g, mon), (g, t, data) in zip(self.state_monitors, states):
+            pos = np.searchsorted(g, mine_g) if len(g) else np.zeros(0, np.int64)
+            self._state_prefix.append((np.asarray(t), {v: np.asarray(data[v])[:, pos] for v in sm.variables}))
+        if self.bold is not None and bold is not None:
+            self.bold.restore(bold)
+        self._apply_stimuli(step)
+        self._refill_queues(step, spike_gid, spike_step)
+
+    def _refill_queues(self, k: int, gids: np.ndarray, steps: np.ndarray) -> None:
+        """Rebuild what was in flight at the start of step k from the spikes before it: a spike at
+        step e reaches a synapse of delay d at e + d; those with e + d >= k are put in the spike
+        queue slot e + d - k. A remote source's proxy fires at e + D (rescheduled if still to
+        come, else its spike is in the remote queue with delay d - D)."""
+        recent = steps >= k - self.max_delay_steps() - self.D - 1
+        gids, steps = gids[recent], steps[recent]
+        local, local_idx = self._locate(gids)
+        if self.local_syn is not None:
+            self._fill_queue(self.local_syn, local_idx[local], steps[local], k)
+        if self.proxy is not None:
+            pos = np.minimum(np.searchsorted(self.remote_gids, gids), len(self.remote_gids) - 1)
+            remote = ~local & (self.remote_gids[pos] == gids)
+            r_pos, r_step = pos[remote], steps[remote]
+            pending = r_step + self.D >= k
+            if pending.any():
+                self._schedule_proxies(self.remote_gids[r_pos[pending]], r_step[pending] + self.D, k)
+            if self.remote_syn is not None:
+                self._fill_queue(self.remote_syn, r_pos[~pending], r_step[~pending] + self.D, k)
+
+    def max_delay_steps(self) -> int:
+        """The longest delay (steps) of this rank's synapses, as stored in their queues."""
+        m = 0
+        for syn in (self.local_syn, self.remote_syn):
+            if syn is not None and len(syn):
+                m = max(m, int(np.rint(syn.pre.variables["delay"].get_value().max() / self.dt)))
+        return m
+
+    def _fill_queue(self, syn, sources: np.ndarray, fired: np.ndarray, k: int) -> None:
+        """Put the events of spikes of ``sources`` (indices into the Synapses' source group) that
+        left their source at steps ``fired`` into the queue of ``syn``, relative to step k."""
+        pre = syn.variables["_synaptic_pre"].get_value()
+        delay = np.rint(syn.pre.variables["delay"].get_value() / self.dt).astype(np.int64)
+        order = np.argsort(pre, kind="stable")
+        counts = np.bincount(pre, minlength=int(sources.max(initial=0)) + 1)
+        ptr = np.concatenate([[0], np.cumsum(counts)])
+        n = counts[sources] if len(sources) else np.zeros(0, np.int64)
+        total = int(n.sum())
+        slots: list[list[int]] = [[] for _ in range(max(int(delay.max(initial=0)) + 1, 1))]
+        if total:
+            spike_of = np.repeat(np.arange(len(sources)), n)
+            within = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+            syn_idx = order[ptr[sources][spike_of] + within]
+            slot = fired[spike_of] + delay[syn_idx] - k
+            keep = slot >= 0
+            syn_idx, slot = syn_idx[keep], slot[keep]
+            o = np.argsort(slot, kind="stable")
+            syn_idx, slot = syn_idx[o], slot[o]
+            bounds = np.searchsorted(slot, np.arange(len(slots) + 1))
+            slots = [syn_idx[bounds[i]:bounds[i + 1]].astype(np.int32).tolist() for i in range(len(slots))]
+        syn.pre.queue._restore_from_full_state((0, slots))
 
     # ------------------------------------------------------------- results
     def local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         """All spikes of this rank so far: (gids, steps)."""
         i, steps = self.spikes.since(0)
-        return i.astype(np.int64) + self.lo, steps
+        return self.local_gids[i], steps
 
     def n_synapses_total(self) -> int:
         return int(self.comm.allreduce(self.stats.n_synapses_local + self.stats.n_synapses_remote))
