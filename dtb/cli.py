@@ -127,6 +127,41 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--plots", default=None, help="folder for connectome.png, neurons.png, parcellation.png")
     build.set_defaults(func=cmd_atlas_build)
 
+    cluster = sub.add_parser("cluster", help="HPC: Slurm job scripts, partition plans, scaling projections",
+                             description="Run dtb on a cluster: write (and submit) a Slurm job that checkpoints "
+                                         "before its time limit and requeues itself; compare partitions; project "
+                                         "cost to larger brains.")
+    csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION")
+    csub.required = True
+    job = csub.add_parser("job", help="write a Slurm batch script for a run (and submit it)",
+                          description="Write DIR/job.sh (a readable template: srun --mpi=pmi2 launches the ranks; "
+                                      "USR1 before the time limit makes dtb checkpoint, the job requeues itself and "
+                                      "resumes) and copy CONFIG beside it. Results go to DIR/results.")
+    job.add_argument("config", help="network config (TOML)")
+    job.add_argument("--ranks", "-n", type=int, required=True, help="MPI ranks (Slurm tasks)")
+    job.add_argument("--nodes", type=int, default=None, help="nodes (default: Slurm decides)")
+    job.add_argument("--time", default="01:00:00", help="wall-time limit, Slurm format (default 01:00:00)")
+    job.add_argument("--partition", default=None, help="Slurm partition")
+    job.add_argument("--account", default=None, help="Slurm account")
+    job.add_argument("--signal-seconds", type=int, default=120,
+                     help="seconds before the limit at which the job checkpoints (default 120)")
+    job.add_argument("--checkpoint-every", default=None, metavar="T",
+                     help="also checkpoint every T of biological time, e.g. '10 s'")
+    job.add_argument("--duration", default=None, help="biological time (default: the config's)")
+    job.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+    job.add_argument("--out", "-o", default=None, help="job folder (default: jobs/<config name>)")
+    job.add_argument("--submit", action="store_true", help="submit with sbatch and print the job id")
+    job.set_defaults(func=cmd_cluster_job)
+    plan = csub.add_parser("plan", help="per-rank load of a partition, against round-robin",
+                           description="Estimate, without building anything, each rank's neurons, synapses and "
+                                       "memory, the load imbalance and the fraction of synapses whose source is on "
+                                       "another rank, for the region partitioner (METIS), contiguous ranges and "
+                                       "round-robin.")
+    plan.add_argument("config", help="network config (TOML)")
+    plan.add_argument("--ranks", "-n", type=int, required=True)
+    plan.add_argument("--per-rank", action="store_true", help="print every rank's row, not only the totals")
+    plan.set_defaults(func=cmd_cluster_plan)
+
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and the "
                                        "partition over --ranks ranks, without simulating.")
@@ -158,6 +193,55 @@ def cmd_check(args) -> int:
     for r in range(part.n_ranks):
         gids = part.owned(r)
         print(f"  rank {r}: gids {gids[0]}..{gids[-1]}" if len(gids) else f"  rank {r}: no neurons")
+    return 0
+
+
+def cmd_cluster_job(args) -> int:
+    from cluster.jobs import JobSettings, submit, write_job
+    from dtb.units import UnitError
+    for opt, val in (("--checkpoint-every", args.checkpoint_every), ("--duration", args.duration)):
+        if val is not None:
+            try:
+                parse_quantity(val, "time")
+            except UnitError as e:
+                raise DtbError(f"{opt}: {e}") from None
+    settings = JobSettings(ranks=args.ranks, nodes=args.nodes, time=args.time, partition=args.partition,
+                           account=args.account, signal_seconds=args.signal_seconds,
+                           checkpoint_every=args.checkpoint_every, duration=args.duration, seed=args.seed)
+    job_dir = Path(args.out) if args.out else Path("jobs") / Path(args.config).stem
+    script = write_job(args.config, job_dir, settings)
+    print(f"dtb cluster job: {script} ({args.ranks} ranks, limit {args.time}); results will go to "
+          f"{script.parent / 'results'}")
+    if args.submit:
+        job_id = submit(script)
+        print(f"submitted job {job_id}")
+    else:
+        print(f"submit with: sbatch {script}")
+    return 0
+
+
+def cmd_cluster_plan(args) -> int:
+    from dtb.partition import make_partition, plan
+    from dtb.spec import load_spec
+    if args.ranks < 1:
+        raise DtbError(f"--ranks must be at least 1, got {args.ranks}")
+    spec = load_spec(args.config)
+    if args.ranks > spec.n_neurons:
+        raise DtbError(f"{args.ranks} ranks for {spec.n_neurons} neurons: use at most one rank per neuron")
+    print(f"{spec.source}: {spec.n_neurons} neurons, {len(spec.regions)} regions, on {args.ranks} ranks")
+    print(f"{'partition':<12} {'imbalance':>9} {'cross-rank':>10} {'max neurons':>11} {'max synapses':>12} "
+          f"{'max memory':>10} {'segments':>8}")
+    for method in ("regions", "contiguous", "round-robin"):
+        rows, tot = plan(spec, make_partition(spec, args.ranks, method))
+        print(f"{method:<12} {100 * tot['imbalance']:8.2f}% {100 * tot['cross_fraction']:9.1f}% "
+              f"{max(r.neurons for r in rows):11d} {max(r.synapses for r in rows):12.0f} "
+              f"{max(r.memory_bytes for r in rows) / 2**20:7.0f} MB {tot['segments']:8d}")
+        if args.per_rank:
+            for r in rows:
+                print(f"    rank {r.rank:4d}: {r.neurons:9d} neurons {r.synapses:12.0f} synapses "
+                      f"{r.memory_bytes / 2**20:8.1f} MB, {100 * r.remote_synapses / max(r.synapses, 1):5.1f}% remote")
+    print("imbalance: max rank cost / mean - 1 (cost = neurons + 0.01 x incoming synapses); cross-rank: synapses "
+          "whose source is on another rank")
     return 0
 
 
