@@ -161,6 +161,29 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--ranks", "-n", type=int, required=True)
     plan.add_argument("--per-rank", action="store_true", help="print every rank's row, not only the totals")
     plan.set_defaults(func=cmd_cluster_plan)
+    scale = csub.add_parser("scale", help="project wall time and memory to larger brains on N nodes",
+                            description="Project wall time per biological second and memory per node for networks "
+                                        "of 10^6 to 8.6x10^10 neurons from per-unit costs (per neuron-step, "
+                                        "synaptic event, exchange round, received spike; bytes per neuron and "
+                                        "synapse), with dtb's allgather exchange and with a targeted one. Costs: "
+                                        "those fitted on the development machine, a saved file, or --measure "
+                                        "(about a minute of calibration runs here). Model: cluster/scaling.py.")
+    scale.add_argument("--measure", action="store_true", help="fit the costs on this machine first")
+    scale.add_argument("--costs", default=None, help="costs JSON (from --measure --save); default: the shipped fit")
+    scale.add_argument("--save", default=None, help="with --measure: write the fitted costs here")
+    scale.add_argument("--neurons", type=float, nargs="+", default=[1e6, 1e7, 1e8, 1e9, 1e10, 8.6e10])
+    scale.add_argument("--indegree", type=float, default=100.0, help="synapses per neuron (default 100, as in the "
+                       "Digital Twin Brain)")
+    scale.add_argument("--rate", type=float, default=5.0, help="mean firing rate, Hz (default 5)")
+    scale.add_argument("--nodes", type=int, default=None, help="nodes (default: the fewest whose memory holds it)")
+    scale.add_argument("--cores-per-node", type=int, default=96, help="ranks per node (default 96)")
+    scale.add_argument("--memory-per-node", type=float, default=512.0, help="GB per node (default 512)")
+    scale.add_argument("--latency", type=float, default=1.5, help="interconnect MPI latency, us (default 1.5: HDR "
+                       "InfiniBand)")
+    scale.add_argument("--bandwidth", type=float, default=100.0, help="injection bandwidth per node, GB/s (default "
+                       "100: 4 x HDR200 as on JUWELS Booster)")
+    scale.add_argument("--png", default=None, help="write the projection plot here")
+    scale.set_defaults(func=cmd_cluster_scale)
 
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and the "
@@ -242,6 +265,53 @@ def cmd_cluster_plan(args) -> int:
                       f"{r.memory_bytes / 2**20:8.1f} MB, {100 * r.remote_synapses / max(r.synapses, 1):5.1f}% remote")
     print("imbalance: max rank cost / mean - 1 (cost = neurons + 0.01 x incoming synapses); cross-rank: synapses "
           "whose source is on another rank")
+    return 0
+
+
+def cmd_cluster_scale(args) -> int:
+    import tempfile
+    from cluster.plots import scaling_png
+    from cluster.scaling import (PUBLISHED_DTB, PUBLISHED_NEST, Interconnect, Node, UnitCosts, calibrate,
+                                 default_costs, projection)
+    _setup_logging(0, False)
+    if args.measure:
+        print("calibrating on this machine (whole-brain atlas network, 1 and 2 ranks):")
+        with tempfile.TemporaryDirectory() as d:
+            costs, _ = calibrate(d, 1.0, log=print)
+        if args.save:
+            costs.save(args.save)
+            print(f"costs -> {args.save}")
+    elif args.costs:
+        try:
+            costs = UnitCosts.load(args.costs)
+        except (OSError, ValueError, TypeError) as e:
+            raise DtbError(f"{args.costs}: not a costs file written by dtb cluster scale --measure --save ({e})") from None
+    else:
+        costs = default_costs()
+    for name, v in (("--indegree", args.indegree), ("--rate", args.rate), ("--latency", args.latency),
+                    ("--bandwidth", args.bandwidth), ("--memory-per-node", args.memory_per_node)):
+        if not v > 0:
+            raise DtbError(f"{name} must be positive, got {v:g}")
+    node = Node(cores=args.cores_per_node, memory_bytes=args.memory_per_node * 1e9)
+    net = Interconnect(latency_s=args.latency * 1e-6, bandwidth_Bps=args.bandwidth * 1e9,
+                       source=f"latency {args.latency:g} us, {args.bandwidth:g} GB/s per node")
+    rows = projection(costs, args.neurons, node, net, args.indegree, args.rate, args.nodes)
+    print(f"costs: {costs.machine or 'shipped fit'}: {costs.c_neuron * 1e9:.1f} ns per neuron-step, "
+          f"{costs.c_event * 1e9:.1f} ns per synaptic event, {costs.c_round * 1e6:.0f} us per exchange round, "
+          f"{costs.c_spike * 1e9:.1f} ns per received spike, {costs.m_neuron:.0f} B/neuron, {costs.m_synapse:.0f} B/synapse")
+    print(f"workload: indegree {args.indegree:g}, {args.rate:g} Hz, dt 0.1 ms, exchange every 1 ms; nodes of "
+          f"{node.cores} cores, {args.memory_per_node:g} GB; {net.source}")
+    print(f"{'neurons':>9} {'nodes':>7} {'ranks':>9} {'GB/node':>8} {'compute':>9} {'RTF allgather':>14} {'RTF targeted':>13}")
+    for r in rows:
+        print(f"{r['neurons']:9.3g} {r['nodes']:7d} {r['ranks']:9d} {r['memory_per_node_GB']:8.0f} "
+              f"{r['compute_s']:9.3g} {r['rtf_allgather']:14.3g} {r['rtf_targeted']:13.3g}")
+    print("RTF: wall seconds per biological second. dtb exchanges by allgather; 'targeted' is what an exchange that "
+          "sends each spike only to ranks holding its targets would reach.")
+    print(f"published: {PUBLISHED_DTB['source']}: RTF {', '.join(map(str, PUBLISHED_DTB['realtime_factors']))}; "
+          f"{PUBLISHED_NEST['source']}: RTF {PUBLISHED_NEST['realtime_factor']:.0f}")
+    if args.png:
+        scaling_png(rows, args.png)
+        print(f"plot -> {args.png}")
     return 0
 
 
@@ -403,6 +473,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
     res = gather_results(sim, {"wall_s": wall, "build_s": build_s,
                                "realtime_factor": wall / simulated,
                                "exchange_s_rank0": sim.exchange_seconds,
+                               "exchange_bytes_rank0": sim.exchange_bytes,
+                               "exchange_rounds": sim.exchange_rounds,
                                "resumed_from_step": start_step,
                                "checkpoints_written": len(checkpointer.written),
                                "checkpoint_s_rank0": checkpointer.seconds})

@@ -10,7 +10,8 @@ Partitioners (all estimate a neuron's cost as one unit for its state update plus
 * :func:`partition_round_robin`: gid ``g`` on rank ``g % N`` (the naive baseline);
 * :func:`partition_regions`: the region graph (vertex weight = cost, edge weight = synapses
   between regions) cut by METIS (``pymetis``) so that strongly connected regions share a rank;
-  a region is split across ranks only when it is larger than a rank's share.
+  a region is split across ranks when it is larger than half a rank's share, or when the final
+  balancing pass moves its edge to an under-loaded rank (about one region per rank).
 
 :func:`plan` estimates, without drawing a synapse, what a partition costs: per-rank neurons,
 synapses and memory, load imbalance and the fraction of synapses whose source is on another rank.
@@ -181,9 +182,9 @@ def partition_regions(spec: NetworkSpec, n_ranks: int, synapse_cost: float = SYN
     xadj = np.concatenate([[0], np.cumsum([len(a) for a in adj])]).astype(np.int64)
     vweights = np.maximum(np.rint(region_cost[vert_region] * vert_frac), 1).astype(np.int64)
     opts = pymetis.Options(ufactor=int(tolerance * 1000), seed=1, contig=False)
-    _, parts = pymetis.part_graph(n_ranks, xadj=xadj, adjncy=np.concatenate(adj).astype(np.int64) if n_vert > 1 and any(adj) else np.zeros(0, np.int64),
-                                  vweights=vweights, eweights=np.concatenate(w).astype(np.int64) if any(w) else None,
-                                  options=opts)
+    adjncy = np.concatenate(adj).astype(np.int64) if any(adj) else np.zeros(0, np.int64)
+    _, parts = pymetis.part_graph(n_ranks, adjacency=pymetis.CSRAdjacency(xadj, adjncy), vweights=vweights,
+                                  eweights=np.concatenate(w).astype(np.int64) if any(w) else None, options=opts)
     parts = np.asarray(parts)
     # neurons of each region assigned rank by rank: region r's neurons (its populations' gid
     # ranges, in order) are cut in proportion to the pieces on each rank
