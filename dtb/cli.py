@@ -185,6 +185,40 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--png", default=None, help="write the projection plot here")
     scale.set_defaults(func=cmd_cluster_scale)
 
+    assim = sub.add_parser("assimilate", help="fit the twin to measured BOLD (ensemble Kalman filter)",
+                           description="Fit CONFIG's region hyperparameters (its [assimilation] section) to measured "
+                                       "BOLD with an ensemble Kalman filter over the first --train-fraction of the "
+                                       "data; writes OUT/assimilation.h5 (layout: assimilation.pipeline) and PNGs "
+                                       "(hyperparameters.png, bold_fit.png, metrics_fc.png).")
+    assim.add_argument("config", help="network config (TOML) with [bold] and [assimilation]")
+    assim.add_argument("--bold", required=True, help="measured BOLD: regions x time (.h5, .npy, .mat, .csv/.tsv) or "
+                       "a 4D NIfTI in the config's atlas space")
+    assim.add_argument("--key", default=None, help="variable or dataset name inside a .mat / .h5 file")
+    assim.add_argument("--tr", type=_time_arg, default=None, help="the data's TR (default: the config's [bold] tr; "
+                       "they must agree)")
+    assim.add_argument("--train-fraction", type=float, default=0.5, help="leading fraction of the data to fit "
+                       "(default 0.5; the rest is for dtb validate)")
+    for p in (assim,):
+        p.add_argument("--ranks", "-n", type=int, default=None, help="MPI ranks (default 1, or the outer launcher's)")
+        p.add_argument("--out", "-o", default=None, help="output folder (default results/<config>_assimilation)")
+        p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+        p.add_argument("--no-plots", action="store_true")
+        p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--quiet", "-q", action="store_true")
+    assim.set_defaults(func=cmd_assimilate)
+    val = sub.add_parser("validate", help="run a fitted twin freely on held-out BOLD",
+                         description="Run the twin fitted by dtb assimilate (every member at its final posterior "
+                                     "hyperparameters, no updates) for the held-out part of the data and report the "
+                                     "functional connectivity correlation (upper triangle, Pearson) with the data, "
+                                     "beside the structural connectome's; adds /validation to RUN.")
+    val.add_argument("run", help="assimilation.h5 written by dtb assimilate")
+    val.add_argument("--bold", required=True, help="the same BOLD file given to dtb assimilate")
+    val.add_argument("--key", default=None)
+    val.add_argument("--tr", type=_time_arg, default=None)
+    val.add_argument("--ranks", "-n", type=int, default=None)
+    val.add_argument("--quiet", "-q", action="store_true")
+    val.set_defaults(func=cmd_validate)
+
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and the "
                                        "partition over --ranks ranks, without simulating.")
@@ -316,25 +350,114 @@ def cmd_cluster_scale(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from dtb.launch import mpiexec_command, under_mpi_launcher
-
     if args.ranks is not None and args.ranks < 1:
         raise DtbError(f"--ranks must be at least 1, got {args.ranks}")
     _resolve_resume(args)
-    if args.ranks and args.ranks > 1 and not under_mpi_launcher():
-        # validate first, so a config mistake is one clear line rather than N
-        _load_run_spec(args)
-        argv = [a for a in sys.argv[1:]]
-        argv = _strip_option(argv, ("--ranks", "-n"))
-        cmd = mpiexec_command(args.ranks, argv)
-        env = dict(os.environ, DTB_UNDER_MPI="1")
-        proc = subprocess.Popen(cmd, env=env)
-        # a checkpoint request sent to this process reaches the ranks (mpiexec forwards it)
-        import signal
-        for s in (signal.SIGUSR1, signal.SIGTERM):
-            signal.signal(s, lambda signum, frame: proc.send_signal(signum))
-        return proc.wait()
-    return _run_here(args)
+    launched = _launch_ranks(args, lambda: _load_run_spec(args))
+    return launched if launched is not None else _run_here(args)
+
+
+def _launch_ranks(args, validate) -> int | None:
+    """With --ranks N > 1 outside an MPI launcher: validate (so a config mistake is one clear
+    line rather than N), then re-run this command under mpiexec and return its exit status.
+    None: go on in this process."""
+    from dtb.launch import mpiexec_command, under_mpi_launcher
+    if not (args.ranks and args.ranks > 1) or under_mpi_launcher():
+        return None
+    validate()
+    argv = _strip_option(list(sys.argv[1:]), ("--ranks", "-n"))
+    cmd = mpiexec_command(args.ranks, argv)
+    env = dict(os.environ, DTB_UNDER_MPI="1")
+    proc = subprocess.Popen(cmd, env=env)
+    # a checkpoint request sent to this process reaches the ranks (mpiexec forwards it)
+    import signal
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
+    return proc.wait()
+
+
+def cmd_assimilate(args) -> int:
+    from assimilation import pipeline
+    from dtb.engine.kernel import world_comm
+    from dtb.spec import load_spec
+
+    if args.ranks is not None and args.ranks < 1:
+        raise DtbError(f"--ranks must be at least 1, got {args.ranks}")
+
+    def prepare():
+        spec = load_spec(args.config, overrides={"seed": args.seed})
+        pipeline.check_inputs(spec, args.tr)
+        observed = pipeline.load_observed(spec, args.bold, args.key)
+        if not 0 < args.train_fraction <= 1:
+            raise DtbError(f"--train-fraction must be in (0, 1], got {args.train_fraction:g}")
+        return spec, observed
+    launched = _launch_ranks(args, prepare)
+    if launched is not None:
+        return launched
+    comm = world_comm()
+    rank = comm.Get_rank()
+    _setup_logging(rank, args.quiet)
+    spec, observed = prepare()
+    out = Path(args.out) if args.out else Path("results") / f"{Path(args.config).stem}_assimilation"
+    problem = comm.bcast(_check_writable(out) if rank == 0 else None, root=0)
+    if problem:
+        raise DtbError(problem)
+    path = pipeline.assimilate(spec, observed, args.train_fraction, out, comm, progress=not args.no_progress
+                               and sys.stderr.isatty(), bold_path=str(Path(args.bold).resolve()),
+                               config_path=str(Path(args.config).resolve()))
+    if rank != 0:
+        return 0
+    import h5py
+    with h5py.File(path) as h:
+        m = dict(h["metrics"].attrs)
+        wall_tr = h.attrs["wall_per_tr_s"]
+        n_train = h.attrs["n_train"]
+    written = [] if args.no_plots else pipeline.plots(path, out)
+    print(f"dtb assimilate: {n_train} TRs of {len(spec.regions)} regions, {spec.assimilation.members} members x "
+          f"{spec.n_neurons} neurons, {wall_tr:.2f} s per TR")
+    print(f"  one-TR-ahead forecast r {m['r_forecast']:.3f} (persistence {m['r_persistence']:.3f}, AR(1) "
+          f"{m['r_ar1']:.3f}); analysis r {m['r_analysis']:.3f} (pulled toward the data by construction)")
+    print(f"  results: {path}" + "".join(f", {p}" for p in written))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    import h5py
+    from assimilation import pipeline
+    from dtb.engine.kernel import world_comm
+    from dtb.spec import spec_from_dict
+
+    run = Path(args.run)
+
+    def prepare():
+        try:
+            with h5py.File(run, "r") as h:
+                text = h.attrs["config"]
+                config_path = h.attrs["config_path"]
+                seed = int(h.attrs["seed"])
+        except FileNotFoundError:
+            raise DtbError(f"{run}: file not found") from None
+        except (OSError, KeyError) as e:
+            raise DtbError(f"{run}: not an assimilation file written by dtb assimilate ({e})") from None
+        import tomllib
+        spec = spec_from_dict(tomllib.loads(text), source=str(config_path), text=text, overrides={"seed": seed})
+        pipeline.check_inputs(spec, args.tr)
+        return spec, pipeline.load_observed(spec, args.bold, args.key)
+    launched = _launch_ranks(args, prepare)
+    if launched is not None:
+        return launched
+    comm = world_comm()
+    _setup_logging(comm.Get_rank(), args.quiet)
+    spec, observed = prepare()
+    res = pipeline.validate(run, observed, spec, comm, progress=False)
+    if res is None:
+        return 0
+    print(f"dtb validate: fitted twin run freely for {res['n_test']} held-out TRs ({res['wall_s']:.1f} s)")
+    print(f"  FC r (upper triangle) model vs held-out data: {res['fc_r_members']:.3f} +- {res['fc_r_members_sd']:.3f} "
+          f"over members, {res['fc_r_ensemble']:.3f} pooled; structural connectome vs data: {res['fc_r_sc']:.3f}")
+    print("  per-region BOLD r is not reported: at rest the twin's fluctuations are its own, not the subject's")
+    print(f"  results: {run}:/validation")
+    return 0
 
 
 def _resolve_resume(args) -> None:

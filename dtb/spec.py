@@ -125,6 +125,7 @@ class NetworkSpec:
     monitors: Monitors = Monitors()
     bold: "BoldSettings | None" = None
     task: "TaskSettings | None" = None
+    assimilation: "AssimilationSettings | None" = None
     source: str = "<dict>"
     text: str = ""
 
@@ -317,10 +318,11 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     monitors = _read_monitors(top.sub("monitors", top.raw("monitors", {})), by_name, sim)
     bold = _read_bold(top.sub("bold", top.raw("bold")), sim, monitors, source) if top.has("bold") else None
     task = _read_task(top.sub("task", top.raw("task")), source) if top.has("task") else None
+    assim = _read_assimilation(top.sub("assimilation", top.raw("assimilation"))) if top.has("assimilation") else None
     top.done()
     _check_background_weights(source, stims)
     return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
-                       monitors=monitors, bold=bold, task=task, source=source, text=text)
+                       monitors=monitors, bold=bold, task=task, assimilation=assim, source=source, text=text)
 
 
 def _read_simulation(r: _Reader) -> Simulation:
@@ -538,6 +540,44 @@ def _read_task(r: _Reader, source: str):
         hrf_model=r.str("hrf_model", d.hrf_model, choices=("spm", "glover", "spm + derivative", "glover + derivative")),
         drift_model=r.str("drift_model", d.drift_model, choices=("cosine", "polynomial")),
         high_pass=r.quantity("high_pass", "rate", d.high_pass, positive=True))
+    r.done()
+    return settings
+
+
+def _read_assimilation(r: _Reader):
+    """[assimilation]: the ensemble Kalman filter's settings (see assimilation.settings)."""
+    from assimilation.settings import HYPERPARAMETERS, AssimilationSettings
+
+    d = AssimilationSettings()
+    hps = r.list("hyperparameters", list(d.hyperparameters))
+    for h in hps:
+        if h not in HYPERPARAMETERS:
+            raise r.error("hyperparameters", f"unknown hyperparameter {h!r}; known: {', '.join(HYPERPARAMETERS)}")
+    if not hps or len(set(hps)) != len(hps):
+        raise r.error("hyperparameters", "expected a non-empty list without repeats")
+    low = r.float("low", d.low, low=0.0)
+    high = r.float("high", d.high, low=0.0)
+    if not high > low:
+        raise r.error("high", f"must exceed low ({low:g})")
+    prior = r.float("prior", d.prior)
+    if not low < prior < high:
+        raise r.error("prior", f"must lie strictly between low ({low:g}) and high ({high:g})")
+    band = r.list("band_pass", list(d.band_pass) if d.band_pass else [])
+    if band and (len(band) != 2 or not all(isinstance(x, (int, float)) and x >= 0 for x in band) or band[0] >= band[1]):
+        raise r.error("band_pass", "expected [low, high] in Hz with low < high (or [] for none)")
+    settings = AssimilationSettings(
+        members=r.int("members", d.members, minimum=2),
+        hyperparameters=tuple(hps), low=low, high=high, prior=prior,
+        prior_spread=r.float("prior_spread", d.prior_spread, low=0.0),
+        random_walk=r.float("random_walk", d.random_walk, low=0.0),
+        obs_noise=r.float("obs_noise", d.obs_noise, low=1e-9),
+        inflation=r.float("inflation", d.inflation, low=1.0, high=10.0),
+        localisation=r.str("localisation", d.localisation, choices=("none", "own", "neighbours")),
+        gamma_shape=r.float("gamma_shape", d.gamma_shape, low=0.1),
+        spinup=r.quantity("spinup", "time", d.spinup, nonnegative=True),
+        observation=r.str("observation", d.observation, choices=("zscore", "model")),
+        detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
+        band_pass=tuple(float(x) for x in band) if band else None)
     r.done()
     return settings
 

@@ -1,0 +1,134 @@
+"""Measured BOLD in: regions x time from HDF5, .npy, .mat or CSV/TSV, or a 4D NIfTI reduced to
+region means with an atlas; preprocessing (detrend, band-pass, z-score) as documented options.
+Every problem is a DtbError naming the file and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dtb.errors import DtbError
+
+
+def load_bold(path: str | Path, n_regions: int, key: str | None = None, atlas: str | None = None,
+              labels: str | None = None, regions: list[str] | None = None) -> np.ndarray:
+    """(T, n_regions) float64 from a file; the region axis is the one of length ``n_regions``."""
+    path = Path(path)
+    if not path.exists():
+        raise DtbError(f"{path}: file not found")
+    name = path.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            data = _nifti_region_means(path, atlas, labels, regions)
+        elif name.endswith(".npy"):
+            data = np.load(path, allow_pickle=False)
+        elif name.endswith(".mat"):
+            data = _from_mat(path, key)
+        elif name.endswith((".h5", ".hdf5")):
+            data = _from_hdf5(path, key)
+        elif name.endswith((".csv", ".tsv", ".txt")):
+            data = _from_text(path)
+        else:
+            raise DtbError(f"{path}: unknown BOLD format; expected .h5, .npy, .mat, .csv/.tsv or a 4D NIfTI")
+    except DtbError:
+        raise
+    except Exception as e:        # the readers raise many types for unreadable files
+        raise DtbError(f"{path}: cannot read BOLD data ({type(e).__name__}: {e})") from None
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != 2:
+        raise DtbError(f"{path}: expected a 2-D array (regions x time), got shape {data.shape}")
+    if data.shape[1] == n_regions and data.shape[0] != n_regions:
+        pass
+    elif data.shape[0] == n_regions:
+        data = data.T
+    else:
+        raise DtbError(f"{path}: {data.shape[0]} x {data.shape[1]} array, but the network has {n_regions} regions "
+                       f"(one axis must be the regions)")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        t, r = np.argwhere(bad)[0]
+        raise DtbError(f"{path}: {int(bad.sum())} NaN/inf values (first at time {t}, region {r})")
+    flat = np.flatnonzero(data.std(axis=0) == 0)
+    if len(flat):
+        raise DtbError(f"{path}: region(s) {', '.join(map(str, flat[:10]))} are constant (zero variance)")
+    if len(data) < 10:
+        raise DtbError(f"{path}: only {len(data)} time points")
+    return data
+
+
+def _from_mat(path: Path, key: str | None):
+    from scipy.io import loadmat
+    m = {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
+    if key is None:
+        arrays = [k for k, v in m.items() if isinstance(v, np.ndarray) and v.ndim == 2]
+        if len(arrays) != 1:
+            raise DtbError(f"{path}: give --key, one of: {', '.join(m)}")
+        key = arrays[0]
+    if key not in m:
+        raise DtbError(f"{path}: no variable {key!r}; found: {', '.join(m)}")
+    return m[key]
+
+
+def _from_hdf5(path: Path, key: str | None):
+    import h5py
+    with h5py.File(path, "r") as f:
+        if key is None:
+            found = []
+            f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 2 else None)
+            if len(found) != 1:
+                raise DtbError(f"{path}: give --key, one of the 2-D datasets: {', '.join(found) or 'none'}")
+            key = found[0]
+        if key not in f:
+            raise DtbError(f"{path}: no dataset {key!r}")
+        return f[key][()]
+
+
+def _from_text(path: Path):
+    delim = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        return np.loadtxt(path, delimiter=delim, ndmin=2)
+    except ValueError:
+        return np.loadtxt(path, delimiter=delim, ndmin=2, skiprows=1)     # a header row
+
+
+def _nifti_region_means(path: Path, atlas: str | None, labels: str | None, regions: list[str] | None) -> np.ndarray:
+    import nibabel as nib
+    from atlas.io import label_array, read_label_table
+    if atlas is None or labels is None or regions is None:
+        raise DtbError(f"{path}: a 4D NIfTI needs the atlas (label volume and table) of the network to extract "
+                       f"region means")
+    img = nib.load(path)
+    data = np.asanyarray(img.dataobj)
+    if data.ndim != 4:
+        raise DtbError(f"{path}: expected a 4D image, got {data.ndim}D")
+    lab = label_array(nib.load(atlas), atlas)
+    if lab.shape != data.shape[:3]:
+        raise DtbError(f"{path}: image grid {data.shape[:3]} differs from the atlas's {lab.shape} ({atlas})")
+    table = read_label_table(labels)
+    out = np.empty((len(regions), data.shape[3]))
+    for k, r in enumerate(regions):
+        mask = lab == table[r]
+        if not mask.any():
+            raise DtbError(f"{atlas}: region {r!r} (label {table[r]}) has no voxels")
+        out[k] = data[mask].mean(axis=0)
+    return out
+
+
+def preprocess(data: np.ndarray, tr: float, detrend: bool = True, band_pass: tuple[float, float] | None = None,
+               zscore: bool = True) -> np.ndarray:
+    """Linear detrend, zero-phase Butterworth band-pass (order 2, Hz) and z-scoring, per region."""
+    from scipy import signal
+    out = np.asarray(data, dtype=np.float64)
+    if detrend:
+        out = signal.detrend(out, axis=0)
+    if band_pass is not None:
+        nyq = 0.5 / tr
+        lo, hi = band_pass
+        if hi >= nyq:
+            raise DtbError(f"band_pass upper edge {hi:g} Hz is at or above the Nyquist frequency {nyq:g} Hz of TR {tr:g} s")
+        b, a = signal.butter(2, [lo / nyq, hi / nyq] if lo > 0 else hi / nyq, btype="band" if lo > 0 else "low")
+        out = signal.filtfilt(b, a, out, axis=0)
+    if zscore:
+        out = (out - out.mean(axis=0)) / out.std(axis=0)
+    return out

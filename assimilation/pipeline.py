@@ -1,0 +1,275 @@
+"""``dtb assimilate`` and ``dtb validate``: fit the twin to measured BOLD, then run the fitted twin
+freely on the held-out part. MPI and files live here; the science is in enkf/runner.
+
+Output ``assimilation.h5`` (written to a temporary name, then renamed):
+
+    /                       attrs: config (TOML text), config_path, seed, n_ranks, tr_s, members,
+                                   hyperparameters, n_train, n_total, bold_path, settings (JSON),
+                                   wall_s, wall_per_tr_s, simulate_s, filter_s
+    /network/regions        region names (column order)
+    /observed               (n_train, R) the preprocessed data that was assimilated
+    /forecast/mean, std     (n_train, R) one-TR-ahead forecast of the ensemble (observation units)
+    /analysis/mean, std     (n_train, R) the analysed observation
+    /hp/mean, std           (n_train, R, H) hyperparameters after each analysis
+    /hp/final               (M, R, H) the final posterior ensemble; /hp/x_final (M, R*H) unbounded
+    /operator/mu, sigma     (R,) the zscore observation operator's spin-up statistics
+    /metrics                attrs: mean Pearson r over regions of forecast, analysis, persistence and
+                            AR(1) forecasts; datasets r_forecast, r_analysis, r_persistence, r_ar1 (R,)
+    /fc/observed, /fc/forecast   (R, R) functional connectivity of the training data and forecast
+    /validation             (after dtb validate) attrs fc_r_members (mean), fc_r_ensemble, fc_r_sc;
+                            fc/model, fc/observed, bold (n_test, M, R)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from assimilation.enkf import (ar1_forecast, fc_matrix, fc_similarity, pearson_per_column, persistence_forecast,
+                               to_bounded)
+from assimilation.ensemble import ensemble_spec
+from assimilation.runner import Assimilator
+from dtb.errors import DtbError
+from dtb.spec import NetworkSpec
+
+log = logging.getLogger(__name__)
+
+
+def region_connectivity(spec: NetworkSpec) -> np.ndarray:
+    """Expected synapses between regions (R, R), the network's own structural connectome
+    (row = source region, column = target), zero diagonal."""
+    from dtb.partition import expected_synapse_matrix
+    regions = spec.regions
+    idx = np.array([regions.index(p.region) for p in spec.populations])
+    m = np.zeros((len(regions),) * 2)
+    np.add.at(m, (idx[:, None], idx[None, :]), expected_synapse_matrix(spec))
+    np.fill_diagonal(m, 0.0)
+    return m
+
+
+def check_inputs(spec: NetworkSpec, tr: float | None) -> float:
+    if spec.assimilation is None:
+        raise DtbError(f"{spec.source}: dtb assimilate needs an [assimilation] section (see assimilation.settings)")
+    if spec.bold is None:
+        raise DtbError(f"{spec.source}: dtb assimilate needs a [bold] section (its tr is the data's TR)")
+    if tr is not None and abs(tr - spec.bold.tr) > 1e-9:
+        raise DtbError(f"the data's TR ({tr:g} s) differs from the config's [bold] tr ({spec.bold.tr:g} s)")
+    steps = spec.bold.tr / spec.simulation.dt
+    if abs(steps - round(steps)) > 1e-6:
+        raise DtbError(f"TR {spec.bold.tr:g} s is not a multiple of dt ({spec.simulation.dt * 1e3:g} ms)")
+    return spec.bold.tr
+
+
+def load_observed(spec: NetworkSpec, path: str, key: str | None) -> np.ndarray:
+    from assimilation.data import load_bold, preprocess
+    s = spec.assimilation
+    raw = load_bold(path, len(spec.regions), key=key, atlas=spec.bold.atlas, labels=spec.bold.labels,
+                    regions=spec.regions)
+    return preprocess(raw, spec.bold.tr, s.detrend, s.band_pass, s.zscore)
+
+
+def _metrics(observed: np.ndarray, forecast: np.ndarray, analysis: np.ndarray) -> dict[str, np.ndarray]:
+    """Per region: r of the forecast (rows 1..), the analysis, persistence and AR(1) on the same rows."""
+    return {"r_forecast": pearson_per_column(forecast[1:], observed[1:]),
+            "r_analysis": pearson_per_column(analysis, observed),
+            "r_persistence": pearson_per_column(persistence_forecast(observed), observed[1:]),
+            "r_ar1": pearson_per_column(ar1_forecast(observed, observed), observed[1:])}
+
+
+def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: float, out: Path, comm,
+               progress: bool = True, bold_path: str = "", config_path: str = "") -> Path | None:
+    """Run the filter over the first ``train_fraction`` of the data; rank 0 writes the results."""
+    from dtb.engine import Simulation
+    s = spec.assimilation
+    if not 0 < train_fraction <= 1:
+        raise DtbError(f"--train-fraction must be in (0, 1], got {train_fraction:g}")
+    n_train = int(round(train_fraction * len(observed_all)))
+    if n_train < 3:
+        raise DtbError(f"only {n_train} training TRs: need at least 3")
+    observed = observed_all[:n_train]
+    tr = spec.bold.tr
+    spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
+    t0 = time.perf_counter()
+    ens = ensemble_spec(spec, s.members)
+    sim = Simulation(ens, comm=comm, per_neuron_scales=True)
+    a = Assimilator(sim, spec, s, observed, sc=region_connectivity(spec))
+    build_s = time.perf_counter() - t0
+    rank = comm.Get_rank()
+    log.info("ensemble of %d members x %d neurons (%d regions) on %d rank(s), built in %.1f s; spin-up %g s",
+             s.members, spec.n_neurons, len(spec.regions), comm.Get_size(), build_s, spinup_tr * tr)
+    sim.run(spinup_tr * tr)
+    a.start()
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+        bar = tqdm(total=n_train, unit="TR", desc="assimilating")
+    filter_s = [0.0]
+
+    def _tick(_sim):
+        if bar is not None and a.forecast:
+            f = np.array(a.forecast)[:, :, :].mean(axis=1)
+            if len(f) > 2:
+                r = np.nanmean(pearson_per_column(f[1:], observed[1:len(f)]))
+                bar.set_postfix_str(f"forecast r {r:.3f}")
+            bar.update(1)
+    sim.add_hook(tr, _tick)
+    t1 = time.perf_counter()
+    sim.run(n_train * tr)
+    wall = time.perf_counter() - t1
+    if bar is not None:
+        bar.close()
+    sim.finish_exchange()
+    res = a.results()
+    if rank != 0:
+        return None
+    f, an, hp = res["forecast"], res["analysis"], res["hp"]
+    metrics = _metrics(observed, f.mean(axis=1), an.mean(axis=1))
+    path = out / "assimilation.h5"
+    tmp = out / ".assimilation.h5.tmp"
+    with h5py.File(tmp, "w") as h:
+        h.attrs.update({"config": spec.text, "config_path": config_path, "seed": spec.simulation.seed,
+                        "n_ranks": comm.Get_size(), "tr_s": tr, "members": s.members,
+                        "hyperparameters": json.dumps(list(s.hyperparameters)), "n_train": n_train,
+                        "n_total": len(observed_all), "bold_path": bold_path, "train_fraction": train_fraction,
+                        "settings": json.dumps(s.__dict__, default=list), "wall_s": wall,
+                        "wall_per_tr_s": wall / n_train, "build_s": build_s,
+                        "neurons_per_member": spec.n_neurons, "filter_s": filter_s[0]})
+        h.create_dataset("network/regions", data=np.array(spec.regions, dtype="S"))
+        h.create_dataset("observed", data=observed)
+        for name, arr in (("forecast", f), ("analysis", an)):
+            h.create_dataset(f"{name}/mean", data=arr.mean(axis=1))
+            h.create_dataset(f"{name}/std", data=arr.std(axis=1))
+        h.create_dataset("hp/mean", data=hp.mean(axis=1))
+        h.create_dataset("hp/std", data=hp.std(axis=1))
+        h.create_dataset("hp/final", data=hp[-1])
+        h.create_dataset("hp/x_final", data=res["x_final"])
+        h.create_dataset("operator/mu", data=res["mu"])
+        h.create_dataset("operator/sigma", data=res["sigma"])
+        g = h.create_group("metrics")
+        for k, v in metrics.items():
+            g.create_dataset(k, data=v)
+            g.attrs[k] = float(np.nanmean(v))
+        h.create_dataset("fc/observed", data=fc_matrix(observed))
+        h.create_dataset("fc/forecast", data=fc_matrix(f.mean(axis=1)))
+    os.replace(tmp, path)
+    return path
+
+
+def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm, progress: bool = True) -> dict | None:
+    """Run the fitted twin (each member at its final posterior) freely over the held-out TRs and
+    compare functional connectivity; rank 0 adds /validation to the run file."""
+    from dtb.engine import Simulation
+    with h5py.File(run_path, "r") as h:
+        n_train = int(h.attrs["n_train"])
+        n_total = int(h.attrs["n_total"])
+        x_final = h["hp/x_final"][()]
+        mu, sigma = h["operator/mu"][()], h["operator/sigma"][()]
+    if len(observed_all) != n_total:
+        raise DtbError(f"the data has {len(observed_all)} TRs, but {run_path} was fitted on data with {n_total}")
+    test = observed_all[n_train:]
+    if len(test) < 10:
+        raise DtbError(f"only {len(test)} held-out TRs to validate on (--train-fraction was {n_train / n_total:.2f})")
+    s = spec.assimilation
+    tr = spec.bold.tr
+    spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
+    sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True)
+    a = Assimilator(sim, spec, s, test, sc=None, n_assimilate=0, x0=x_final)
+    t0 = time.perf_counter()
+    sim.run(spinup_tr * tr)
+    a.active = True
+    a.mu, a.sigma = mu, sigma
+    sim.run(len(test) * tr)
+    wall = time.perf_counter() - t0
+    sim.finish_exchange()
+    if comm.Get_rank() != 0:
+        return None
+    model = np.array(a.forecast)                    # (n_test, M, R)
+    fc_obs = fc_matrix(test)
+    fc_members = [fc_similarity(fc_matrix(model[:, m]), fc_obs) for m in range(model.shape[1])]
+    fc_ens = fc_matrix(model.reshape(-1, model.shape[2]))
+    sc = region_connectivity(spec)
+    out = {"fc_r_members": float(np.mean(fc_members)), "fc_r_members_sd": float(np.std(fc_members)),
+           "fc_r_ensemble": fc_similarity(np.corrcoef(np.concatenate([model[:, m] for m in range(model.shape[1])]).T),
+                                          fc_obs),
+           "fc_r_sc": fc_similarity(np.log1p(sc + sc.T), fc_obs), "n_test": len(test), "wall_s": wall}
+    tmp = run_path.with_name(f".{run_path.name}.tmp")
+    import shutil
+    shutil.copyfile(run_path, tmp)
+    with h5py.File(tmp, "a") as h:
+        if "validation" in h:
+            del h["validation"]
+        g = h.create_group("validation")
+        g.attrs.update(out)
+        g.create_dataset("fc/model", data=fc_ens)
+        g.create_dataset("fc/observed", data=fc_obs)
+        g.create_dataset("bold", data=model)
+    os.replace(tmp, run_path)
+    return out
+
+
+def plots(run_path: Path, out: Path) -> list[Path]:
+    """PNGs of an assimilation run: hyperparameters over time, BOLD, per-region r, FC."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with h5py.File(run_path, "r") as h:
+        regions = [r.decode() for r in h["network/regions"][()]]
+        hps = json.loads(h.attrs["hyperparameters"])
+        tr = float(h.attrs["tr_s"])
+        obs, f_mean, f_sd = h["observed"][()], h["forecast/mean"][()], h["forecast/std"][()]
+        a_mean = h["analysis/mean"][()]
+        hp_m, hp_s = h["hp/mean"][()], h["hp/std"][()]
+        met = {k: h["metrics"][k][()] for k in h["metrics"]}
+        fc_o, fc_f = h["fc/observed"][()], h["fc/forecast"][()]
+    written = []
+    t = np.arange(len(obs)) * tr
+    fig, axes = plt.subplots(len(hps), 1, figsize=(10, 2.6 * len(hps)), squeeze=False)
+    for k, name in enumerate(hps):
+        ax = axes[k, 0]
+        for r in range(min(len(regions), 12)):
+            ax.plot(t[:len(hp_m)], hp_m[:, r, k], lw=1)
+            ax.fill_between(t[:len(hp_m)], hp_m[:, r, k] - hp_s[:, r, k], hp_m[:, r, k] + hp_s[:, r, k], alpha=0.15)
+        ax.set_ylabel(f"{name} scale")
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[0, 0].set_title("posterior hyperparameters (ensemble mean +- sd; first 12 regions)")
+    fig.tight_layout()
+    fig.savefig(out / "hyperparameters.png", dpi=90)
+    plt.close(fig)
+    written.append(out / "hyperparameters.png")
+    order = np.argsort(-met["r_forecast"])[:4]
+    fig, axes = plt.subplots(len(order), 1, figsize=(10, 2.2 * len(order)), squeeze=False)
+    for ax, r in zip(axes[:, 0], order):
+        ax.plot(t, obs[:, r], "k", lw=1, label="observed")
+        ax.plot(t, f_mean[:, r], "C0", lw=1, label="forecast (1 TR ahead)")
+        ax.fill_between(t, f_mean[:, r] - f_sd[:, r], f_mean[:, r] + f_sd[:, r], color="C0", alpha=0.2)
+        ax.plot(t, a_mean[:, r], "C1--", lw=0.8, label="analysis")
+        ax.set_ylabel(regions[r][:14])
+    axes[0, 0].legend(fontsize=7, ncol=3)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    fig.savefig(out / "bold_fit.png", dpi=90)
+    plt.close(fig)
+    written.append(out / "bold_fit.png")
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4))
+    x = np.arange(len(regions))
+    a1.bar(x - 0.3, met["r_forecast"], 0.3, label="forecast")
+    a1.bar(x, met["r_persistence"], 0.3, label="persistence")
+    a1.bar(x + 0.3, met["r_ar1"], 0.3, label="AR(1)")
+    a1.set_xlabel("region")
+    a1.set_ylabel("Pearson r")
+    a1.legend(fontsize=7)
+    a1.set_title("one-TR-ahead r per region")
+    for ax, m, title in ((a2, fc_o, "FC observed (training)"), (a3, fc_f, "FC forecast")):
+        im = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_title(title)
+    fig.colorbar(im, ax=[a2, a3], shrink=0.8)
+    fig.savefig(out / "metrics_fc.png", dpi=90)
+    plt.close(fig)
+    written.append(out / "metrics_fc.png")
+    return written

@@ -1,0 +1,134 @@
+"""The assimilation loop on the engine: an ensemble network (see :mod:`assimilation.ensemble`)
+runs in one ``run()``; every TR, after the BOLD recorder has stepped the balloon model, the
+analysis updates each member's augmented state
+
+    [x (regions x hyperparameters, unbounded), hemodynamic state (s, ln f, ln v, ln q per
+     region), predicted observation (per region)]
+
+from the observed BOLD of that TR, writes the hemodynamic state back into the recorder and the
+new hyperparameters into the neurons' conductance scales, and lets x diffuse (random walk) for
+the next forecast. Every rank computes the same analysis (the same inputs, allreduced BOLD and a
+random generator keyed by seed and TR), so nothing needs broadcasting and the result does not
+depend on the rank count.
+
+Observation operator: with ``observation = "model"`` the observation is the model's BOLD itself
+(twin experiments); with ``"zscore"`` it is the model BOLD standardised per region by the mean
+and standard deviation (over spin-up TRs and members) of the spin-up, compared with z-scored data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from assimilation.enkf import enkf_analysis, neighbour_localisation, random_walk, to_bounded, to_unbounded
+from assimilation.ensemble import gamma_multipliers, member_and_region
+from assimilation.settings import AssimilationSettings
+from dtb.spec import NetworkSpec
+
+_STREAM_PRIOR, _STREAM_ANALYSIS = 7001, 7002
+
+
+class Assimilator:
+    """Fits ``settings.hyperparameters`` per region of ``base`` to ``observed`` (T, R).
+
+    ``sim``: a Simulation of ``ensemble_spec(base, M)`` built with ``per_neuron_scales=True`` and
+    [bold]; ``sc``: the structural connectome (R, R) for neighbour localisation; ``n_assimilate``:
+    TRs with analyses (later TRs only record forecasts: a free run)."""
+
+    def __init__(self, sim, base: NetworkSpec, settings: AssimilationSettings, observed: np.ndarray,
+                 sc: np.ndarray | None = None, n_assimilate: int | None = None, x0: np.ndarray | None = None):
+        self.sim, self.base, self.s = sim, base, settings
+        self.M, self.R, self.H = settings.members, len(base.regions), len(settings.hyperparameters)
+        self.observed = np.asarray(observed, dtype=float)
+        self.n_assimilate = len(self.observed) if n_assimilate is None else n_assimilate
+        self.seed = base.simulation.seed
+        self._member, self._region = member_and_region(base, sim.local_gids)
+        self._gamma = gamma_multipliers(self.seed, sim.local_gids, self.H, settings.gamma_shape)
+        if x0 is None:
+            prior = np.random.default_rng([self.seed, _STREAM_PRIOR])
+            x0 = to_unbounded(np.full((self.M, self.R * self.H), settings.prior), settings.low, settings.high)
+            x0 = x0 + settings.prior_spread * prior.standard_normal(x0.shape)
+        self.x = np.array(x0, dtype=float)
+        self.apply()
+        self.mu = np.zeros(self.R)
+        self.sigma = np.ones(self.R)
+        self.active = False
+        self.t = 0
+        self.forecast: list[np.ndarray] = []     # (M, R) per TR, observation units
+        self.analysis: list[np.ndarray] = []     # (M, R)
+        self.hp_trace: list[np.ndarray] = []     # (M, R, H) after each analysis
+        self._localisation(sc)
+        sim.add_hook(base.bold.tr, lambda _sim: self._on_tr())
+
+    # ------------------------------------------------------------------ state
+    def hp(self, x: np.ndarray | None = None) -> np.ndarray:
+        """Hyperparameters (M, R, H) of ``x`` (default: the current ensemble)."""
+        x = self.x if x is None else x
+        return to_bounded(x, self.s.low, self.s.high).reshape(self.M, self.R, self.H)
+
+    def apply(self) -> None:
+        """Set every local neuron's conductance scales to gamma multiplier x its region's hp."""
+        hp = self.hp()
+        for h, receptor in enumerate(self.s.hyperparameters):
+            scale = self._gamma[:, h] * hp[self._member, self._region, h]
+            self.sim.set_conductance_scale(receptor, self.sim.local_gids, scale)
+
+    def _localisation(self, sc) -> None:
+        self.rho_xy = self.rho_yy = None
+        if self.s.localisation == "none":
+            return
+        if sc is None:
+            sc = np.zeros((self.R, self.R))
+        hops = 1 if self.s.localisation == "neighbours" else 0
+        reach = neighbour_localisation(sc, 1, hops)                      # (R, R)
+        self.rho_xy = np.vstack([np.repeat(reach, self.H, axis=0), np.tile(reach, (4, 1)), reach])
+        self.rho_yy = reach
+
+    def start(self) -> None:
+        """Begin assimilating at the next TR; with the zscore operator, its statistics come from
+        the TRs recorded so far (the spin-up)."""
+        if self.s.observation == "zscore":
+            spin = np.array(self.sim.bold.signal).reshape(-1, self.M, self.R)
+            if len(spin) < 2:
+                raise ValueError("the zscore observation needs at least two spin-up TRs")
+            self.mu = spin.mean(axis=(0, 1))
+            self.sigma = np.maximum(spin.std(axis=(0, 1)), 1e-9)
+        self.active = True
+
+    def observe(self, bold: np.ndarray) -> np.ndarray:
+        return (bold - self.mu) / self.sigma
+
+    # --------------------------------------------------------------- analysis
+    def _on_tr(self) -> None:
+        if not self.active or self.t >= len(self.observed):
+            return
+        rec = self.sim.bold
+        z = self.observe(np.asarray(rec.signal[-1]).reshape(self.M, self.R))
+        self.forecast.append(z)
+        if self.t < self.n_assimilate:
+            st = rec.integrator.state
+            hemo = np.concatenate([a.reshape(self.M, self.R) for a in (st.s, st.lf, st.lv, st.lq)], axis=1)
+            X = np.concatenate([self.x, hemo, z], axis=1)
+            rng = np.random.default_rng([self.seed, _STREAM_ANALYSIS, self.t])
+            Xa = enkf_analysis(X, z, self.observed[self.t], self.s.obs_noise ** 2, rng, self.s.inflation,
+                               self.rho_xy, self.rho_yy)
+            RH = self.R * self.H
+            self.x = Xa[:, :RH]
+            hemo_a = Xa[:, RH:RH + 4 * self.R]
+            for k, a in enumerate((st.s, st.lf, st.lv, st.lq)):
+                a[:] = hemo_a[:, k * self.R:(k + 1) * self.R].reshape(-1)
+            np.clip(st.lf, -5, 5, out=st.lf)                # keep the balloon's log states physical
+            np.clip(st.lv, -5, 5, out=st.lv)
+            np.clip(st.lq, -5, 5, out=st.lq)
+            self.analysis.append(Xa[:, -self.R:])
+            self.hp_trace.append(self.hp())
+            self.x = random_walk(self.x, self.s.random_walk, rng)
+            self.apply()
+        self.t += 1
+
+    # ---------------------------------------------------------------- results
+    def results(self) -> dict[str, np.ndarray]:
+        f = np.array(self.forecast)
+        a = np.array(self.analysis)
+        hp = np.array(self.hp_trace)
+        return {"forecast": f, "analysis": a, "hp": hp, "mu": self.mu, "sigma": self.sigma, "x_final": self.x}

@@ -1,0 +1,55 @@
+"""Settings of the data assimilation, the ``[assimilation]`` section of a config.
+
+```toml
+[assimilation]
+members = 8                      # ensemble size: M whole networks run side by side
+hyperparameters = ["ampa", "nmda", "gabaa", "gabab"]   # receptors whose conductance scale is fitted per region
+low = 0.5                        # bounds of every hyperparameter: hp = low + (high - low) * sigmoid(x)
+high = 2.0
+prior = 1.0                      # initial ensemble mean of every hyperparameter
+prior_spread = 0.3               # std of the initial ensemble in x (the unbounded variable)
+random_walk = 0.02               # std of x's diffusion per TR (the forecast of a static parameter)
+obs_noise = 0.3                  # observation noise std, in observation units
+inflation = 1.0                  # multiplicative inflation of the forecast anomalies
+localisation = "neighbours"      # "none", "own" (a region's variables see its own BOLD only),
+                                 # "neighbours" (its own and its structural neighbours')
+gamma_shape = 4.0                # shape k of the per-neuron Gamma multipliers (mean 1, CV 1/sqrt(k))
+spinup = "10 s"                  # run before assimilating (the zscore observation's statistics)
+observation = "zscore"           # "zscore": the model BOLD standardised by its spin-up mean and std
+                                 # is compared with z-scored data; "model": data in model BOLD units
+detrend = true                   # data preprocessing: linear detrend,
+band_pass = []                   # [low, high] Hz Butterworth band-pass, e.g. [0.01, 0.1] (none: []),
+zscore = true                    # and z-scoring per region
+```
+
+Hierarchy: neuron i of region r gets conductance scale ``g_i * hp[r, receptor]`` where the
+multiplier ``g_i ~ Gamma(k, 1/k)`` is drawn once per neuron (counter-based, keyed by its global
+id) and kept: an analysis rescales every neuron of a region by the same factor, so the network
+changes smoothly and its membranes, conductances and spikes in flight carry over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HYPERPARAMETERS = ("ampa", "nmda", "gabaa", "gabab")
+
+
+@dataclass(frozen=True)
+class AssimilationSettings:
+    members: int = 8
+    hyperparameters: tuple[str, ...] = HYPERPARAMETERS
+    low: float = 0.5
+    high: float = 2.0
+    prior: float = 1.0
+    prior_spread: float = 0.3
+    random_walk: float = 0.02
+    obs_noise: float = 0.3
+    inflation: float = 1.0
+    localisation: str = "neighbours"
+    gamma_shape: float = 4.0
+    spinup: float = 10.0           # [s]
+    observation: str = "zscore"
+    detrend: bool = True
+    zscore: bool = True
+    band_pass: tuple[float, float] | None = None   # [Hz]

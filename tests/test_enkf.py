@@ -1,0 +1,78 @@
+"""The EnKF against the Kalman filter on a linear-Gaussian problem, and its helpers."""
+
+import numpy as np
+import pytest
+
+from assimilation.enkf import (ar1_forecast, enkf_analysis, kalman_update, neighbour_localisation,
+                               pearson_per_column, to_bounded, to_unbounded)
+
+MEAN = np.array([1.0, -0.5, 2.0])
+COV = np.array([[1.0, 0.3, 0.1], [0.3, 0.5, -0.2], [0.1, -0.2, 0.8]])
+H = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]])
+Y = np.array([2.0, 0.3])
+R = np.array([0.4, 0.2])
+
+
+def _enkf_moments(M, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.multivariate_normal(MEAN, COV, size=M)
+    Xa = enkf_analysis(X, X @ H.T, Y, R, rng)
+    return Xa.mean(axis=0), np.cov(Xa.T)
+
+
+def test_enkf_approaches_the_kalman_filter_as_members_grow():
+    m_kf, c_kf = kalman_update(MEAN, COV, H, Y, R)
+    errors = []
+    for M in (20, 200, 2000, 20000):
+        errs = [np.abs(_enkf_moments(M, s)[0] - m_kf).max() + np.abs(_enkf_moments(M, s)[1] - c_kf).max()
+                for s in range(5)]
+        errors.append(np.mean(errs))
+    assert errors[-1] < 0.03
+    # Monte Carlo error shrinks like 1/sqrt(M): a factor ~10 over 100x members
+    assert errors[0] > 5 * errors[-1]
+    assert all(a > b for a, b in zip(errors, errors[1:]))
+
+
+def test_kalman_update_is_bayes():
+    # scalar case: posterior precision = prior precision + 1/r
+    m, c = kalman_update(np.array([0.0]), np.array([[2.0]]), np.array([[1.0]]), np.array([1.0]), 0.5)
+    assert c[0, 0] == pytest.approx(1 / (1 / 2.0 + 1 / 0.5))
+    assert m[0] == pytest.approx(c[0, 0] * (1.0 / 0.5))
+
+
+def test_localisation_and_inflation():
+    rng = np.random.default_rng(1)
+    X = rng.multivariate_normal(MEAN, COV, size=500)
+    rho = np.ones((3, 2))
+    rho[2, :] = 0.0                      # the third variable sees no observation
+    Xa = enkf_analysis(X, X @ H.T, Y, R, np.random.default_rng(2), rho_xy=rho)
+    np.testing.assert_allclose(Xa[:, 2], X[:, 2])
+    assert not np.allclose(Xa[:, 0], X[:, 0])
+    # inflation widens the forecast spread before the update, so the analysis keeps more spread
+    a1 = enkf_analysis(X, X @ H.T, Y, R, np.random.default_rng(3))
+    a2 = enkf_analysis(X, X @ H.T, Y, R, np.random.default_rng(3), inflation=1.5)
+    assert a2.std(axis=0)[2] > 1.4 * a1.std(axis=0)[2]
+
+
+def test_bounded_transform_and_localisation_mask():
+    hp = np.array([0.51, 1.0, 1.99])
+    np.testing.assert_allclose(to_bounded(to_unbounded(hp, 0.5, 2.0), 0.5, 2.0), hp)
+    assert to_bounded(np.array([-1e3, 1e3]), 0.5, 2.0).tolist() == [0.5, 2.0]
+    with pytest.raises(ValueError):
+        to_unbounded(np.array([2.0]), 0.5, 2.0)
+    sc = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=float)
+    rho = neighbour_localisation(sc, n_per_region=2, hops=1)
+    assert rho.shape == (6, 3)
+    np.testing.assert_array_equal(rho[:, 2], [0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(rho[0], [1, 1, 0])
+
+
+def test_ar1_baseline_recovers_the_process():
+    rng = np.random.default_rng(4)
+    phi, T = 0.8, 5000
+    y = np.zeros((T, 2))
+    for t in range(1, T):
+        y[t] = phi * y[t - 1] + rng.standard_normal(2)
+    f = ar1_forecast(y[: T // 2], y)
+    r = pearson_per_column(f, y[1:])
+    assert np.all(np.abs(r - phi) < 0.03)      # the AR(1) one-step forecast correlates at phi
