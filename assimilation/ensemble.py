@@ -58,3 +58,46 @@ def gamma_multipliers(seed: int, gids: np.ndarray, n_receptors: int, shape: floa
         u = rng.uniform_open(seed, STREAM_GAMMA, np.asarray(gids, dtype=np.int64), k)
         out[:, k] = gammaincinv(shape, u) / shape
     return out
+
+
+def set_scales(sim, receptors: tuple[str, ...], gamma: np.ndarray, hp_local: np.ndarray) -> None:
+    """Conductance scale of every local neuron = its Gamma multiplier x its hyperparameter
+    (``gamma`` and ``hp_local``: (n_local, len(receptors)))."""
+    for h, receptor in enumerate(receptors):
+        sim.set_conductance_scale(receptor, sim.local_gids, gamma[:, h] * hp_local[:, h])
+
+
+def load_fitted(path, spec: NetworkSpec) -> tuple[tuple[str, ...], np.ndarray, float]:
+    """The posterior-mean hyperparameters (R, H) of an assimilation file for ``spec``'s regions,
+    with their receptor names and the Gamma shape used. DtbError when they do not fit."""
+    import json
+    import h5py
+    from dtb.errors import DtbError
+    try:
+        with h5py.File(path, "r") as f:
+            regions = [r.decode() if isinstance(r, bytes) else str(r) for r in f["network/regions"][()]]
+            receptors = tuple(json.loads(f.attrs["hyperparameters"]))
+            hp = f["hp/final"][()].mean(axis=0)
+            shape = float(json.loads(f.attrs["settings"]).get("gamma_shape", 4.0))
+    except FileNotFoundError:
+        raise DtbError(f"{path}: file not found") from None
+    except (OSError, KeyError, ValueError) as e:
+        raise DtbError(f"{path}: not an assimilation file written by dtb assimilate ({e})") from None
+    if regions != list(spec.regions):
+        missing = [r for r in spec.regions if r not in regions][:5]
+        raise DtbError(f"{path}: fitted for {len(regions)} regions that do not match the config's {len(spec.regions)}"
+                       + (f" (e.g. no {', '.join(missing)})" if missing else " (different order)"))
+    return receptors, hp, shape
+
+
+def apply_fitted(sim, spec: NetworkSpec, path) -> tuple[str, ...]:
+    """Give a single network (built with ``per_neuron_scales=True``) the fitted twin's
+    conductances: each neuron's Gamma multiplier (the same draw as in the assimilation) times
+    its region's posterior-mean hyperparameter."""
+    receptors, hp, shape = load_fitted(path, spec)
+    regions = spec.regions
+    region_of_pop = np.array([regions.index(p.region) for p in spec.populations])
+    region = region_of_pop[spec.population_index(sim.local_gids)]
+    gamma = gamma_multipliers(spec.simulation.seed, sim.local_gids, len(receptors), shape)
+    set_scales(sim, receptors, gamma, hp[region])
+    return receptors

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from assimilation.enkf import enkf_analysis, neighbour_localisation, random_walk, to_bounded, to_unbounded
-from assimilation.ensemble import gamma_multipliers, member_and_region
+from assimilation.ensemble import gamma_multipliers, member_and_region, set_scales
 from assimilation.settings import AssimilationSettings
 from dtb.spec import NetworkSpec
 
@@ -68,10 +68,7 @@ class Assimilator:
 
     def apply(self) -> None:
         """Set every local neuron's conductance scales to gamma multiplier x its region's hp."""
-        hp = self.hp()
-        for h, receptor in enumerate(self.s.hyperparameters):
-            scale = self._gamma[:, h] * hp[self._member, self._region, h]
-            self.sim.set_conductance_scale(receptor, self.sim.local_gids, scale)
+        set_scales(self.sim, self.s.hyperparameters, self._gamma, self.hp()[self._member, self._region])
 
     def _localisation(self, sc) -> None:
         self.rho_xy = self.rho_yy = None

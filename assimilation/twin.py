@@ -11,7 +11,7 @@ import gc
 
 import numpy as np
 
-from assimilation.ensemble import ensemble_spec, gamma_multipliers, member_and_region
+from assimilation.ensemble import ensemble_spec, gamma_multipliers, member_and_region, set_scales
 from assimilation.runner import Assimilator
 from assimilation.settings import AssimilationSettings
 from dtb.spec import NetworkSpec
@@ -27,8 +27,7 @@ def simulate_truth(base: NetworkSpec, hp_true: np.ndarray, settings: Assimilatio
     sim = Simulation(spec, per_neuron_scales=True)
     _, region = member_and_region(truth_base, sim.local_gids)
     gamma = gamma_multipliers(seed, sim.local_gids, len(settings.hyperparameters), settings.gamma_shape)
-    for h, receptor in enumerate(settings.hyperparameters):
-        sim.set_conductance_scale(receptor, sim.local_gids, gamma[:, h] * hp_true[region, h])
+    set_scales(sim, settings.hyperparameters, gamma, hp_true[region])
     tr = base.bold.tr
     sim.run(tr * (n_tr + 1))
     bold = np.array(sim.bold.signal).reshape(-1, len(base.regions))[1:]

@@ -44,6 +44,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue from the newest checkpoint in DIR (a run's output folder or a checkpoint folder), "
                         "on any number of ranks; CONFIG, seed and duration default to the checkpoint's")
+    p.add_argument("--hyperparameters", default=None, metavar="FITTED.h5",
+                   help="run the twin fitted by dtb assimilate: each neuron's conductance scales = its Gamma "
+                        "multiplier x its region's posterior-mean hyperparameter")
+    p.add_argument("--rest", type=_time_arg, default=None, metavar="T",
+                   help="dtb task: rest for T before the protocol (events shift by T; the run grows by T)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
@@ -478,6 +483,8 @@ def _resolve_resume(args) -> None:
         args.duration = m.get("duration_s")
     if args.out is None:
         args.out = m.get("out")
+    if getattr(args, "hyperparameters", None) is None and m.get("hyperparameters"):
+        args.hyperparameters = m["hyperparameters"]
 
 
 def _strip_option(argv: list[str], names: tuple[str, ...]) -> list[str]:
@@ -499,6 +506,8 @@ def _load_run_spec(args):
     """The spec a run command simulates (for ``dtb task``: with the protocol's stimuli added)."""
     from dtb.spec import load_spec
     spec = load_spec(args.config, overrides={"duration": args.duration, "seed": args.seed})
+    if getattr(args, "rest", None) and getattr(args, "command", None) != "task":
+        raise DtbError("--rest belongs to dtb task (rest, then the protocol)")
     if getattr(args, "command", None) == "task":
         from dtb.task import add_task_stimuli, read_events
         if spec.task is None:
@@ -510,6 +519,14 @@ def _load_run_spec(args):
         if events_path is None:
             raise DtbError("no events: give --events EVENTS.tsv or [task] events")
         events = read_events(events_path, {t.name: t for t in spec.task.trial_types}, spec.simulation.duration)
+        rest = args.rest or 0.0
+        if rest < 0:
+            raise DtbError(f"--rest must not be negative, got {rest:g} s")
+        if rest:
+            # rest then task: the protocol starts after T of rest, the GLM sees the rest as baseline
+            import dataclasses
+            events = [dataclasses.replace(e, onset=e.onset + rest) for e in events]
+            spec = spec.with_simulation(duration=spec.simulation.duration + rest)
         spec = add_task_stimuli(spec, events, spec.task)
         args._events = events
     return spec
@@ -561,7 +578,13 @@ def _simulate(spec, out: Path, comm, args) -> int:
     log.info("building %s: %d neurons on %d rank(s)", spec.source, spec.n_neurons, size)
     t0 = time.perf_counter()
     from dtb.partition import make_partition
-    sim = Simulation(spec, comm=comm, partition=make_partition(spec, size, getattr(args, "partition", "contiguous")))
+    fitted = getattr(args, "hyperparameters", None)
+    sim = Simulation(spec, comm=comm, partition=make_partition(spec, size, getattr(args, "partition", "contiguous")),
+                     per_neuron_scales=bool(fitted))
+    if fitted:
+        from assimilation.ensemble import apply_fitted
+        receptors = apply_fitted(sim, spec, fitted)
+        log.info("fitted twin: %s scales per region from %s", "/".join(receptors), fitted)
     comm.Barrier()
     build_s = time.perf_counter() - t0
     n_syn = sim.n_synapses_total()
@@ -579,7 +602,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
         log.info("resumed from %s: t = %g s (written on %d rank(s), now %d)", info.folder, sim.t,
                  info.manifest["n_ranks"], size)
     meta = {"config_path": str(Path(args.config).resolve()), "seed": spec.simulation.seed,
-            "duration_s": spec.simulation.duration, "out": str(out.resolve()), "command": args.command}
+            "duration_s": spec.simulation.duration, "out": str(out.resolve()), "command": args.command,
+            "hyperparameters": str(Path(fitted).resolve()) if fitted else None}
     checkpointer = ckpt.Checkpointer(sim, Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoint",
                                      args.checkpoint_every, meta)
     ckpt.install_signal_handlers(sim)

@@ -8,6 +8,7 @@ is, never which rank holds what. All quantities are SI floats; configs write the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -155,14 +156,10 @@ class NetworkSpec:
         firsts = np.array([p.first_gid for p in self.populations])
         return np.searchsorted(firsts, gids, side="right") - 1
 
-    @property
+    @functools.cached_property
     def regions(self) -> list[str]:
-        """Region names in order of first appearance."""
-        out: list[str] = []
-        for p in self.populations:
-            if p.region not in out:
-                out.append(p.region)
-        return out
+        """Region names in order of first appearance (computed once)."""
+        return list(dict.fromkeys(p.region for p in self.populations))
 
     @property
     def min_delay(self) -> float:

@@ -55,3 +55,52 @@ def test_trial_types_map_to_atlas_labels_and_add_stimuli():
     new = [s for s in out.stimuli if isinstance(s, PoissonStimulus) and s.start == 10]
     assert sorted(s.population for s in new) == ["l_cuneus_E", "l_pericalcarine_E", "r_cuneus_E", "r_pericalcarine_E"]
     assert all(s.rate == 600.0 and s.stop == 15 and s.weight == pytest.approx(1e-9) for s in new)
+
+
+def test_rest_then_task_shifts_the_protocol(tmp_path):
+    """--rest T: T of rest first; events move by T and the run grows by T (the spec, not a run)."""
+    import argparse
+    from pathlib import Path
+    from dtb.cli import _load_run_spec
+    root = Path(__file__).resolve().parents[1] / "dtb" / "examples"
+    args = argparse.Namespace(config=str(root / "visual_task.toml"), duration=None, seed=None, command="task",
+                              events=None, rest=20.0)
+    spec = _load_run_spec(args)
+    plain = _load_run_spec(argparse.Namespace(**{**vars(args), "rest": None}))
+    assert spec.simulation.duration == pytest.approx(plain.simulation.duration + 20.0)
+    assert [e.onset for e in args._events] == [e.onset + 20.0 for e in read_events(
+        root / "visual_events.tsv", {t.name: t for t in spec.task.trial_types}, plain.simulation.duration)]
+    starts = sorted({s.start for s in spec.stimuli if isinstance(s, PoissonStimulus) and s.start > 0})
+    assert starts[0] >= 20.0
+
+
+def test_fitted_hyperparameters_are_loaded(tmp_path):
+    """dtb run --hyperparameters: a region whose fitted AMPA scale is 1.5 fires more (its inhibitory
+    neurons: the region's own inhibition then holds its excitatory rate near where it was)."""
+    import json
+    import h5py
+    from conftest import SMALL_NETWORK, run_dtb
+    cfg = tmp_path / "net.toml"
+    cfg.write_text(SMALL_NETWORK)
+    fitted = tmp_path / "fitted.h5"
+    with h5py.File(fitted, "w") as f:
+        f.create_dataset("network/regions", data=np.array(["A", "B"], dtype="S"))
+        f.create_dataset("hp/final", data=np.array([[[1.0], [1.5]], [[1.0], [1.5]]]))     # (members, regions, H)
+        f.attrs["hyperparameters"] = json.dumps(["ampa"])
+        f.attrs["settings"] = json.dumps({"gamma_shape": 50.0})
+    rates = {}
+    for name, extra in (("plain", []), ("fitted", ["--hyperparameters", str(fitted)])):
+        p = run_dtb(["run", str(cfg), "--out", str(tmp_path / name), "--no-plots", "-q", *extra])
+        assert p.returncode == 0, p.stderr
+        rates[name] = json.loads((tmp_path / name / "summary.json").read_text())["mean_rate_hz"]
+    assert rates["fitted"]["B_I"] > 1.5 * rates["plain"]["B_I"]
+    wrong = tmp_path / "wrong.h5"
+    with h5py.File(wrong, "w") as f:
+        f.create_dataset("network/regions", data=np.array(["A", "C"], dtype="S"))
+        f.create_dataset("hp/final", data=np.ones((2, 2, 1)))
+        f.attrs["hyperparameters"] = json.dumps(["ampa"])
+        f.attrs["settings"] = json.dumps({})
+    p = run_dtb(["run", str(cfg), "--out", str(tmp_path / "w"), "--no-plots", "--hyperparameters", str(wrong)])
+    assert p.returncode == 2 and "do not match" in p.stderr and "Traceback" not in p.stderr
+    p = run_dtb(["run", str(cfg), "--out", str(tmp_path / "w"), "--no-plots", "--rest", "5 s"])
+    assert p.returncode == 2 and "--rest belongs to dtb task" in p.stderr

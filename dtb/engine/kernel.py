@@ -198,6 +198,7 @@ class Simulation:
         pop_index = spec.population_index(gids)
         self.local_population = pop_index
         region_names = spec.regions
+        self._n_regions = len(region_names)
         region_of_pop = np.array([region_names.index(p.region) for p in spec.populations])
         self.local_region = region_of_pop[pop_index]
         # per-neuron parameter values; those equal for every population become shared scalars
@@ -474,7 +475,7 @@ class Simulation:
     def _take_region_charge(self) -> np.ndarray:
         """Per region (rows of local sums, int64): excitatory and inhibitory charge in units of
         CHARGE_QUANTUM and the number of spikes, since the last sample."""
-        row = np.zeros((3, len(self.spec.regions)), dtype=np.int64)
+        row = np.zeros((3, self._n_regions), dtype=np.int64)
         for c, name in enumerate(("Q_exc", "Q_inh")):
             var = self.group.variables[name]
             q = np.rint(var.get_value()[self._region_order] / CHARGE_QUANTUM).astype(np.int64)
@@ -482,7 +483,7 @@ class Simulation:
             var.get_value()[:] = 0.0
         idx, _ = self.spikes.since(self._region_spike_pos)
         self._region_spike_pos = len(self.spikes)
-        row[2] = np.bincount(self.local_region[idx], minlength=len(self.spec.regions))
+        row[2] = np.bincount(self.local_region[idx], minlength=self._n_regions)
         return row
 
     # ------------------------------------------------------------ exchange
