@@ -49,9 +49,14 @@ def random_walk(X: np.ndarray, std, rng: np.random.Generator) -> np.ndarray:
 
 def enkf_analysis(X: np.ndarray, HX: np.ndarray, y: np.ndarray, r, rng: np.random.Generator,
                   inflation: float = 1.0, rho_xy: np.ndarray | None = None,
-                  rho_yy: np.ndarray | None = None) -> np.ndarray:
-    """The analysis ensemble (M, n). ``r``: observation noise variance (scalar or (p,));
-    ``rho_xy`` (n, p) and ``rho_yy`` (p, p): localisation weights in [0, 1] (None: none)."""
+                  domains: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """The analysis ensemble (M, n). ``r``: observation noise variance (scalar or (p,)).
+
+    Localisation, two ways: ``rho_xy`` (n, p) weights in [0, 1] multiply the state-observation
+    covariance (a Schur product; P_yy is left whole, so the gain stays well posed); ``domains``
+    [(state columns, observation columns), ...] updates each group of state variables from its
+    own observations only (domain localisation, as in the LETKF): small, well-conditioned
+    solves however few the members. Every domain uses the same perturbed observations."""
     X = np.asarray(X, dtype=float)
     HX = np.asarray(HX, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -61,18 +66,22 @@ def enkf_analysis(X: np.ndarray, HX: np.ndarray, y: np.ndarray, r, rng: np.rando
     if inflation != 1.0:
         X = inflate(X, inflation)
         HX = inflate(HX, inflation)
+    R = np.broadcast_to(np.asarray(r, dtype=float), (p,))
+    innovation = y + rng.standard_normal((M, p)) * np.sqrt(R) - HX          # (M, p)
     A = X - X.mean(axis=0)
     B = HX - HX.mean(axis=0)
-    P_xy = A.T @ B / (M - 1)
-    P_yy = B.T @ B / (M - 1)
-    if rho_xy is not None:
-        P_xy = P_xy * rho_xy
-    if rho_yy is not None:
-        P_yy = P_yy * rho_yy
-    R = np.broadcast_to(np.asarray(r, dtype=float), (p,))
-    K = np.linalg.solve((P_yy + np.diag(R)).T, P_xy.T).T          # (n, p)
-    perturbed = y + rng.standard_normal((M, p)) * np.sqrt(R)
-    return X + (perturbed - HX) @ K.T
+    if domains is None:
+        domains = [(np.arange(X.shape[1]), np.arange(p))]
+    out = X.copy()
+    for cols, obs in domains:
+        Bo = B[:, obs]
+        P_xy = A[:, cols].T @ Bo / (M - 1)
+        if rho_xy is not None:
+            P_xy = P_xy * rho_xy[np.ix_(cols, obs)]
+        P_yy = Bo.T @ Bo / (M - 1)
+        K = np.linalg.solve((P_yy + np.diag(R[obs])).T, P_xy.T).T             # (len(cols), len(obs))
+        out[:, cols] = X[:, cols] + innovation[:, obs] @ K.T
+    return out
 
 
 def kalman_update(mean: np.ndarray, cov: np.ndarray, H: np.ndarray, y: np.ndarray, r) -> tuple[np.ndarray, np.ndarray]:
@@ -83,16 +92,21 @@ def kalman_update(mean: np.ndarray, cov: np.ndarray, H: np.ndarray, y: np.ndarra
     return mean + K @ (y - H @ mean), (np.eye(len(mean)) - K @ H) @ cov
 
 
-def neighbour_localisation(sc: np.ndarray, n_per_region: int, hops: int = 1) -> np.ndarray:
-    """(regions * n_per_region, regions) weights: 1 where the state's region is the observed one
-    or within ``hops`` connections of it in the structural connectome ``sc``, else 0. With
-    ``hops=0`` each region's variables see only its own observation."""
+def neighbours(sc: np.ndarray, hops: int = 1) -> np.ndarray:
+    """(R, R) bool: region j within ``hops`` connections of region i in the structural connectome
+    ``sc`` (either direction), i itself included."""
     R = len(sc)
     reach = np.eye(R, dtype=bool)
     link = (np.asarray(sc) > 0) | (np.asarray(sc).T > 0)
     for _ in range(hops):
         reach = reach | (reach.astype(int) @ link.astype(int) > 0)
-    return np.repeat(reach, n_per_region, axis=0).astype(float)
+    return reach
+
+
+def region_domains(reach: np.ndarray, columns_of_region) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Domains for :func:`enkf_analysis`: region i's state columns (``columns_of_region(i)``)
+    with the observations of the regions ``reach[i]`` marks."""
+    return [(np.asarray(columns_of_region(i)), np.flatnonzero(reach[i])) for i in range(len(reach))]
 
 
 # ------------------------------------------------------------------------ baselines, metrics

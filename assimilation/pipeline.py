@@ -109,7 +109,6 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     if progress and rank == 0:
         from tqdm import tqdm
         bar = tqdm(total=n_train, unit="TR", desc="assimilating")
-    filter_s = [0.0]
 
     def _tick(_sim):
         if bar is not None and a.forecast:
@@ -139,7 +138,8 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
                         "n_total": len(observed_all), "bold_path": bold_path, "train_fraction": train_fraction,
                         "settings": json.dumps(s.__dict__, default=list), "wall_s": wall,
                         "wall_per_tr_s": wall / n_train, "build_s": build_s,
-                        "neurons_per_member": spec.n_neurons, "filter_s": filter_s[0]})
+                        "neurons_per_member": spec.n_neurons, "filter_s": a.filter_seconds,
+                        "simulate_s": wall - a.filter_seconds})
         h.create_dataset("network/regions", data=np.array(spec.regions, dtype="S"))
         h.create_dataset("observed", data=observed)
         for name, arr in (("forecast", f), ("analysis", an)):

@@ -18,9 +18,11 @@ and standard deviation (over spin-up TRs and members) of the spin-up, compared w
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from assimilation.enkf import enkf_analysis, neighbour_localisation, random_walk, to_bounded, to_unbounded
+from assimilation.enkf import enkf_analysis, neighbours, random_walk, region_domains, to_bounded, to_unbounded
 from assimilation.ensemble import gamma_multipliers, member_and_region, set_scales
 from assimilation.settings import AssimilationSettings
 from dtb.spec import NetworkSpec
@@ -54,6 +56,7 @@ class Assimilator:
         self.sigma = np.ones(self.R)
         self.active = False
         self.t = 0
+        self.filter_seconds = 0.0                # analysis + writing the new scales back
         self.forecast: list[np.ndarray] = []     # (M, R) per TR, observation units
         self.analysis: list[np.ndarray] = []     # (M, R)
         self.hp_trace: list[np.ndarray] = []     # (M, R, H) after each analysis
@@ -71,15 +74,21 @@ class Assimilator:
         set_scales(self.sim, self.s.hyperparameters, self._gamma, self.hp()[self._member, self._region])
 
     def _localisation(self, sc) -> None:
-        self.rho_xy = self.rho_yy = None
+        """Domain localisation: region i's variables (its hyperparameters, hemodynamic state and
+        predicted observation) are updated from its own observation ("own") or its own and its
+        structural neighbours' ("neighbours"); "none": one global update."""
+        self.domains = None
         if self.s.localisation == "none":
             return
         if sc is None:
             sc = np.zeros((self.R, self.R))
-        hops = 1 if self.s.localisation == "neighbours" else 0
-        reach = neighbour_localisation(sc, 1, hops)                      # (R, R)
-        self.rho_xy = np.vstack([np.repeat(reach, self.H, axis=0), np.tile(reach, (4, 1)), reach])
-        self.rho_yy = reach
+        reach = neighbours(sc, 1 if self.s.localisation == "neighbours" else 0)
+        R, H = self.R, self.H
+        RH = R * H
+
+        def columns(i):
+            return np.concatenate([i * H + np.arange(H), RH + np.arange(4) * R + i, [RH + 4 * R + i]])
+        self.domains = region_domains(reach, columns)
 
     def start(self) -> None:
         """Begin assimilating at the next TR; with the zscore operator, its statistics come from
@@ -103,24 +112,30 @@ class Assimilator:
         z = self.observe(np.asarray(rec.signal[-1]).reshape(self.M, self.R))
         self.forecast.append(z)
         if self.t < self.n_assimilate:
+            t0 = time.perf_counter()
             st = rec.integrator.state
             hemo = np.concatenate([a.reshape(self.M, self.R) for a in (st.s, st.lf, st.lv, st.lq)], axis=1)
             X = np.concatenate([self.x, hemo, z], axis=1)
             rng = np.random.default_rng([self.seed, _STREAM_ANALYSIS, self.t])
             Xa = enkf_analysis(X, z, self.observed[self.t], self.s.obs_noise ** 2, rng, self.s.inflation,
-                               self.rho_xy, self.rho_yy)
+                               domains=self.domains)
             RH = self.R * self.H
             self.x = Xa[:, :RH]
             hemo_a = Xa[:, RH:RH + 4 * self.R]
             for k, a in enumerate((st.s, st.lf, st.lv, st.lq)):
                 a[:] = hemo_a[:, k * self.R:(k + 1) * self.R].reshape(-1)
-            np.clip(st.lf, -5, 5, out=st.lf)                # keep the balloon's log states physical
+            np.clip(st.s, -10, 10, out=st.s)                # keep the balloon's states physical
+            np.clip(st.lf, -5, 5, out=st.lf)
             np.clip(st.lv, -5, 5, out=st.lv)
             np.clip(st.lq, -5, 5, out=st.lq)
             self.analysis.append(Xa[:, -self.R:])
             self.hp_trace.append(self.hp())
             self.x = random_walk(self.x, self.s.random_walk, rng)
+            if self.s.hemodynamic_noise > 0:
+                for arr in (st.s, st.lf, st.lv, st.lq):
+                    arr += self.s.hemodynamic_noise * rng.standard_normal(arr.shape)
             self.apply()
+            self.filter_seconds += time.perf_counter() - t0
         self.t += 1
 
     # ---------------------------------------------------------------- results

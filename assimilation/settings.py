@@ -8,11 +8,14 @@ low = 0.5                        # bounds of every hyperparameter: hp = low + (h
 high = 2.0
 prior = 1.0                      # initial ensemble mean of every hyperparameter
 prior_spread = 0.3               # std of the initial ensemble in x (the unbounded variable)
-random_walk = 0.02               # std of x's diffusion per TR (the forecast of a static parameter)
-obs_noise = 0.3                  # observation noise std, in observation units
+random_walk = 0.05               # std of x's diffusion per TR (the forecast of a static parameter)
+hemodynamic_noise = 0.03         # std added per TR to each member's s, ln f, ln v, ln q (model error:
+                                 # drive the network does not explain; keeps the ensemble spread)
+obs_noise = 0.5                  # observation noise std, in observation units
 inflation = 1.0                  # multiplicative inflation of the forecast anomalies
-localisation = "neighbours"      # "none", "own" (a region's variables see its own BOLD only),
-                                 # "neighbours" (its own and its structural neighbours')
+localisation = "own"             # "none", "own" (a region's variables see its own BOLD only),
+                                 # "neighbours" (its own and its structural neighbours'); with few
+                                 # members "own" is the robust choice (measured on HCP data)
 gamma_shape = 4.0                # shape k of the per-neuron Gamma multipliers (mean 1, CV 1/sqrt(k))
 spinup = "10 s"                  # run before assimilating (the zscore observation's statistics)
 observation = "zscore"           # "zscore": the model BOLD standardised by its spin-up mean and std
@@ -43,10 +46,11 @@ class AssimilationSettings:
     high: float = 2.0
     prior: float = 1.0
     prior_spread: float = 0.3
-    random_walk: float = 0.02
-    obs_noise: float = 0.3
+    random_walk: float = 0.05
+    hemodynamic_noise: float = 0.03
+    obs_noise: float = 0.5
     inflation: float = 1.0
-    localisation: str = "neighbours"
+    localisation: str = "own"
     gamma_shape: float = 4.0
     spinup: float = 10.0           # [s]
     observation: str = "zscore"

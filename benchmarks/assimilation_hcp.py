@@ -52,7 +52,8 @@ def config_for(subject: str, args) -> dict:
     net["bold"] = {"tr": f"{TR} s", "preset": "dtb", "drive": "rate"}
     net["monitors"] = {"region_interval": f"{max(args.dt_ms, 1)} ms", "rate_bin": "10 ms"}
     net["assimilation"] = {"members": args.members, "hyperparameters": ["ampa", "gabaa"], "spinup": "10 s",
-                           "obs_noise": args.obs_noise, "inflation": args.inflation, "localisation": "neighbours",
+                           "obs_noise": args.obs_noise, "inflation": args.inflation, "localisation": "own",
+                           "random_walk": 0.2, "hemodynamic_noise": 0.03,
                            "detrend": True, "zscore": True, "band_pass": []}
     return net
 
@@ -94,7 +95,7 @@ def main() -> None:
     ap.add_argument("--trs", type=int, default=1200, help="use the first N TRs (default all 1200)")
     ap.add_argument("--dt-ms", type=float, default=1.0)
     ap.add_argument("--obs-noise", type=float, default=0.5)
-    ap.add_argument("--inflation", type=float, default=1.05)
+    ap.add_argument("--inflation", type=float, default=1.0)
     ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--no-hopf", action="store_true")
     args = ap.parse_args()

@@ -35,7 +35,8 @@ def twin():
     base = base_network()
     hp_true = np.linspace(0.7, 1.45, R)[:, None]
     settings = AssimilationSettings(members=10, hyperparameters=("ampa",), observation="model", obs_noise=2e-3,
-                                    prior=1.0, prior_spread=0.5, random_walk=0.02, localisation="own")
+                                    prior=1.0, prior_spread=0.5, random_walk=0.02, localisation="own",
+                                    hemodynamic_noise=0.0)
     return run_twin(base, hp_true, settings, n_tr=20, truth_noise=1e-4)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from assimilation.enkf import (ar1_forecast, enkf_analysis, kalman_update, neighbour_localisation,
+from assimilation.enkf import (ar1_forecast, enkf_analysis, kalman_update, neighbours, region_domains,
                                pearson_per_column, to_bounded, to_unbounded)
 
 MEAN = np.array([1.0, -0.5, 2.0])
@@ -61,10 +61,32 @@ def test_bounded_transform_and_localisation_mask():
     with pytest.raises(ValueError):
         to_unbounded(np.array([2.0]), 0.5, 2.0)
     sc = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=float)
-    rho = neighbour_localisation(sc, n_per_region=2, hops=1)
-    assert rho.shape == (6, 3)
-    np.testing.assert_array_equal(rho[:, 2], [0, 0, 0, 0, 1, 1])
-    np.testing.assert_array_equal(rho[0], [1, 1, 0])
+    reach = neighbours(sc, hops=1)
+    np.testing.assert_array_equal(reach, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(neighbours(sc, hops=0), np.eye(3, dtype=bool))
+    doms = region_domains(reach, lambda i: [2 * i, 2 * i + 1])
+    assert [d[1].tolist() for d in doms] == [[0, 1], [0, 1], [2]]
+
+
+def test_domain_localisation_uses_only_local_observations():
+    """With domains, a variable moves only with the observations of its domain, and with few
+    members and many observations the update stays bounded (no spurious far correlations)."""
+    rng = np.random.default_rng(5)
+    M, p = 5, 40
+    X = rng.standard_normal((M, p))
+    HX = X.copy()                                    # observe every variable directly
+    y = np.zeros(p)
+    y[0] = 3.0                                       # one surprising observation
+    doms = [(np.array([i]), np.array([i])) for i in range(p)]
+    Xa = enkf_analysis(X, HX, y, 0.5, np.random.default_rng(6), domains=doms)
+    glob = enkf_analysis(X, HX, y, 0.5, np.random.default_rng(6))
+    assert np.abs(Xa).max() < 10
+    # variable 0 moves toward its observation; in the global update far variables move too
+    assert Xa[:, 0].mean() > X[:, 0].mean()
+    far = np.abs((glob - X)[:, 1:].mean(axis=0)).mean()
+    near = np.abs((Xa - X)[:, 1:].mean(axis=0) - (enkf_analysis(X, HX, np.where(np.arange(p) == 0, 0.0, y), 0.5,
+                                                                np.random.default_rng(6), domains=doms) - X)[:, 1:].mean(axis=0)).max()
+    assert near < 1e-12 < far
 
 
 def test_ar1_baseline_recovers_the_process():

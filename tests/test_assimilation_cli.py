@@ -1,0 +1,98 @@
+"""dtb assimilate / dtb validate end to end on a small network, and their errors on bad data."""
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import run_dtb
+from atlas import toml
+from atlas.build import AtlasNetworkSettings, network_config
+
+R = 6
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("assim")
+    rng = np.random.default_rng(3)
+    w = rng.random((R, R)) * (rng.random((R, R)) < 0.6)
+    np.fill_diagonal(w, 0)
+    lengths = 20 + 60 * rng.random((R, R))
+    net = network_config([f"R{i}" for i in range(R)], np.full(R, 100.0), w, (lengths + lengths.T) / 2,
+                         AtlasNetworkSettings(neurons=100 * R, min_neurons=50, seed=1, dt=5e-4))
+    net["bold"] = {"tr": "1 s", "preset": "dtb", "drive": "rate"}
+    net["monitors"] = {"region_interval": "1 ms"}
+    net["assimilation"] = {"members": 4, "hyperparameters": ["ampa", "gabaa"], "spinup": "3 s"}
+    cfg = d / "net.toml"
+    cfg.write_text(toml.dumps(net, "test"))
+    data = np.cumsum(rng.standard_normal((R, 40)), axis=1)
+    np.save(d / "bold.npy", data)
+    return d, cfg, data
+
+
+def test_assimilate_and_validate(setup):
+    d, cfg, _ = setup
+    p = run_dtb(["assimilate", str(cfg), "--bold", str(d / "bold.npy"), "--out", str(d / "out"), "--ranks", "2"])
+    assert p.returncode == 0, p.stderr
+    assert "forecast r" in p.stdout and "persistence" in p.stdout
+    run = d / "out" / "assimilation.h5"
+    with h5py.File(run) as f:
+        assert f["observed"].shape == (20, R) and f["forecast/mean"].shape == (20, R)
+        assert f["hp/final"].shape == (4, R, 2) and f.attrs["n_ranks"] == 2
+        hp = f["hp/mean"][()]
+        assert np.all((hp > 0.5) & (hp < 2.0))
+        for k in ("r_forecast", "r_analysis", "r_persistence", "r_ar1"):
+            assert np.isfinite(f["metrics"].attrs[k])
+    for png in ("hyperparameters.png", "bold_fit.png", "metrics_fc.png"):
+        assert (d / "out" / png).stat().st_size > 5000
+    p = run_dtb(["validate", str(run), "--bold", str(d / "bold.npy")])
+    assert p.returncode == 0, p.stderr
+    with h5py.File(run) as f:
+        v = f["validation"]
+        assert v["bold"].shape == (20, 4, R) and -1 <= v.attrs["fc_r_members"] <= 1
+
+
+def test_same_result_on_one_and_two_ranks(setup):
+    d, cfg, _ = setup
+    p = run_dtb(["assimilate", str(cfg), "--bold", str(d / "bold.npy"), "--out", str(d / "one"), "--no-plots"])
+    assert p.returncode == 0, p.stderr
+    if not (d / "out" / "assimilation.h5").exists():
+        pytest.skip("needs test_assimilate_and_validate's 2-rank run")
+    with h5py.File(d / "one" / "assimilation.h5") as a, h5py.File(d / "out" / "assimilation.h5") as b:
+        np.testing.assert_array_equal(a["hp/final"][()], b["hp/final"][()])
+        np.testing.assert_array_equal(a["forecast/mean"][()], b["forecast/mean"][()])
+
+
+@pytest.mark.parametrize("problem, words", [
+    ("regions", "has 6 regions"),
+    ("nan", "NaN"),
+    ("constant", "constant (zero variance)"),
+    ("tr", "differs from the config's [bold] tr"),
+    ("format", "unknown BOLD format"),
+])
+def test_bad_inputs_are_clear_errors(setup, tmp_path, problem, words):
+    d, cfg, data = setup
+    bold = tmp_path / "bold.npy"
+    args = []
+    if problem == "regions":
+        np.save(bold, data[:5])
+        words = "but the network has 6 regions"
+    elif problem == "nan":
+        x = data.copy()
+        x[2, 7] = np.nan
+        np.save(bold, x)
+    elif problem == "constant":
+        x = data.copy()
+        x[3] = 1.0
+        np.save(bold, x)
+    elif problem == "tr":
+        np.save(bold, data)
+        args = ["--tr", "0.72 s"]
+    else:
+        bold = tmp_path / "bold.xyz"
+        bold.write_text("1 2 3")
+    out = tmp_path / "out"
+    p = run_dtb(["assimilate", str(cfg), "--bold", str(bold), "--out", str(out), *args])
+    assert p.returncode == 2, p.stderr
+    assert words in p.stderr and "Traceback" not in p.stderr
+    assert not (out / "assimilation.h5").exists()
