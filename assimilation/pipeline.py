@@ -83,9 +83,14 @@ def _metrics(observed: np.ndarray, forecast: np.ndarray, analysis: np.ndarray) -
 
 
 def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: float, out: Path, comm,
-               progress: bool = True, bold_path: str = "", config_path: str = "") -> Path | None:
-    """Run the filter over the first ``train_fraction`` of the data; rank 0 writes the results."""
+               progress: bool = True, bold_path: str = "", config_path: str = "", checkpoint_every: float | None = None,
+               resume=None, meta: dict | None = None) -> Path | int | None:
+    """Run the filter over the first ``train_fraction`` of the data; rank 0 writes the results
+    (returns their path; other ranks None). With ``checkpoint_every`` (s of biological time) the
+    network and the filter are checkpointed into OUT/checkpoint; ``resume``: a verified
+    CheckpointInfo to continue from. Stopped by SIGUSR1/SIGTERM: returns EXIT_CHECKPOINTED."""
     from dtb.engine import Simulation
+    from dtb.engine import checkpoint as ckpt
     s = spec.assimilation
     if not 0 < train_fraction <= 1:
         raise DtbError(f"--train-fraction must be in (0, 1], got {train_fraction:g}")
@@ -99,16 +104,29 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     ens = ensemble_spec(spec, s.members)
     sim = Simulation(ens, comm=comm, per_neuron_scales=True)
     a = Assimilator(sim, spec, s, observed, sc=region_connectivity(spec))
+    if resume is not None:
+        ckpt.restore(sim, resume, extra=a)
+        log.info("resumed at TR %d of %d (t = %g s)", a.t, n_train, sim.t)
     build_s = time.perf_counter() - t0
     rank = comm.Get_rank()
     log.info("ensemble of %d members x %d neurons (%d regions) on %d rank(s), built in %.1f s; spin-up %g s",
              s.members, spec.n_neurons, len(spec.regions), comm.Get_size(), build_s, spinup_tr * tr)
-    sim.run(spinup_tr * tr)
-    a.start()
+    checkpointer = ckpt.Checkpointer(sim, out / "checkpoint", checkpoint_every, dict(meta or {}), extra=a)
+    ckpt.install_signal_handlers(sim)
+    per_tr = int(round(tr / spec.simulation.dt))
+    spin_steps = spinup_tr * per_tr
+    end_steps = spin_steps + n_train * per_tr
+    if sim.current_step() < spin_steps:
+        sim.run((spin_steps - sim.current_step()) * spec.simulation.dt)
+        if checkpointer.stopped:
+            return ckpt.EXIT_CHECKPOINTED
+    if not a.active:
+        a.start()
+    t_start = a.t
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
-        bar = tqdm(total=n_train, unit="TR", desc="assimilating")
+        bar = tqdm(total=n_train, initial=a.t, unit="TR", desc="assimilating")
 
     def _tick(_sim):
         if bar is not None and a.forecast:
@@ -119,11 +137,13 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
             bar.update(1)
     sim.add_hook(tr, _tick)
     t1 = time.perf_counter()
-    sim.run(n_train * tr)
+    sim.run((end_steps - sim.current_step()) * spec.simulation.dt)
     wall = time.perf_counter() - t1
     if bar is not None:
         bar.close()
     sim.finish_exchange()
+    if checkpointer.stopped:
+        return ckpt.EXIT_CHECKPOINTED
     res = a.results()
     if rank != 0:
         return None
@@ -137,7 +157,8 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
                         "hyperparameters": json.dumps(list(s.hyperparameters)), "n_train": n_train,
                         "n_total": len(observed_all), "bold_path": bold_path, "train_fraction": train_fraction,
                         "settings": json.dumps(s.__dict__, default=list), "wall_s": wall,
-                        "wall_per_tr_s": wall / n_train, "build_s": build_s,
+                        "wall_per_tr_s": wall / max(n_train - t_start, 1),
+                        "build_s": build_s, "resumed": resume is not None,
                         "neurons_per_member": spec.n_neurons, "filter_s": a.filter_seconds,
                         "simulate_s": wall - a.filter_seconds})
         h.create_dataset("network/regions", data=np.array(spec.regions, dtype="S"))

@@ -138,9 +138,39 @@ class Assimilator:
             self.filter_seconds += time.perf_counter() - t0
         self.t += 1
 
+    # ------------------------------------------------------------ checkpoints
+    def capture(self) -> dict[str, np.ndarray]:
+        """The filter's state for a checkpoint (the network's own state is the Simulation's)."""
+        M, R, H = self.M, self.R, self.H
+        return {"x": self.x, "t": np.array(self.t), "active": np.array(int(self.active)), "mu": self.mu,
+                "sigma": self.sigma, "filter_seconds": np.array(self.filter_seconds),
+                "forecast": np.array(self.forecast).reshape(-1, M, R),
+                "analysis": np.array(self.analysis).reshape(-1, M, R),
+                "hp_trace": np.array(self.hp_trace).reshape(-1, M, R, H),
+                "observed_sha": np.frombuffer(_digest(self.observed), dtype=np.uint8)}
+
+    def restore(self, saved: dict[str, np.ndarray]) -> None:
+        if bytes(np.asarray(saved["observed_sha"], dtype=np.uint8)) != _digest(self.observed):
+            from dtb.errors import DtbError
+            raise DtbError("the checkpoint was assimilating other BOLD data: resume with the same --bold file and "
+                           "options")
+        self.x = np.array(saved["x"], dtype=float)
+        self.t = int(saved["t"])
+        self.active = bool(int(saved["active"]))
+        self.mu, self.sigma = np.array(saved["mu"]), np.array(saved["sigma"])
+        self.filter_seconds = float(saved["filter_seconds"])
+        self.forecast = list(saved["forecast"])
+        self.analysis = list(saved["analysis"])
+        self.hp_trace = list(saved["hp_trace"])
+
     # ---------------------------------------------------------------- results
     def results(self) -> dict[str, np.ndarray]:
         f = np.array(self.forecast)
         a = np.array(self.analysis)
         hp = np.array(self.hp_trace)
         return {"forecast": f, "analysis": a, "hp": hp, "mu": self.mu, "sigma": self.sigma, "x_final": self.x}
+
+
+def _digest(a: np.ndarray) -> bytes:
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float64).tobytes()).digest()

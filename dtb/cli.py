@@ -210,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-plots", action="store_true")
         p.add_argument("--no-progress", action="store_true")
         p.add_argument("--quiet", "-q", action="store_true")
+    assim.add_argument("--checkpoint-every", type=_time_arg, default=None, metavar="T",
+                       help="checkpoint network and filter every T of biological time (e.g. '10 s'); SIGUSR1/SIGTERM "
+                            "always checkpoint and stop (exit status 75)")
+    assim.add_argument("--resume", default=None, metavar="DIR", help="continue from the checkpoint in DIR (the "
+                       "output folder), with the same config, data and options, on any number of ranks")
     assim.set_defaults(func=cmd_assimilate)
     val = sub.add_parser("validate", help="run a fitted twin freely on held-out BOLD",
                          description="Run the twin fitted by dtb assimilate (every member at its final posterior "
@@ -383,6 +388,7 @@ def _launch_ranks(args, validate) -> int | None:
 
 def cmd_assimilate(args) -> int:
     from assimilation import pipeline
+    from assimilation.ensemble import ensemble_spec
     from dtb.engine.kernel import world_comm
     from dtb.spec import load_spec
 
@@ -407,9 +413,18 @@ def cmd_assimilate(args) -> int:
     problem = comm.bcast(_check_writable(out) if rank == 0 else None, root=0)
     if problem:
         raise DtbError(problem)
+    resume = _load_checkpoint(args.resume, ensemble_spec(spec, spec.assimilation.members), comm) if args.resume else None
+    meta = {"config_path": str(Path(args.config).resolve()), "seed": spec.simulation.seed, "out": str(out.resolve()),
+            "command": "assimilate", "bold": str(Path(args.bold).resolve()), "duration_s": None}
     path = pipeline.assimilate(spec, observed, args.train_fraction, out, comm, progress=not args.no_progress
                                and sys.stderr.isatty(), bold_path=str(Path(args.bold).resolve()),
-                               config_path=str(Path(args.config).resolve()))
+                               config_path=str(Path(args.config).resolve()), checkpoint_every=args.checkpoint_every,
+                               resume=resume, meta=meta)
+    if isinstance(path, int):
+        if rank == 0:
+            log.warning("stopped after a signal; checkpoint in %s; continue with the same command and --resume %s",
+                        out / "checkpoint", out)
+        return path
     if rank != 0:
         return 0
     import h5py

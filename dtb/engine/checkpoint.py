@@ -14,6 +14,7 @@ Layout of a checkpoint folder (default ``OUT/checkpoint``)::
                                 /regions/rows           regional samples so far (rank's sums)
                                 /state/<k>/{gids, t, <var>}   state recordings so far
                                 /bold/{signal, row, state}    BOLD recorder (rank 0)
+                                /extra/...              e.g. the assimilation filter (rank 0)
 
 Spikes still in flight are not stored: the resumed run rebuilds its delay queues from the spikes
 of the last (maximum delay) steps, for whatever partition it has (see ``Simulation.restore``).
@@ -101,6 +102,8 @@ def _write_rank_file(path: Path, state: dict, rank: int) -> None:
             b.attrs["row"] = state["bold"]["row"]
             if state["bold"]["state"] is not None:
                 b.create_dataset("state", data=state["bold"]["state"])
+        for name, arr in (state.get("extra") or {}).items():
+            f.create_dataset(f"extra/{name}", data=arr)
         _maybe_fault(f, rank)
         f.flush()
     with open(path, "rb+") as fh:
@@ -129,8 +132,8 @@ class Checkpointer:
     it also stops the run, and :attr:`stopped` turns true). ``meta``: config path, text, seed and
     duration, stored in the manifest."""
 
-    def __init__(self, sim, folder: str | Path, every: float | None, meta: dict):
-        self.sim, self.folder, self.meta = sim, Path(folder), meta
+    def __init__(self, sim, folder: str | Path, every: float | None, meta: dict, extra=None):
+        self.sim, self.folder, self.meta, self.extra = sim, Path(folder), meta, extra
         self.stopped = False
         self.written: list[int] = []
         self.seconds = 0.0
@@ -164,7 +167,10 @@ class Checkpointer:
             tmp.mkdir()
         comm.Barrier()
         path = tmp / f"rank-{sim.rank:05d}.h5"
-        _write_rank_file(path, sim.capture(k), sim.rank)
+        state = sim.capture(k)
+        if self.extra is not None and sim.rank == 0:
+            state["extra"] = self.extra.capture()
+        _write_rank_file(path, state, sim.rank)
         sums = comm.gather((path.name, _sha256(path)), root=0)
         if sim.rank == 0:
             manifest = dict(self.meta, format=FORMAT_VERSION, dtb_version=dtb.__version__, step=k, t_s=k * sim.dt,
@@ -261,8 +267,9 @@ def check_compatible(info: CheckpointInfo, spec) -> None:
                        f"config {spec.source} differs: resume with the config and seed that wrote it")
 
 
-def restore(sim, info: CheckpointInfo) -> None:
-    """Load the checkpoint into a freshly built ``sim`` (any number of ranks; before run())."""
+def restore(sim, info: CheckpointInfo, extra=None) -> None:
+    """Load the checkpoint into a freshly built ``sim`` (any number of ranks; before run()), and
+    the state of ``extra`` (e.g. the assimilation filter: an object with capture()/restore(dict))."""
     step = int(info.manifest["step"])
     neurons: dict[str, list] = {}
     sp_g, sp_s, rows, bold = [], [], None, None
@@ -285,6 +292,8 @@ def restore(sim, info: CheckpointInfo) -> None:
                 m = f[f"state/{k}"]
                 part = (m["gids"][()], m["t"][()], {v: m[v][()] for v in m if v not in ("gids", "t")})
                 states[k] = part if states[k] is None else _merge_state(states[k], part)
+            if extra is not None and "extra" in f:
+                extra.restore({k: f["extra"][k][()] for k in f["extra"]})
             if "bold" in f:
                 bold = {"signal": f["bold/signal"][()], "row": int(f["bold"].attrs["row"]),
                         "state": f["bold/state"][()] if "state" in f["bold"] else None}
