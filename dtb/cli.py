@@ -229,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--quiet", "-q", action="store_true")
     val.set_defaults(func=cmd_validate)
 
+    bridge = sub.add_parser("bridge", help="run the rosbridge v2 websocket server",
+                            description="Run a rosbridge v2 server (JSON over websockets) that ROS tools such as "
+                                        "roslibpy and roslibjs connect to: topics, services, fragments, status "
+                                        "messages. Ctrl-C stops it.")
+    bridge.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    bridge.add_argument("--port", type=int, default=9090, help="port (default 9090, rosbridge's)")
+    bridge.set_defaults(func=cmd_bridge)
+
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and the "
                                        "partition over --ranks ranks, without simulating.")
@@ -356,6 +364,18 @@ def cmd_cluster_scale(args) -> int:
     if args.png:
         scaling_png(rows, args.png)
         print(f"plot -> {args.png}")
+    return 0
+
+
+def cmd_bridge(args) -> int:
+    from bridges.rosbridge import serve_forever
+    _setup_logging(0, False)
+    if not 0 <= args.port <= 65535:
+        raise DtbError(f"--port must be 0..65535, got {args.port}")
+    try:
+        serve_forever(args.host, args.port)
+    except OSError as e:
+        raise DtbError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     return 0
 
 
