@@ -642,8 +642,25 @@ def _simulate(spec, out: Path, comm, args) -> int:
     checkpointer = ckpt.Checkpointer(sim, Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoint",
                                      args.checkpoint_every, meta)
     ckpt.install_signal_handlers(sim)
+    coupling, server = None, None
+    if spec.bridge is not None:
+        from bridges.coupling import BodyCoupling
+        if rank == 0:
+            from bridges.rosbridge import RosbridgeServer
+            try:
+                server = RosbridgeServer(spec.bridge.host, spec.bridge.port).start_in_thread()
+            except OSError as e:
+                raise DtbError(f"[bridge]: cannot listen on {spec.bridge.host}:{spec.bridge.port}: {e}") from None
+            log.info("rosbridge server on ws://%s:%d: motor output on %s, sensory input from %s (%s)",
+                     spec.bridge.host, server.port, spec.bridge.motor_topic, spec.bridge.sensory_topic,
+                     spec.bridge.mode)
+        coupling = BodyCoupling(sim, spec.bridge, server)
     t1 = time.perf_counter()
-    sim.run(spec.simulation.duration - sim.t, progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        sim.run(spec.simulation.duration - sim.t, progress=not args.no_progress and sys.stderr.isatty())
+    finally:
+        if server is not None:
+            server.stop()
     comm.Barrier()
     wall = time.perf_counter() - t1
     if checkpointer.stopped:
@@ -659,7 +676,9 @@ def _simulate(spec, out: Path, comm, args) -> int:
                                "exchange_rounds": sim.exchange_rounds,
                                "resumed_from_step": start_step,
                                "checkpoints_written": len(checkpointer.written),
-                               "checkpoint_s_rank0": checkpointer.seconds})
+                               "checkpoint_s_rank0": checkpointer.seconds,
+                               **({"bridge_sent": coupling.sent, "bridge_received": coupling.received,
+                                   "bridge_wait_s": coupling.wait_seconds} if coupling is not None else {})})
     if rank != 0:
         return 0
     try:

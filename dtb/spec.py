@@ -127,6 +127,7 @@ class NetworkSpec:
     bold: "BoldSettings | None" = None
     task: "TaskSettings | None" = None
     assimilation: "AssimilationSettings | None" = None
+    bridge: "CouplingSettings | None" = None
     source: str = "<dict>"
     text: str = ""
 
@@ -316,10 +317,12 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     bold = _read_bold(top.sub("bold", top.raw("bold")), sim, monitors, source) if top.has("bold") else None
     task = _read_task(top.sub("task", top.raw("task")), source) if top.has("task") else None
     assim = _read_assimilation(top.sub("assimilation", top.raw("assimilation"))) if top.has("assimilation") else None
+    bridge = _read_bridge(top.sub("bridge", top.raw("bridge")), by_name, stims) if top.has("bridge") else None
     top.done()
     _check_background_weights(source, stims)
     return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
-                       monitors=monitors, bold=bold, task=task, assimilation=assim, source=source, text=text)
+                       monitors=monitors, bold=bold, task=task, assimilation=assim, bridge=bridge,
+                       source=source, text=text)
 
 
 def _read_simulation(r: _Reader) -> Simulation:
@@ -576,6 +579,33 @@ def _read_assimilation(r: _Reader):
         observation=r.str("observation", d.observation, choices=("zscore", "model")),
         detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
         band_pass=tuple(float(x) for x in band) if band else None)
+    r.done()
+    return settings
+
+
+def _read_bridge(r: _Reader, by_name: dict, stims):
+    """[bridge]: couple the run to a body over a rosbridge server (see bridges.coupling)."""
+    from bridges.coupling import CouplingSettings
+
+    d = CouplingSettings()
+    motor = r.list("motor", [])
+    sensory = r.list("sensory", [])
+    for key, names in (("motor", motor), ("sensory", sensory)):
+        for n in names:
+            if n not in by_name:
+                raise r.error(key, f"unknown population {n!r}")
+    for n in sensory:
+        if not any(isinstance(st, PoissonStimulus) and st.population == n and st.rate == 0 for st in stims):
+            raise r.error("sensory", f"population {n!r} needs a Poisson [[stimuli]] entry with rate = \"0 Hz\": "
+                                     f"the body's messages set its rate")
+    settings = CouplingSettings(
+        motor=tuple(motor), sensory=tuple(sensory),
+        period=r.quantity("period", "time", d.period, positive=True),
+        motor_topic=r.str("motor_topic", d.motor_topic), sensory_topic=r.str("sensory_topic", d.sensory_topic),
+        rate_per_unit=r.quantity("rate_per_unit", "rate", d.rate_per_unit, nonnegative=True),
+        mode=r.str("mode", d.mode, choices=("lockstep", "realtime")),
+        timeout=r.quantity("timeout", "time", d.timeout, positive=True),
+        port=r.int("port", d.port, minimum=0), host=r.str("host", d.host))
     r.done()
     return settings
 

@@ -12,6 +12,7 @@ Layout of a checkpoint folder (default ``OUT/checkpoint``)::
                                           acc (pending input, weight quanta per receptor), scale_<r>}
                                 /spikes/{gid, step}     every spike of the rank so far
                                 /regions/rows           regional samples so far (rank's sums)
+                                /stimuli/rate_override  Poisson rates set at run time (index, Hz)
                                 /state/<k>/{gids, t, <var>}   state recordings so far
                                 /bold/{signal, row, state}    BOLD recorder (rank 0)
                                 /extra/...              e.g. the assimilation filter (rank 0)
@@ -90,6 +91,7 @@ def _write_rank_file(path: Path, state: dict, rank: int) -> None:
         s.create_dataset("gid", data=state["spike_gid"])
         s.create_dataset("step", data=state["spike_step"])
         f.create_dataset("regions/rows", data=state["region_rows"])
+        f.create_dataset("stimuli/rate_override", data=state["rate_override"])
         for k, (gids, t, data) in enumerate(state["states"]):
             m = f.create_group(f"state/{k}")
             m.create_dataset("gids", data=gids)
@@ -272,7 +274,7 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
     the state of ``extra`` (e.g. the assimilation filter: an object with capture()/restore(dict))."""
     step = int(info.manifest["step"])
     neurons: dict[str, list] = {}
-    sp_g, sp_s, rows, bold = [], [], None, None
+    sp_g, sp_s, rows, bold, override = [], [], None, None, None
     recent = step - 1 - sim.max_delay_steps() - sim.D
     states: list = [None] * len(sim.state_monitors)
     for name in sorted(info.manifest["files"]):
@@ -292,6 +294,8 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
                 m = f[f"state/{k}"]
                 part = (m["gids"][()], m["t"][()], {v: m[v][()] for v in m if v not in ("gids", "t")})
                 states[k] = part if states[k] is None else _merge_state(states[k], part)
+            if override is None and "stimuli/rate_override" in f:
+                override = f["stimuli/rate_override"][()]
             if extra is not None and "extra" in f:
                 extra.restore({k: f["extra"][k][()] for k in f["extra"]})
             if "bold" in f:
@@ -301,7 +305,7 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
     for k, part in enumerate(states):          # columns by gid
         o = np.argsort(part[0])
         states[k] = (part[0][o], part[1], {v: a[:, o] for v, a in part[2].items()})
-    sim.restore(step, merged, np.concatenate(sp_g), np.concatenate(sp_s), rows, states, bold)
+    sim.restore(step, merged, np.concatenate(sp_g), np.concatenate(sp_s), rows, states, bold, override)
 
 
 def _merge_state(a, b):

@@ -20,6 +20,7 @@ timing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -183,6 +184,7 @@ class Simulation:
         self._stop_requested = False      # set by a signal handler on this rank
         self.stop_agreed = False          # every rank knows of a stop request (same step everywhere)
         self._state_prefix: list = []     # recordings before a resumed checkpoint, per state monitor
+        self._rate_override: dict[int, float] = {}   # Poisson stimulus index -> rate set at run time
         self._build()
         self.stats.build_seconds = time.perf_counter() - t0
 
@@ -420,7 +422,9 @@ class Simulation:
         """Set background rates and injected currents active at ``step`` (start inclusive, stop exclusive)."""
         lam = {r: np.zeros(self.n_local) for r in RECEPTORS}
         I_ext = self._base_I_ext.copy()
-        for s in self.spec.stimuli:
+        for k, s in enumerate(self.spec.stimuli):
+            if k in self._rate_override:
+                s = dataclasses.replace(s, rate=self._rate_override[k])
             on = int(np.rint(s.start / self.dt)) <= step and (not np.isfinite(s.stop) or step < int(np.rint(s.stop / self.dt)))
             sl = self._population_slices(s.population)
             if not on or sl is None:
@@ -434,6 +438,14 @@ class Simulation:
             self.group.variables[f"p0_{r}"].set_value(np.exp(-lam[r]))
         if "I_ext" not in self.shared_parameters:
             self.group.variables["I_ext"].set_value(I_ext)
+
+    def set_stimulus_rate(self, index: int, rate: float) -> None:
+        """Change the rate (Hz) of Poisson stimulus ``index`` (in ``spec.stimuli``) from the next
+        step on; every rank must set the same value (e.g. a broadcast sensory input)."""
+        if not isinstance(self.spec.stimuli[index], PoissonStimulus):
+            raise TypeError(f"stimulus {index} is not a Poisson stimulus")
+        self._rate_override[index] = float(rate)
+        self._apply_stimuli(self.current_step() + 1)
 
     # -------------------------------------------------------------- monitors
     def _build_monitors(self, b2, G) -> list:
@@ -731,7 +743,8 @@ class Simulation:
         for k, (sm, mine, mon) in enumerate(self.state_monitors):
             t, data = self._state_record(k)
             states.append((mine.copy(), t, data))
-        return {"step": step, "neurons": neurons, "spike_gid": gids, "spike_step": steps,
+        return {"step": step, "neurons": neurons,
+                "rate_override": np.array(sorted(self._rate_override.items()), dtype=float).reshape(-1, 2), "spike_gid": gids, "spike_step": steps,
                 "region_rows": np.array(self._region_rows, dtype=np.int64).reshape(-1, 3, len(self.spec.regions)),
                 "states": states, "bold": self.bold.capture() if self.bold is not None else None}
 
@@ -750,7 +763,8 @@ class Simulation:
         return t, {v: np.concatenate(x, axis=0) if x else np.zeros((0, len(mine))) for v, x in data.items()}
 
     def restore(self, step: int, neurons: dict[str, np.ndarray], spike_gid: np.ndarray, spike_step: np.ndarray,
-                region_rows: np.ndarray, states: list, bold: dict | None) -> None:
+                region_rows: np.ndarray, states: list, bold: dict | None,
+                rate_override: np.ndarray | None = None) -> None:
         """Continue from a checkpoint taken at the start of ``step`` (before the first run()).
 
         ``neurons``: variables keyed by gid (at least the gids this rank owns); ``spike_gid`` /
@@ -796,6 +810,8 @@ class Simulation:
             self._state_prefix.append((np.asarray(t), {v: np.asarray(data[v])[:, pos] for v in sm.variables}))
         if self.bold is not None and bold is not None:
             self.bold.restore(bold)
+        if rate_override is not None:
+            self._rate_override = {int(k): float(r) for k, r in np.asarray(rate_override).reshape(-1, 2)}
         self._apply_stimuli(step)
         self._refill_queues(step, spike_gid, spike_step)
 
