@@ -7,7 +7,8 @@ TVB-68, 100 synapses per neuron, 20 % long-range).
 1. Planning (no simulation) for every rank count: load imbalance, the fraction of synapses whose
    source is on another rank, and spikes each rank would have to receive per spike emitted in
    the network with a targeted exchange (a rank needs a spike only if it holds a target of it).
-2. Measured on 2 ranks (``dtb run --partition ...``): the exchange interval D (the smallest
+2. Measured on 2 ranks (``dtb run --partition ...``, allgather and targeted exchange): the
+   exchange interval D (the smallest
    delay of a projection that crosses ranks), exchange rounds, bytes rank 0 sent in the allgather and
    exchange time per biological second, proxies and total wall time.
 """
@@ -72,13 +73,16 @@ def main() -> None:
     print("\ncross-rank: synapses whose source is on another rank; targeted/allgather: share of the allgather's "
           "traffic an exchange that sends each spike only to ranks holding its targets would send\n")
     with tempfile.TemporaryDirectory() as d:
-        cfg = Path(d) / "atlas.toml"
-        cfg.write_text(toml.dumps(net, "benchmarks/partition.py"))
-        print(f"measured on 2 ranks, {args.run_seconds:g} s biological time:")
-        print(f"{'partition':<12} {'D (ms)':>6} {'rounds/s':>8} {'sent MB/s rank0':>15} {'exchange s/s':>12} "
-              f"{'remote syn':>10} {'wall s/s':>8} {'spikes':>9}")
-        for method in ("regions", "contiguous", "round-robin"):
-            out = Path(d) / method
+        print(f"measured on 2 ranks, {args.run_seconds:g} s biological time (allgather: every spike to every rank; "
+              f"targeted: only to ranks holding its targets):")
+        print(f"{'partition':<12} {'exchange':<9} {'D (ms)':>6} {'rounds/s':>8} {'sent MB/s rank0':>15} "
+              f"{'exchange s/s':>12} {'remote syn':>10} {'wall s/s':>8} {'spikes':>9}")
+        for method, exchange in (("regions", "blocking"), ("regions", "targeted"), ("contiguous", "blocking"),
+                                 ("round-robin", "blocking"), ("round-robin", "targeted")):
+            cfg = Path(d) / f"atlas_{exchange}.toml"
+            net["simulation"]["exchange"] = exchange
+            cfg.write_text(toml.dumps(net, "benchmarks/partition.py"))
+            out = Path(d) / f"{method}_{exchange}"
             cmd = [sys.executable, "-m", "dtb", "run", str(cfg), "--ranks", "2", "--partition", method, "--out",
                    str(out), "--no-plots", "-q", "--no-progress"]
             subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
@@ -86,7 +90,7 @@ def main() -> None:
             D_ms = s["min_delay_steps"] * spec.simulation.dt * 1e3
             rounds = 1.0 / (s["min_delay_steps"] * spec.simulation.dt)
             mb = s["exchange_bytes_rank0"] / args.run_seconds / 1e6
-            print(f"{method:<12} {D_ms:6.1f} {rounds:8.0f} {mb:15.2f} {s['exchange_s_rank0'] / args.run_seconds:12.3f} "
+            print(f"{method:<12} {'allgather' if exchange == 'blocking' else exchange:<9} {D_ms:6.1f} {rounds:8.0f} {mb:15.2f} {s['exchange_s_rank0'] / args.run_seconds:12.3f} "
                   f"{s['synapses_remote']:>10} {s['wall_s'] / args.run_seconds:8.2f} {s['spikes']:>9}", flush=True)
 
 

@@ -114,7 +114,7 @@ class Simulation:
     duration: float = 1.0
     seed: int = 1
     weight_quantum: float = 1e-14   # siemens: 1e-5 nS
-    exchange: str = "blocking"      # spike exchange between ranks: "blocking" or "overlap"
+    exchange: str = "blocking"      # spike exchange between ranks: "blocking", "overlap" or "targeted"
 
 
 @dataclass(frozen=True)
@@ -331,7 +331,7 @@ def _read_simulation(r: _Reader) -> Simulation:
     duration = r.quantity("duration", "time", d.duration, positive=True)
     seed = r.int("seed", d.seed, minimum=0)
     wq = r.quantity("weight_quantum", "conductance", d.weight_quantum, positive=True)
-    exchange = r.str("exchange", d.exchange, choices=("blocking", "overlap"))
+    exchange = r.str("exchange", d.exchange, choices=("blocking", "overlap", "targeted"))
     r.done()
     return Simulation(dt=dt, duration=duration, seed=seed, weight_quantum=wq, exchange=exchange)
 

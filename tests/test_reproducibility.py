@@ -30,6 +30,13 @@ def runs(tmp_path_factory):
     p = run_dtb(["run", str(cfg2), "--out", str(d / "overlap"), "--no-plots", "-q"], ranks=3)
     assert p.returncode == 0, p.stderr
     out["overlap"] = d / "overlap" / "run.h5"
+    # targeted exchange: each spike only to the ranks holding its targets
+    cfg3 = d / "targeted.toml"
+    cfg3.write_text(SMALL_NETWORK.replace('seed = 99', 'seed = 99\nexchange = "targeted"'))
+    p = run_dtb(["run", str(cfg3), "--out", str(d / "targeted"), "--no-plots", "-q", "--partition", "round-robin"],
+                ranks=3)
+    assert p.returncode == 0, p.stderr
+    out["targeted"] = d / "targeted" / "run.h5"
     # other partitions: regions kept together by METIS, and round-robin (many segments per rank)
     for method, n in (("regions", 2), ("round-robin", 3)):
         p = run_dtb(["run", str(cfg), "--out", str(d / method), "--no-plots", "-q", "--partition", method], ranks=n)
@@ -50,7 +57,7 @@ def test_network_is_active_and_crosses_ranks(runs):
         assert f["summary"].attrs["synapses_remote"] > 5000
 
 
-@pytest.mark.parametrize("n", [2, 3, "overflow", "overlap", "regions", "round-robin"])
+@pytest.mark.parametrize("n", [2, 3, "overflow", "overlap", "regions", "round-robin", "targeted"])
 def test_spikes_bitwise_identical(runs, n):
     g1, t1 = read_spikes(runs[1])
     gn, tn = read_spikes(runs[n])

@@ -288,6 +288,8 @@ class Simulation:
         remote = [inc.source[~self._locate(inc.source)[0]] for _, _, inc in drawn]
         self._set_exchange_interval([k for (k, _, _), r in zip(drawn, remote) if len(r)])
         self.remote_gids = np.unique(np.concatenate(remote)) if remote else np.zeros(0, np.int64)
+        if self.exchange_mode == "targeted" and self.size > 1:
+            self._build_targets()
         self.stats.n_proxies = len(self.remote_gids)
         objects = []
         self.proxy = None
@@ -503,8 +505,46 @@ class Simulation:
         """The time step being simulated (or reached, between runs)."""
         return int(self._timestep[0])
 
+    def _build_targets(self) -> None:
+        """For the targeted exchange: which ranks need the spikes of each local neuron (those
+        holding a synapse it projects to), learnt once by telling each owner what we need."""
+        owner = self.partition.owner(self.remote_gids)
+        wanted = self.comm.alltoall([self.remote_gids[owner == q] for q in range(self.size)])
+        self._targets = np.zeros((self.n_local, self.size), dtype=bool)
+        for r, gids in enumerate(wanted):
+            self._targets[self._locate(np.asarray(gids, dtype=np.int64))[1], r] = True
+
+    def _targeted_exchange(self, k: int) -> None:
+        """Send each spike of [k - D, k) only to the ranks that need it: an alltoall of counts
+        (and the stop flag), then an alltoallv of the spikes."""
+        from mpi4py import MPI
+        t0 = time.perf_counter()
+        gids, steps = self._new_local_spikes()
+        payload = (gids << 16) | (steps - (k - self.P))
+        need = self._targets[self._locate(gids)[1]]                       # (spikes, ranks)
+        parts = [payload[need[:, q]] for q in range(self.size)]
+        head = np.array([[len(x), int(self._stop_requested)] for x in parts], dtype=np.int64)
+        got = np.empty_like(head)
+        self.comm.Alltoall(head, got)
+        if got[:, 1].any():
+            self.stop_agreed = True
+        send = np.concatenate(parts)
+        counts, rcounts = head[:, 0], got[:, 0]
+        recv = np.empty(int(rcounts.sum()), dtype=np.int64)
+        sd = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rd = np.concatenate([[0], np.cumsum(rcounts)[:-1]])
+        self.comm.Alltoallv([send, counts, sd, MPI.INT64_T], [recv, rcounts, rd, MPI.INT64_T])
+        self.exchange_bytes += send.nbytes + head.nbytes
+        self.exchange_rounds += 1
+        self.exchanged_spikes += len(recv)
+        if self.proxy is not None and len(recv):
+            self._schedule_proxies(recv >> 16, (recv & 0xFFFF) + (k - self.P) + self.D, k)
+        self.exchange_seconds += time.perf_counter() - t0
+
     def _exchange_op(self, k: int) -> None:
-        if self.P == self.D:                 # blocking: post and collect at once
+        if self.exchange_mode == "targeted":
+            self._targeted_exchange(k)
+        elif self.P == self.D:               # blocking: post and collect at once
             self._post_spikes(k)
             self._collect_spikes(k)
         else:                                # overlapping: collect what was posted at k - P
