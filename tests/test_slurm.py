@@ -69,7 +69,11 @@ def test_time_limit_warning_checkpoints_requeues_and_resumes(slurm, tmp_path):
     while time.time() < deadline and slurm.job(job).get("Restarts", "0") == "0":
         time.sleep(0.5)
     assert slurm.job(job)["Restarts"] == "1"
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm.env, capture_output=True)
+    # release it (retrying: the update is refused while the job is still completing its first run)
+    deadline = time.time() + 150
+    while time.time() < deadline and slurm.job(job).get("JobState") not in ("RUNNING", "COMPLETED", "FAILED"):
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm.env, capture_output=True)
+        time.sleep(1)
     info = slurm.wait_state(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout=300)
     log = next(log_dir.glob("slurm-*.out")).read_text()
     assert info["JobState"] == "COMPLETED", log
@@ -77,3 +81,11 @@ def test_time_limit_warning_checkpoints_requeues_and_resumes(slurm, tmp_path):
     p = run_dtb(["run", str(cfg), "--duration", "25 s", "--out", str(tmp_path / "local"), "--no-plots", "-q"])
     assert p.returncode == 0, p.stderr
     assert_same_spikes(tmp_path / "local" / "run.h5", log_dir / "run.h5")
+    # (c) the checkpoint the 2-rank job wrote at the signal, resumed here on 1 rank
+    import shutil
+    shutil.copytree(log_dir / "checkpoint", tmp_path / "one" / "checkpoint")
+    manifest = next((tmp_path / "one" / "checkpoint").glob("step-*/manifest.json")).read_text()
+    assert '"n_ranks": 2' in manifest
+    p = run_dtb(["run", "--resume", str(tmp_path / "one"), "--out", str(tmp_path / "one"), "--no-plots", "-q"])
+    assert p.returncode == 0, p.stderr
+    assert_same_spikes(tmp_path / "local" / "run.h5", tmp_path / "one" / "run.h5")
