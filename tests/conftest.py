@@ -24,6 +24,17 @@ def run_dtb(args: list[str], ranks: int = 1, timeout: float = 600, cwd: Path | N
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or ROOT)
 
 
+def assert_same_spikes(a, b, at_least: int = 1000) -> None:
+    """Two run files hold the same spikes (global ids and times), bit for bit, and enough of them."""
+    import numpy as np
+    from dtb.results import read_spikes
+    ga, ta = read_spikes(a)
+    gb, tb = read_spikes(b)
+    assert len(ga) > at_least
+    np.testing.assert_array_equal(ga, gb)
+    np.testing.assert_array_equal(ta, tb)
+
+
 @pytest.fixture
 def write_config(tmp_path):
     def _write(text: str, name: str = "net.toml") -> Path:

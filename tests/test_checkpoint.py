@@ -14,9 +14,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, SMALL_NETWORK, run_dtb
+from conftest import MPIEXEC, SMALL_NETWORK, assert_same_spikes, run_dtb
 from dtb.engine.checkpoint import EXIT_CHECKPOINTED
-from dtb.results import read_spikes
 
 # the small network with BOLD and a state monitor, so every recorder is checkpointed
 NETWORK = SMALL_NETWORK.replace("""[monitors]
@@ -32,11 +31,7 @@ tr = "20 ms"
 
 
 def assert_same_run(a, b):
-    ga, ta = read_spikes(a)
-    gb, tb = read_spikes(b)
-    assert len(ga) > 1000
-    np.testing.assert_array_equal(ga, gb)
-    np.testing.assert_array_equal(ta, tb)
+    assert_same_spikes(a, b)
     with h5py.File(a) as f, h5py.File(b) as g:
         for k in ("I_exc", "I_inh", "rate"):
             np.testing.assert_array_equal(f["regions"][k][()], g["regions"][k][()])
@@ -104,10 +99,7 @@ def test_signal_checkpoints_stops_and_resumes(tmp_path):
     assert p.returncode == 0, p.stderr
     p = run_dtb(["run", str(cfg), "--out", str(tmp_path / "full"), "--no-plots", "-q"])
     assert p.returncode == 0, p.stderr
-    ga, ta = read_spikes(tmp_path / "full" / "run.h5")
-    gb, tb = read_spikes(tmp_path / "sig" / "run.h5")
-    np.testing.assert_array_equal(ga, gb)
-    np.testing.assert_array_equal(ta, tb)
+    assert_same_spikes(tmp_path / "full" / "run.h5", tmp_path / "sig" / "run.h5")
 
 
 def test_rank_killed_while_writing_keeps_previous_checkpoint(base):

@@ -4,11 +4,9 @@ limit checkpoints, requeues itself, resumes, and ends with identical spikes."""
 import subprocess
 import time
 
-import numpy as np
 import pytest
 
-from conftest import ROOT, SMALL_NETWORK, run_dtb
-from dtb.results import read_spikes
+from conftest import ROOT, SMALL_NETWORK, assert_same_spikes, run_dtb
 from local_slurm import LocalSlurm
 
 
@@ -25,14 +23,6 @@ def submit(slurm, args) -> str:
     assert p.returncode == 0, p.stderr
     line = next(x for x in p.stdout.splitlines() if x.startswith("submitted job "))
     return line.split()[-1]
-
-
-def assert_same_spikes(a, b):
-    ga, ta = read_spikes(a)
-    gb, tb = read_spikes(b)
-    assert len(ga) > 1000
-    np.testing.assert_array_equal(ga, gb)
-    np.testing.assert_array_equal(ta, tb)
 
 
 def test_job_equals_local_run(slurm, tmp_path):
