@@ -6,7 +6,7 @@ with noise variance ``r`` (p,). The analysis is the stochastic ("perturbed obser
 (Evensen 2003; Burgers et al. 1998):
 
     P_xy = cov(X, HX),  P_yy = cov(HX, HX)                  (ensemble estimates)
-    K    = (rho_xy * P_xy) (rho_yy * P_yy + R)^-1            (rho: localisation, elementwise)
+    K    = (rho * P_xy) (P_yy + R)^-1                        (rho: localisation, elementwise)
     X_a  = X + (y + e_m - HX_m) K^T,   e_m ~ N(0, R)
 
 with multiplicative inflation applied to the forecast anomalies first (X <- mean + lambda (X -

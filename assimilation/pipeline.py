@@ -31,8 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from assimilation.enkf import (ar1_forecast, fc_matrix, fc_similarity, pearson_per_column, persistence_forecast,
-                               to_bounded)
+from assimilation.enkf import ar1_forecast, fc_matrix, fc_similarity, pearson_per_column, persistence_forecast
 from assimilation.ensemble import ensemble_spec
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
@@ -182,7 +181,7 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     return path
 
 
-def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm, progress: bool = True) -> dict | None:
+def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) -> dict | None:
     """Run the fitted twin (each member at its final posterior) freely over the held-out TRs and
     compare functional connectivity; rank 0 adds /validation to the run file."""
     from dtb.engine import Simulation
@@ -216,8 +215,7 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm, 
     fc_ens = fc_matrix(model.reshape(-1, model.shape[2]))
     sc = region_connectivity(spec)
     out = {"fc_r_members": float(np.mean(fc_members)), "fc_r_members_sd": float(np.std(fc_members)),
-           "fc_r_ensemble": fc_similarity(np.corrcoef(np.concatenate([model[:, m] for m in range(model.shape[1])]).T),
-                                          fc_obs),
+           "fc_r_ensemble": fc_similarity(fc_ens, fc_obs),
            "fc_r_sc": fc_similarity(np.log1p(sc + sc.T), fc_obs), "n_test": len(test), "wall_s": wall}
     tmp = run_path.with_name(f".{run_path.name}.tmp")
     import shutil

@@ -203,13 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "they must agree)")
     assim.add_argument("--train-fraction", type=float, default=0.5, help="leading fraction of the data to fit "
                        "(default 0.5; the rest is for dtb validate)")
-    for p in (assim,):
-        p.add_argument("--ranks", "-n", type=int, default=None, help="MPI ranks (default 1, or the outer launcher's)")
-        p.add_argument("--out", "-o", default=None, help="output folder (default results/<config>_assimilation)")
-        p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
-        p.add_argument("--no-plots", action="store_true")
-        p.add_argument("--no-progress", action="store_true")
-        p.add_argument("--quiet", "-q", action="store_true")
+    assim.add_argument("--ranks", "-n", type=int, default=None, help="MPI ranks (default 1, or the outer launcher's)")
+    assim.add_argument("--out", "-o", default=None, help="output folder (default results/<config>_assimilation)")
+    assim.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+    assim.add_argument("--no-plots", action="store_true")
+    assim.add_argument("--no-progress", action="store_true")
+    assim.add_argument("--quiet", "-q", action="store_true")
     assim.add_argument("--checkpoint-every", type=_time_arg, default=None, metavar="T",
                        help="checkpoint network and filter every T of biological time (e.g. '10 s'); SIGUSR1/SIGTERM "
                             "always checkpoint and stop (exit status 75)")
@@ -489,7 +488,7 @@ def cmd_validate(args) -> int:
     comm = world_comm()
     _setup_logging(comm.Get_rank(), args.quiet)
     spec, observed = prepare()
-    res = pipeline.validate(run, observed, spec, comm, progress=False)
+    res = pipeline.validate(run, observed, spec, comm)
     if res is None:
         return 0
     print(f"dtb validate: fitted twin run freely for {res['n_test']} held-out TRs ({res['wall_s']:.1f} s)")
