@@ -12,14 +12,19 @@ Every control period (biological time) the twin
 Rank 0 talks to the server; the rates are summed over ranks and the sensory values broadcast,
 so every rank applies the same input and the run stays independent of the rank count.
 
-Modes: ``lockstep``: after publishing, the twin waits for a sensory message newer than its last
-one (``timeout`` seconds of wall time, then a clear error: is the body running?);
+Modes: ``lockstep``: the run starts once a client (the body) subscribes to ``motor_topic``;
+the body answers the k-th motor message with the k-th sensory message, and the twin, after
+publishing motor message k, waits for sensory message k - ``sensory_delay`` and applies exactly
+that one (``timeout`` seconds of wall time, then a clear error: is the body running?). With
+``sensory_delay = 0`` brain and body take turns; with 1 (an afferent delay of one control period)
+they compute at the same time, and the run is still deterministic;
 ``realtime``: the twin never waits for the body, and sleeps when it runs ahead of the wall clock
 (real-time factor at most 1).
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +43,7 @@ class CouplingSettings:
     sensory_topic: str = "/dtb/sensory"
     rate_per_unit: float = 100.0         # [Hz] Poisson rate per unit of sensory value
     mode: str = "lockstep"               # or "realtime"
+    sensory_delay: int = 0               # lockstep: apply the body's reply to the motor message of this many periods ago
     timeout: float = 10.0                # [s] wall time to wait for the body in lockstep
     port: int = 9090
     host: str = "127.0.0.1"
@@ -65,8 +71,10 @@ class BodyCoupling:
             self._stim.append(idx[0])
         self._spike_pos = 0
         self._new = threading.Event()
-        self._seq = 0
+        self._seq = 0                    # sensory messages received
         self._seen = 0
+        self._inbox: collections.deque = collections.deque()   # lockstep: messages not yet applied
+        self._applied = 0
         self.sent = 0
         self.received = 0
         self.wait_seconds = 0.0
@@ -76,7 +84,41 @@ class BodyCoupling:
             server.on(settings.sensory_topic, self._on_sensory)
         sim.add_hook(settings.period, self._tick)
 
+    def wait_for_body(self) -> float:
+        """Lockstep: block (collectively) until a client subscribes to the motor topic, so that
+        the body's start-up is not counted as run time; returns the seconds waited (rank 0)."""
+        if self.s.mode != "lockstep":
+            return 0.0
+        waited, problem = 0.0, None
+        if self.server is not None:
+            t0 = time.perf_counter()
+            while not self.server.subscribers(self.s.motor_topic):
+                if time.perf_counter() - t0 > self.s.timeout:
+                    problem = (f"lockstep: no message on {self.s.sensory_topic} and no subscriber to "
+                               f"{self.s.motor_topic} within {self.s.timeout:g} s of wall time: is the body running "
+                               f"and connected to ws://{self.s.host}:{self.server.port}? (dtb body --port "
+                               f"{self.server.port})")
+                    break
+                time.sleep(0.01)
+            waited = time.perf_counter() - t0
+        if self.sim.size > 1:
+            problem = self.sim.comm.bcast(problem, root=0)
+        if problem:
+            raise DtbError(problem)
+        return waited
+
+    def finish(self, timeout: float = 5.0) -> None:
+        """Lockstep, after the run: wait (briefly) for the body's replies to every motor message
+        sent, so that the body has simulated exactly the run's duration."""
+        if self.server is None or self.s.mode != "lockstep":
+            return
+        deadline = time.perf_counter() + timeout
+        while self._seq < self.sent and time.perf_counter() < deadline:
+            self._new.wait(0.05)
+            self._new.clear()
+
     def _on_sensory(self, msg: dict) -> None:
+        self._inbox.append(msg)
         self._seq += 1
         self._new.set()
 
@@ -99,8 +141,10 @@ class BodyCoupling:
                 "data": [float(r) for r in rates]}, "std_msgs/Float64MultiArray")
             self.sent += 1
             if self.s.mode == "lockstep":
+                # the body answers motor message k with sensory message k; apply k - delay
+                due = self.sent - self.s.sensory_delay
                 t0 = time.perf_counter()
-                while self._seq <= self._seen:
+                while self._seq < due:
                     if not self._new.wait(self.s.timeout):
                         problem = (f"lockstep: no message on {self.s.sensory_topic} within {self.s.timeout:g} s of "
                                    f"wall time at t = {sim.t:.3f} s: is the body running and connected to "
@@ -108,10 +152,14 @@ class BodyCoupling:
                         break
                     self._new.clear()
                 self.wait_seconds += time.perf_counter() - t0
+                latest = None
+                while self._applied < due and self._inbox:
+                    latest = self._inbox.popleft()
+                    self._applied += 1
             else:
                 self._pace(sim)
+                latest = self.server.latest(self.s.sensory_topic)
             self._seen = self._seq
-            latest = self.server.latest(self.s.sensory_topic)
             if latest is not None and problem is None:
                 data = np.asarray(latest.get("data", []), dtype=float)
                 if len(data) != len(self.s.sensory):
@@ -125,8 +173,7 @@ class BodyCoupling:
         if problem:
             raise DtbError(problem)
         if values is not None:
-            for k, v in zip(self._stim, values):
-                sim.set_stimulus_rate(k, v * self.s.rate_per_unit)
+            sim.set_stimulus_rates({k: v * self.s.rate_per_unit for k, v in zip(self._stim, values)})
 
     def _pace(self, sim) -> None:
         """Real time: sleep while biological time runs ahead of wall time."""

@@ -21,6 +21,8 @@ MESSAGE_TYPES: dict[str, dict] = {
     "sensor_msgs/JointState": {"header": HEADER, "name": ["string"], "position": ["float64"],
                                "velocity": ["float64"], "effort": ["float64"]},
     "geometry_msgs/Twist": {"linear": VECTOR3, "angular": VECTOR3},
+    "geometry_msgs/Pose": {"position": {"x": "float64", "y": "float64", "z": "float64"},
+                           "orientation": {"x": "float64", "y": "float64", "z": "float64", "w": "float64"}},
 }
 
 

@@ -96,7 +96,7 @@ class RosbridgeServer:
         import websockets
         self._loop = asyncio.get_running_loop()
         async with websockets.serve(self._connection, self.host, self.port, max_size=MAX_FRAME_BYTES,
-                                    ping_interval=20, ping_timeout=20) as server:
+                                    ping_interval=20, ping_timeout=20, close_timeout=1) as server:
             self._server = server
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
@@ -135,6 +135,10 @@ class RosbridgeServer:
         """The last message published on ``topic`` (by anyone), or None."""
         t = self.topics.get(topic)
         return None if t is None else t.latest
+
+    def subscribers(self, topic: str) -> int:
+        """How many clients subscribe to ``topic`` now."""
+        return sum(1 for c in list(self.clients.values()) if c.subscriptions.get(topic))
 
     def on(self, topic: str, fn: Callable[[dict], None]) -> None:
         """Call ``fn(msg)`` (in the server thread) for every message published on ``topic``."""

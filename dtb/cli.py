@@ -49,6 +49,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                         "multiplier x its region's posterior-mean hyperparameter")
     p.add_argument("--rest", type=_time_arg, default=None, metavar="T",
                    help="dtb task: rest for T before the protocol (events shift by T; the run grows by T)")
+    p.add_argument("--bridge-port", type=int, default=None, metavar="PORT",
+                   help="listen on PORT instead of the config's [bridge] port (0: any free port)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
@@ -236,6 +238,43 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--port", type=int, default=9090, help="port (default 9090, rosbridge's)")
     bridge.set_defaults(func=cmd_bridge)
 
+    body = sub.add_parser("body", help="run the simulated rodent body as a rosbridge client",
+                          description="Run the MuJoCo rat (dm_control's model, bridges/body.py) as a rosbridge "
+                                      "client: it subscribes to the motor-pool rates, steps its physics one control "
+                                      "period per message (lockstep) or on the wall clock (realtime), and publishes "
+                                      "paw contacts (/dtb/sensory), joint states and torso pose. It ends when the "
+                                      "server goes away, after --duration, or on Ctrl-C, and writes its trajectory "
+                                      "(HDF5, layout in bridges/body_node.py).")
+    body.add_argument("--host", default="127.0.0.1", help="rosbridge server address (default 127.0.0.1)")
+    body.add_argument("--port", type=int, default=9090, help="rosbridge server port (default 9090)")
+    body.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
+                      help="lockstep: one control period per motor message (default); realtime: wall clock")
+    body.add_argument("--period", type=_time_arg, default=0.01, help="control period (default 10 ms)")
+    body.add_argument("--support", type=float, default=0.6,
+                      help="body-weight support by the harness, fraction of body weight (default 0.6; 0: none)")
+    body.add_argument("--duration", type=_time_arg, default=float("inf"), help="stop after this much body time")
+    body.add_argument("--connect-timeout", type=_time_arg, default=60.0,
+                      help="how long to wait for the server (default 60 s)")
+    body.add_argument("--out", "-o", default="body.h5", help="trajectory file (default body.h5)")
+    body.add_argument("--quiet", "-q", action="store_true")
+    body.set_defaults(func=cmd_body)
+
+    loop = sub.add_parser("closed-loop", help="brain, bridge and body together: the twin walks",
+                          description="Run CONFIG (a network with [cpg] and [bridge], e.g. dtb/examples/motor_loop.toml) "
+                                      "with the rodent body in its own process over the rosbridge bridge. Writes "
+                                      "OUT/run.h5, OUT/body.h5, OUT/summary.json (distance walked, stepping and CPG "
+                                      "frequency, real-time factor) and OUT/closed_loop.png.")
+    loop.add_argument("config", help="network config (TOML) with [cpg] and [bridge]")
+    loop.add_argument("--ranks", "-n", type=int, default=None, help="MPI ranks of the brain (default 1)")
+    loop.add_argument("--out", "-o", default=None, help="output folder (default results/<config name>)")
+    loop.add_argument("--duration", type=_time_arg, default=None, help="biological time (default: the config's)")
+    loop.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+    loop.add_argument("--support", type=float, default=0.6, help="body-weight support, fraction (default 0.6)")
+    loop.add_argument("--port", type=int, default=0, help="bridge port (default: any free port)")
+    loop.add_argument("--no-plots", action="store_true", help="skip the PNG figure")
+    loop.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+    loop.set_defaults(func=cmd_closed_loop)
+
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and the "
                                        "partition over --ranks ranks, without simulating.")
@@ -375,6 +414,86 @@ def cmd_bridge(args) -> int:
         serve_forever(args.host, args.port)
     except OSError as e:
         raise DtbError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    return 0
+
+
+def cmd_body(args) -> int:
+    from bridges.body_node import BodySettings, run_body
+    _setup_logging(0, args.quiet)
+    if not 0 < args.port <= 65535:
+        raise DtbError(f"--port must be 1..65535, got {args.port}")
+    if not 0 <= args.support <= 2:
+        raise DtbError(f"--support is a fraction of body weight in [0, 2], got {args.support}")
+    settings = BodySettings(host=args.host, port=args.port, period=args.period, mode=args.mode,
+                            support=args.support, duration=args.duration, connect_timeout=args.connect_timeout)
+    stats = run_body(settings, Path(args.out))
+    print(f"dtb body: {stats['steps']} control periods ({stats['body_time_s']:.2f} s), {stats['messages_in']} motor "
+          f"messages in, {stats['messages_out']} out; trajectory: {args.out}")
+    return 0
+
+
+def cmd_closed_loop(args) -> int:
+    """Start the body, then the brain (which hosts the bridge); wait for both; summarise."""
+    import signal
+    import socket
+    from bridges import closed_loop
+    from dtb.spec import load_spec
+    _setup_logging(0, args.quiet)
+    spec = load_spec(args.config)
+    if spec.bridge is None:
+        raise DtbError(f"{args.config}: closed-loop needs a [bridge] section (motor and sensory populations)")
+    if len(spec.bridge.motor) != 8 or len(spec.bridge.sensory) != 4:
+        raise DtbError(f"{args.config}: bridge.motor must list 8 populations (flexor, extensor of LF, RF, LH, RH) and "
+                       f"bridge.sensory 4 (paw contact of LF, RF, LH, RH) for the rodent body; got "
+                       f"{len(spec.bridge.motor)} and {len(spec.bridge.sensory)}")
+    if not 0 <= args.support <= 2:
+        raise DtbError(f"--support is a fraction of body weight in [0, 2], got {args.support}")
+    out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    problem = _check_writable(out)
+    if problem:
+        raise DtbError(problem)
+    port = args.port
+    if port == 0:
+        with socket.socket() as sock:
+            sock.bind((spec.bridge.host, 0))
+            port = sock.getsockname()[1]
+    py = [sys.executable, "-m", "dtb"]
+    quiet = ["--quiet"] if args.quiet else []
+    body = subprocess.Popen(py + ["body", "--host", spec.bridge.host, "--port", str(port), "--mode", spec.bridge.mode,
+                                  "--period", f"{spec.bridge.period * 1e3:g} ms", "--support", str(args.support),
+                                  "--connect-timeout", "600 s", "--out", str(out / "body.h5")] + quiet)
+    brain_cmd = py + ["run", args.config, "--out", str(out), "--bridge-port", str(port), "--no-progress"] + quiet
+    for flag, value in (("--ranks", args.ranks), ("--seed", args.seed),
+                        ("--duration", f"{args.duration * 1e3:g} ms" if args.duration else None)):
+        if value is not None:
+            brain_cmd += [flag, str(value)]
+    brain = subprocess.Popen(brain_cmd)
+    try:
+        code = brain.wait()
+    except KeyboardInterrupt:
+        brain.send_signal(signal.SIGINT)
+        code = brain.wait()
+    try:
+        body_code = body.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        body.terminate()
+        body_code = body.wait(timeout=30)
+    if code != 0:
+        if body.poll() is None:
+            body.terminate()
+        return code
+    if body_code != 0 or not (out / "body.h5").exists():
+        raise DtbError(f"the body process failed (exit {body_code}); the brain's results are in {out}")
+    summary = closed_loop.summarize(out / "run.h5", out / "body.h5")
+    closed_loop.write_summary(summary, out / "closed_loop.json")
+    written = [out / "run.h5", out / "body.h5", out / "closed_loop.json"]
+    if not args.no_plots:
+        written.append(closed_loop.plot(out / "run.h5", out / "body.h5", out / "closed_loop.png"))
+    print(f"dtb closed-loop: {summary['body_time_s']:.2f} s; walked {summary.get('distance_forward_m', 0) * 100:.1f} cm "
+          f"forward ({summary.get('speed_m_per_s', 0) * 100:.1f} cm/s), stepping "
+          f"{summary.get('stepping_frequency_mean_hz', float('nan')):.2f} Hz, CPG "
+          f"{summary.get('cpg_frequency_hz', float('nan')):.2f} Hz, real-time factor {summary['realtime_factor']:.2f}")
+    print(f"  results: {', '.join(str(p) for p in written)}")
     return 0
 
 
@@ -542,6 +661,14 @@ def _load_run_spec(args):
     spec = load_spec(args.config, overrides={"duration": args.duration, "seed": args.seed})
     if getattr(args, "rest", None) and getattr(args, "command", None) != "task":
         raise DtbError("--rest belongs to dtb task (rest, then the protocol)")
+    port = getattr(args, "bridge_port", None)
+    if port is not None:
+        if spec.bridge is None:
+            raise DtbError(f"--bridge-port: {args.config} has no [bridge] section")
+        if not 0 <= port <= 65535:
+            raise DtbError(f"--bridge-port must be 0..65535, got {port}")
+        import dataclasses
+        spec = dataclasses.replace(spec, bridge=dataclasses.replace(spec.bridge, port=port))
     if getattr(args, "command", None) == "task":
         from dtb.task import add_task_stimuli, read_events
         if spec.task is None:
@@ -654,14 +781,24 @@ def _simulate(spec, out: Path, comm, args) -> int:
                      spec.bridge.host, server.port, spec.bridge.motor_topic, spec.bridge.sensory_topic,
                      spec.bridge.mode)
         coupling = BodyCoupling(sim, spec.bridge, server)
+        try:
+            waited = coupling.wait_for_body()
+        except DtbError:
+            if server is not None:
+                server.stop()
+            raise
+        if spec.bridge.mode == "lockstep":
+            log.info("body connected after %.1f s", waited)
     t1 = time.perf_counter()
     try:
         sim.run(spec.simulation.duration - sim.t, progress=not args.no_progress and sys.stderr.isatty())
+        comm.Barrier()
+        wall = time.perf_counter() - t1
+        if coupling is not None:
+            coupling.finish()
     finally:
         if server is not None:
             server.stop()
-    comm.Barrier()
-    wall = time.perf_counter() - t1
     if checkpointer.stopped:
         if rank == 0:
             log.warning("stopped at t = %g s after a signal; checkpoint in %s; continue with: dtb run --resume %s",

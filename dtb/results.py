@@ -17,6 +17,8 @@ HDF5 layout (one file per run, ``run.h5``; times in ms, currents in pA, rates in
     /bold                     (when [bold] is configured) signal (n_TR x n_regions), t_s, attrs
     /state/<k>/               recorded variables: gids, t_ms, and one (n_times x n_neurons) array
                               per variable, SI units (attr units)
+    /cpg                      (when [cpg] is configured) t_ms, y (n_times x n_oscillators x 2: flexor,
+                              extensor output), group (group index per oscillator), attr groups
     /summary                  attrs: neurons, synapses, spikes, wall_s, build_s, realtime_factor, ...
 
 The global id of a spike is ``first_gid`` of its population plus its node id.
@@ -58,6 +60,7 @@ class RunResults:
     summary: dict = field(default_factory=dict)
     bold: np.ndarray | None = None        # (n_TR, n_regions), when [bold] is configured
     bold_state: object = None             # the balloon model's final state
+    cpg: tuple | None = None              # (t (s), y (n_t, N, 2)) recorded CPG outputs
 
     @property
     def spike_times(self) -> np.ndarray:
@@ -127,7 +130,7 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
     return RunResults(bold=bold, bold_state=bold_state, spec=spec, n_ranks=sim.size, duration=sim.t, spike_gids=all_g[order],
                       spike_steps=all_s[order], region_exc=i_exc, region_inh=i_inh, region_rate=rate,
                       region_interval=interval,
-                      states=state_out,
+                      states=state_out, cpg=sim.cpg.recording() if sim.cpg is not None else None,
                       summary=summ)
 
 
@@ -203,6 +206,13 @@ def write_results(res: RunResults, path: str | Path) -> Path:
             if res.bold is not None:
                 from dtb.bold import write_bold_group
                 write_bold_group(f, res.bold, spec.bold, res.bold_state)
+            if res.cpg is not None:
+                from dtb.engine.cpg import group_index
+                c = f.create_group("cpg")
+                c.create_dataset("t_ms", data=res.cpg[0] * 1e3)
+                c.create_dataset("y", data=res.cpg[1])
+                c.create_dataset("group", data=group_index(spec.cpg))
+                c.attrs["groups"] = [g.name for g in spec.cpg.groups]
             summ = f.create_group("summary")
             for k, v in res.summary.items():
                 summ.attrs[k] = v

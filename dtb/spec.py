@@ -94,6 +94,43 @@ class CurrentStep:
 
 
 @dataclass(frozen=True)
+class CpgGroup:
+    """Matsuoka half-centers (``count`` of them, one per joint or set) driving one flexor and one
+    extensor LIF pool; ``phase`` (cycles) places the group in the gait."""
+
+    name: str
+    count: int
+    flexor: str
+    extensor: str
+    phase: float = 0.0
+
+
+@dataclass(frozen=True)
+class CpgNetwork:
+    """[cpg]: one Matsuoka parameter set for every half-center (see dtb.models.matsuoka), the
+    drive of the motor pools (Poisson rate per neuron = ``rate`` x the output of its oscillator),
+    and inhibitory coupling between groups (in phase when their phases are equal, antiphase when
+    they differ by half a cycle)."""
+
+    groups: tuple[CpgGroup, ...]
+    tau_r: float = 0.05            # s
+    tau_a: float = 0.1             # s
+    beta: float = 2.5
+    w: float = 2.5
+    drive: float = 1.0
+    coupling: float = 0.5          # inhibition between groups (per unit of the other group's mean output)
+    rate: float = 200.0            # Hz of Poisson input per pool neuron at output 1
+    weight: float = 1e-9           # S per Poisson event
+    receptor: str = "ampa"
+    update: float = 2e-3           # s between updates of the pools' drive
+    record_interval: float = 5e-3  # s between recorded oscillator outputs
+
+    @property
+    def count(self) -> int:
+        return sum(g.count for g in self.groups)
+
+
+@dataclass(frozen=True)
 class StateMonitor:
     population: str
     indices: tuple[int, ...]
@@ -128,6 +165,7 @@ class NetworkSpec:
     task: "TaskSettings | None" = None
     assimilation: "AssimilationSettings | None" = None
     bridge: "CouplingSettings | None" = None
+    cpg: CpgNetwork | None = None
     source: str = "<dict>"
     text: str = ""
 
@@ -318,11 +356,12 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     task = _read_task(top.sub("task", top.raw("task")), source) if top.has("task") else None
     assim = _read_assimilation(top.sub("assimilation", top.raw("assimilation"))) if top.has("assimilation") else None
     bridge = _read_bridge(top.sub("bridge", top.raw("bridge")), by_name, stims) if top.has("bridge") else None
+    cpg = _read_cpg(top.sub("cpg", top.raw("cpg")), by_name, sim) if top.has("cpg") else None
     top.done()
-    _check_background_weights(source, stims)
+    _check_background_weights(source, stims + _cpg_as_stimuli(cpg), len(stims))
     return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
                        monitors=monitors, bold=bold, task=task, assimilation=assim, bridge=bridge,
-                       source=source, text=text)
+                       cpg=cpg, source=source, text=text)
 
 
 def _read_simulation(r: _Reader) -> Simulation:
@@ -604,20 +643,81 @@ def _read_bridge(r: _Reader, by_name: dict, stims):
         motor_topic=r.str("motor_topic", d.motor_topic), sensory_topic=r.str("sensory_topic", d.sensory_topic),
         rate_per_unit=r.quantity("rate_per_unit", "rate", d.rate_per_unit, nonnegative=True),
         mode=r.str("mode", d.mode, choices=("lockstep", "realtime")),
+        sensory_delay=r.int("sensory_delay", d.sensory_delay, minimum=0),
         timeout=r.quantity("timeout", "time", d.timeout, positive=True),
         port=r.int("port", d.port, minimum=0), host=r.str("host", d.host))
     r.done()
     return settings
 
 
-def _check_background_weights(source: str, stims) -> None:
-    """Poisson stimuli of one population and receptor share one weight per neuron."""
+def _read_cpg(r: _Reader, by_name: dict, sim: Simulation) -> CpgNetwork:
+    """[cpg] with its [[cpg.groups]] (see CpgNetwork)."""
+    d = CpgNetwork(groups=())
+    groups = []
+    for i, raw in enumerate(r.list("groups")):
+        g = r.sub(f"groups[{i}]", raw)
+        name = g.str("name")
+        if any(x.name == name for x in groups):
+            raise g.error("name", f"duplicate CPG group name {name!r}")
+        group = CpgGroup(name=name, count=g.int("count", 25, minimum=1),
+                         flexor=_population_ref(g, "flexor", by_name), extensor=_population_ref(g, "extensor", by_name),
+                         phase=g.float("phase", 0.0))
+        if group.flexor == group.extensor:
+            raise g.error("extensor", "must be another population than flexor")
+        for key in ("flexor", "extensor"):
+            size = by_name[getattr(group, key)].size
+            if size < group.count:
+                raise g.error(key, f"population {getattr(group, key)!r} has {size} neurons, fewer than the group's "
+                                   f"{group.count} oscillators")
+        g.done()
+        groups.append(group)
+    if not groups:
+        raise r.error("groups", "at least one [[cpg.groups]] entry is needed")
+    for a in groups:
+        diff = (a.phase - groups[0].phase) % 1.0
+        if min(abs(diff), abs(diff - 0.5), abs(diff - 1.0)) > 1e-9:
+            raise r.error("groups", f"group {a.name!r} has phase {a.phase:g}: inhibitory half-center coupling sets "
+                                    f"groups in phase or half a cycle apart, so phases must differ by 0 or 0.5")
+    net = CpgNetwork(
+        groups=tuple(groups),
+        tau_r=r.quantity("tau_r", "time", d.tau_r, positive=True),
+        tau_a=r.quantity("tau_a", "time", d.tau_a, positive=True),
+        beta=r.float("beta", d.beta, low=0.0), w=r.float("w", d.w, low=0.0),
+        drive=r.float("drive", d.drive), coupling=r.float("coupling", d.coupling, low=0.0),
+        rate=r.quantity("rate", "rate", d.rate, nonnegative=True),
+        weight=r.quantity("weight", "conductance", d.weight, nonnegative=True),
+        receptor=r.str("receptor", d.receptor, choices=EXCITATORY_RECEPTORS),
+        update=r.quantity("update", "time", d.update, positive=True),
+        record_interval=r.quantity("record_interval", "time", d.record_interval, positive=True))
+    for key in ("update", "record_interval"):
+        if getattr(net, key) < sim.dt * (1 - 1e-9):
+            raise r.error(key, f"must be at least one time step (dt = {sim.dt * 1e3:g} ms)")
+    r.done()
+    return net
+
+
+def _cpg_as_stimuli(cpg: CpgNetwork | None) -> tuple:
+    """The pools' CPG drive as the Poisson stimuli it amounts to (for the one-weight check)."""
+    if cpg is None:
+        return ()
+    return tuple(PoissonStimulus(name, 0.0, cpg.weight, cpg.receptor)
+                 for g in cpg.groups for name in (g.flexor, g.extensor))
+
+
+def _check_background_weights(source: str, stims, n_config: int | None = None) -> None:
+    """Poisson stimuli of one population and receptor share one weight per neuron. Entries past
+    the first ``n_config`` are the [cpg] drive."""
+    n_config = len(stims) if n_config is None else n_config
     seen: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def where(i: int) -> str:
+        return f"stimuli[{i}]" if i < n_config else "cpg"
+
     for i, s in enumerate(stims):
         if isinstance(s, PoissonStimulus):
             key = (s.population, s.receptor)
             if key in seen and seen[key][1] != s.weight:
-                raise ConfigError(source, f"stimuli[{i}].weight",
+                raise ConfigError(source, f"{where(i)}.weight",
                                   f"Poisson stimuli on population {s.population!r} through {s.receptor} must share "
-                                  f"one weight (stimuli[{seen[key][0]}] uses {format_quantity(seen[key][1], 'nS')})")
+                                  f"one weight ({where(seen[key][0])} uses {format_quantity(seen[key][1], 'nS')})")
             seen.setdefault(key, (i, s.weight))

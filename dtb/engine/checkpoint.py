@@ -15,6 +15,7 @@ Layout of a checkpoint folder (default ``OUT/checkpoint``)::
                                 /stimuli/rate_override  Poisson rates set at run time (index, Hz)
                                 /state/<k>/{gids, t, <var>}   state recordings so far
                                 /bold/{signal, row, state}    BOLD recorder (rank 0)
+                                /cpg/{x1, x2, v1, v2, record_t, record_y}  CPG oscillators (rank 0)
                                 /extra/...              e.g. the assimilation filter (rank 0)
 
 Spikes still in flight are not stored: the resumed run rebuilds its delay queues from the spikes
@@ -98,6 +99,10 @@ def _write_rank_file(path: Path, state: dict, rank: int) -> None:
             m.create_dataset("t", data=t)
             for v, arr in data.items():
                 m.create_dataset(v, data=arr)
+        if state.get("cpg") is not None and rank == 0:
+            c = f.create_group("cpg")
+            for name, value in state["cpg"].items():
+                c.create_dataset(name, data=value)
         if state["bold"] is not None and rank == 0:
             b = f.create_group("bold")
             b.create_dataset("signal", data=state["bold"]["signal"])
@@ -274,7 +279,7 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
     the state of ``extra`` (e.g. the assimilation filter: an object with capture()/restore(dict))."""
     step = int(info.manifest["step"])
     neurons: dict[str, list] = {}
-    sp_g, sp_s, rows, bold, override = [], [], None, None, None
+    sp_g, sp_s, rows, bold, override, cpg = [], [], None, None, None, None
     recent = step - 1 - sim.max_delay_steps() - sim.D
     states: list = [None] * len(sim.state_monitors)
     for name in sorted(info.manifest["files"]):
@@ -298,6 +303,8 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
                 override = f["stimuli/rate_override"][()]
             if extra is not None and "extra" in f:
                 extra.restore({k: f["extra"][k][()] for k in f["extra"]})
+            if "cpg" in f:
+                cpg = {name: f["cpg"][name][()] for name in f["cpg"]}
             if "bold" in f:
                 bold = {"signal": f["bold/signal"][()], "row": int(f["bold"].attrs["row"]),
                         "state": f["bold/state"][()] if "state" in f["bold"] else None}
@@ -305,7 +312,7 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
     for k, part in enumerate(states):          # columns by gid
         o = np.argsort(part[0])
         states[k] = (part[0][o], part[1], {v: a[:, o] for v, a in part[2].items()})
-    sim.restore(step, merged, np.concatenate(sp_g), np.concatenate(sp_s), rows, states, bold, override)
+    sim.restore(step, merged, np.concatenate(sp_g), np.concatenate(sp_s), rows, states, bold, override, cpg)
 
 
 def _merge_state(a, b):

@@ -250,8 +250,20 @@ class Simulation:
         G.variables["v"].set_value(np.where(np.isnan(fixed), v0, fixed))
         G.variables["lastspike"].set_value(np.full(self.n_local, -1e4))
         background = {s.receptor for s in spec.stimuli if isinstance(s, PoissonStimulus)}
+        if spec.cpg is not None:
+            background.add(spec.cpg.receptor)
+        self._background = tuple(r for r in RECEPTORS if r in background)
         self.update = G.run_regularly(neuron_update_code(used, background), when="groups", name="dtb_update")
         objects = [G, self.update] + ([self.inputs] if self.inputs is not None else [])
+        self.cpg = None
+        self._cpg_pools: set[str] = set()
+        if spec.cpg is not None:
+            self._cpg_pools = {n for g in spec.cpg.groups for n in (g.flexor, g.extensor)}
+            from dtb.engine.cpg import CpgDriver
+            self.cpg = CpgDriver(self, b2)
+            objects += self.cpg.objects
+            self._schedule(self.cpg.every, self._drive_cpg, order=-15)
+            self._schedule(self.cpg.record_every, self.cpg.record, order=-14)
         self.stats.rss_before_synapses = current_rss()
         objects += self._build_synapses(b2, G)
         objects += self._build_stimuli(b2)
@@ -408,6 +420,8 @@ class Simulation:
                 sl = self._population_slices(s.population)
                 if sl is not None:
                     wq[s.receptor][sl] = int(np.rint(s.weight / self.spec.simulation.weight_quantum))
+        if self.cpg is not None:
+            wq[self.spec.cpg.receptor][self.cpg.targets] = int(np.rint(self.spec.cpg.weight / self.spec.simulation.weight_quantum))
         for r in RECEPTORS:
             self.group.variables[f"wq_{r}"].set_value(wq[r])
         self._base_I_ext = np.broadcast_to(self.group.variables["I_ext"].get_value(), (self.n_local,)).copy()
@@ -420,11 +434,17 @@ class Simulation:
         self._schedule(period, self._apply_stimuli, order=-20)
         return []
 
-    def _apply_stimuli(self, step: int) -> None:
-        """Set background rates and injected currents active at ``step`` (start inclusive, stop exclusive)."""
+    def _apply_stimuli(self, step: int, populations: set[str] | None = None) -> None:
+        """Set background rates and injected currents active at ``step`` (start inclusive, stop
+        exclusive). ``populations``: only recompute the Poisson rates of these populations (the
+        same sums in the same order, so the same bits as a full update)."""
+        if populations is not None and self.cpg is not None and populations & self._cpg_pools:
+            populations = None
         lam = {r: np.zeros(self.n_local) for r in RECEPTORS}
         I_ext = self._base_I_ext.copy()
         for k, s in enumerate(self.spec.stimuli):
+            if populations is not None and s.population not in populations:
+                continue
             if k in self._rate_override:
                 s = dataclasses.replace(s, rate=self._rate_override[k])
             on = int(np.rint(s.start / self.dt)) <= step and (not np.isfinite(s.stop) or step < int(np.rint(s.stop / self.dt)))
@@ -435,19 +455,40 @@ class Simulation:
                 lam[s.receptor][sl] += s.rate * self.dt
             elif isinstance(s, CurrentStep):
                 I_ext[sl] += s.amplitude
-        for r in RECEPTORS:
+        if populations is not None:
+            for name in populations:
+                sl = self._population_slices(name)
+                if sl is None:
+                    continue
+                for r in self._background:
+                    self.group.variables[f"lam_{r}"].get_value()[sl] = lam[r][sl]
+                    self.group.variables[f"p0_{r}"].get_value()[sl] = np.exp(-lam[r][sl])
+            return
+        if self.cpg is not None:
+            self._lam_base = lam[self.spec.cpg.receptor].copy()
+            self.cpg.add_drive(lam[self.spec.cpg.receptor])
+        for r in self._background:          # the other receptors' rates stay 0
             self.group.variables[f"lam_{r}"].set_value(lam[r])
             self.group.variables[f"p0_{r}"].set_value(np.exp(-lam[r]))
         if "I_ext" not in self.shared_parameters:
             self.group.variables["I_ext"].set_value(I_ext)
 
-    def set_stimulus_rate(self, index: int, rate: float) -> None:
-        """Change the rate (Hz) of Poisson stimulus ``index`` (in ``spec.stimuli``) from the next
-        step on; every rank must set the same value (e.g. a broadcast sensory input)."""
-        if not isinstance(self.spec.stimuli[index], PoissonStimulus):
-            raise TypeError(f"stimulus {index} is not a Poisson stimulus")
-        self._rate_override[index] = float(rate)
-        self._apply_stimuli(self.current_step() + 1)
+    def _drive_cpg(self, step: int) -> None:
+        """Set the CPG pools' Poisson rates from the oscillators' current outputs."""
+        r, idx = self.spec.cpg.receptor, self.cpg.targets
+        lam = self.group.variables[f"lam_{r}"].get_value()
+        lam[idx] = self._lam_base[idx]
+        self.cpg.add_drive(lam)
+        self.group.variables[f"p0_{r}"].get_value()[idx] = np.exp(-lam[idx])
+
+    def set_stimulus_rates(self, rates: dict[int, float]) -> None:
+        """Change the rates (Hz) of Poisson stimuli {index in ``spec.stimuli``: rate} from the next
+        step on; every rank must set the same values (e.g. a broadcast sensory input)."""
+        for index, rate in rates.items():
+            if not isinstance(self.spec.stimuli[index], PoissonStimulus):
+                raise TypeError(f"stimulus {index} is not a Poisson stimulus")
+            self._rate_override[index] = float(rate)
+        self._apply_stimuli(self.current_step() + 1, {self.spec.stimuli[i].population for i in rates})
 
     # -------------------------------------------------------------- monitors
     def _build_monitors(self, b2, G) -> list:
@@ -786,7 +827,8 @@ class Simulation:
         return {"step": step, "neurons": neurons,
                 "rate_override": np.array(sorted(self._rate_override.items()), dtype=float).reshape(-1, 2), "spike_gid": gids, "spike_step": steps,
                 "region_rows": np.array(self._region_rows, dtype=np.int64).reshape(-1, 3, len(self.spec.regions)),
-                "states": states, "bold": self.bold.capture() if self.bold is not None else None}
+                "states": states, "bold": self.bold.capture() if self.bold is not None else None,
+                "cpg": self.cpg.capture() if self.cpg is not None else None}
 
     def _state_record(self, k: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Monitor k's recording on this rank so far, earlier segments included: t (s) and
@@ -804,7 +846,7 @@ class Simulation:
 
     def restore(self, step: int, neurons: dict[str, np.ndarray], spike_gid: np.ndarray, spike_step: np.ndarray,
                 region_rows: np.ndarray, states: list, bold: dict | None,
-                rate_override: np.ndarray | None = None) -> None:
+                rate_override: np.ndarray | None = None, cpg: dict | None = None) -> None:
         """Continue from a checkpoint taken at the start of ``step`` (before the first run()).
 
         ``neurons``: variables keyed by gid (at least the gids this rank owns); ``spike_gid`` /
@@ -852,6 +894,8 @@ class Simulation:
             self.bold.restore(bold)
         if rate_override is not None:
             self._rate_override = {int(k): float(r) for k, r in np.asarray(rate_override).reshape(-1, 2)}
+        if self.cpg is not None and cpg is not None:
+            self.cpg.restore(cpg)
         self._apply_stimuli(step)
         self._refill_queues(step, spike_gid, spike_step)
 
