@@ -141,12 +141,13 @@ def plain_brian2(cfg_path: str) -> dict:
 
 
 # -------------------------------------------------------------------------------------- NEST
-def nest_run(cfg_path: str, threads: int = 2) -> dict:
+def nest_build(spec, threads: int = 2):
+    """The spec's populations, projections and Poisson stimuli as NEST iaf_cond_exp neurons (the
+    first population's parameters for all); returns (populations by name, synapses, RSS before
+    the synapses)."""
     import nest
     from dtb.engine.kernel import current_rss
-    from dtb.spec import load_spec
 
-    spec = load_spec(cfg_path)
     nest.set_verbosity("M_ERROR")
     nest.ResetKernel()
     nest.SetKernelStatus({"resolution": spec.simulation.dt * 1e3, "local_num_threads": threads,
@@ -165,7 +166,7 @@ def nest_run(cfg_path: str, threads: int = 2) -> dict:
         if d.kind == "constant":
             return sign * d.value * scale
         if d.kind == "uniform":
-            return nest.math.redraw(nest.random.uniform(d.low * scale, d.high * scale), d.low * scale, d.high * scale) if False else nest.random.uniform(d.low * scale, d.high * scale)
+            return nest.random.uniform(d.low * scale, d.high * scale)
         return nest.math.redraw(nest.random.normal(d.mean * scale, d.std * scale), d.low * scale,
                                 (d.high if np.isfinite(d.high) else 1e6) * scale)
 
@@ -180,8 +181,18 @@ def nest_run(cfg_path: str, threads: int = 2) -> dict:
                      {"synapse_model": "static_synapse", "weight": w, "delay": dist(pr.delay, 1e3)})
         n_syn += spec.population(pr.target).size * pr.indegree
     for s in spec.stimuli:
-        pg = nest.Create("poisson_generator", params={"rate": s.rate})
-        nest.Connect(pg, pops[s.population], syn_spec={"weight": s.weight * 1e9, "delay": spec.simulation.dt * 1e3})
+        if s.rate > 0:
+            pg = nest.Create("poisson_generator", params={"rate": s.rate})
+            nest.Connect(pg, pops[s.population], syn_spec={"weight": s.weight * 1e9, "delay": spec.simulation.dt * 1e3})
+    return pops, n_syn, rss0
+
+
+def nest_simulate(spec, pops, n_syn: int, rss0: int) -> dict:
+    """Run the built NEST network for the spec's duration: wall time (after a first step), rates,
+    peak RSS, bytes per synapse."""
+    import nest
+    from dtb.engine.kernel import current_rss
+
     rec = nest.Create("spike_recorder")
     for pop in pops.values():
         nest.Connect(pop, rec)
@@ -197,6 +208,13 @@ def nest_run(cfg_path: str, threads: int = 2) -> dict:
         rates[name] = np.isin(senders, ids).sum() / len(ids) / spec.simulation.duration
     return {"wall": wall, "rates": rates, "rss_mb": [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024],
             "bytes_per_syn": (rss1 - rss0) / n_syn, "synapses": n_syn}
+
+
+def nest_run(cfg_path: str, threads: int = 2) -> dict:
+    from dtb.spec import load_spec
+
+    spec = load_spec(cfg_path)
+    return nest_simulate(spec, *nest_build(spec, threads))
 
 
 def _subprocess_json(flag: str, cfg: Path) -> dict:

@@ -55,7 +55,8 @@ def summarize(run_h5: Path, body_h5: Path, skip: float = 0.5) -> dict:
                    torso_height_mean_m=float(pos[:, 2].mean()))
         freqs = {n: stepping_frequency(t, q[:, k], skip) for k, n in enumerate(names[:len(LIMBS)])}
         out["stepping_frequency_hz"] = {n: round(float(v), 4) for n, v in freqs.items()}
-        out["stepping_frequency_mean_hz"] = float(np.nanmean(list(freqs.values())))
+        valid = [v for v in freqs.values() if np.isfinite(v)]
+        out["stepping_frequency_mean_hz"] = float(np.mean(valid)) if valid else float("nan")
         out["paw_contact_fraction"] = {l: float((contacts[:, k] > 0.01).mean()) for k, l in enumerate(LIMBS)}
     if cpg is not None:
         out["cpg_frequency_hz"] = cpg_frequency(*cpg, skip=skip)

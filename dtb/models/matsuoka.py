@@ -70,6 +70,8 @@ def measured_frequency(t: np.ndarray, signal: np.ndarray, skip: float = 0.0) -> 
     """Frequency (Hz) from the mean interval between upward zero crossings of ``signal - mean``
     after ``skip`` seconds (interpolated crossing times)."""
     keep = t >= skip
+    if keep.sum() < 3:
+        return float("nan")
     t, x = t[keep], signal[keep] - signal[keep].mean()
     up = np.flatnonzero((x[:-1] < 0) & (x[1:] >= 0))
     if len(up) < 3:
