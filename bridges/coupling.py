@@ -25,6 +25,7 @@ they compute at the same time, and the run is still deterministic;
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtb.errors import DtbError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,22 +88,26 @@ class BodyCoupling:
         sim.add_hook(settings.period, self._tick)
 
     def wait_for_body(self) -> float:
-        """Lockstep: block (collectively) until a client subscribes to the motor topic, so that
-        the body's start-up is not counted as run time; returns the seconds waited (rank 0)."""
-        if self.s.mode != "lockstep":
-            return 0.0
+        """Block (collectively) until a client subscribes to the motor topic, so that brain and
+        body start together and the body's start-up is not counted as run time. Lockstep: no
+        subscriber within ``timeout`` is an error; realtime: a warning, and the run goes on.
+        Returns the seconds waited (rank 0)."""
         waited, problem = 0.0, None
         if self.server is not None:
             t0 = time.perf_counter()
             while not self.server.subscribers(self.s.motor_topic):
                 if time.perf_counter() - t0 > self.s.timeout:
-                    problem = (f"lockstep: no message on {self.s.sensory_topic} and no subscriber to "
-                               f"{self.s.motor_topic} within {self.s.timeout:g} s of wall time: is the body running "
-                               f"and connected to ws://{self.s.host}:{self.server.port}? (dtb body --port "
-                               f"{self.server.port})")
+                    problem = (f"no subscriber to {self.s.motor_topic} (and no message on {self.s.sensory_topic}) "
+                               f"within {self.s.timeout:g} s of wall time: is the body running and connected to "
+                               f"ws://{self.s.host}:{self.server.port}? (dtb body --port {self.server.port})")
                     break
                 time.sleep(0.01)
             waited = time.perf_counter() - t0
+            if problem and self.s.mode == "realtime":
+                log.warning("realtime: %s; running without it", problem)
+                problem = None
+            elif problem:
+                problem = "lockstep: " + problem
         if self.sim.size > 1:
             problem = self.sim.comm.bcast(problem, root=0)
         if problem:

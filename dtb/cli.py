@@ -787,8 +787,7 @@ def _simulate(spec, out: Path, comm, args) -> int:
             if server is not None:
                 server.stop()
             raise
-        if spec.bridge.mode == "lockstep":
-            log.info("body connected after %.1f s", waited)
+        log.info("body connected after %.1f s", waited)
     t1 = time.perf_counter()
     try:
         sim.run(spec.simulation.duration - sim.t, progress=not args.no_progress and sys.stderr.isatty())

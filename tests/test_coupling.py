@@ -109,5 +109,5 @@ def test_lockstep_without_a_body_is_a_clear_error(tmp_path):
     cfg.write_text(config(free_port(), timeout="1 s"))
     p = run_dtb(["run", str(cfg), "--out", str(tmp_path / "out"), "--no-plots", "-q"])
     assert p.returncode == 2
-    assert "lockstep: no message on /dtb/sensory" in p.stderr and "is the body running" in p.stderr
+    assert "lockstep: no subscriber to /dtb/motor" in p.stderr and "is the body running" in p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "out" / "run.h5").exists()
