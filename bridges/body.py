@@ -103,6 +103,8 @@ class RodentBody:
         self._force = np.zeros(6)
         self.q = np.zeros(len(LIMBS))
         self.s = np.zeros(len(LIMBS))
+        self.actuators = [m.actuator(i).name for i in range(m.nu)]
+        self.overrides: dict[int, float] = {}       # actuator id -> ctrl set by a joint command
         mujoco.mj_forward(m, self.data)
 
     @property
@@ -123,8 +125,28 @@ class RodentBody:
             self.q += a * (self.s - self.q)
             d.ctrl[self.act_proximal] = PROXIMAL_SIGN * mp.proximal_gain * self.s
             d.ctrl[self.act_distal] = -mp.distal_gain * np.clip(np.maximum(self.q, 0.0) / mp.lift_scale, 0.0, 1.0)
+            for a, value in self.overrides.items():
+                d.ctrl[a] = value
             self._support()
             self.mj.mj_step(self.model, d)
+
+    def command(self, names: list[str], ctrl: list[float]) -> None:
+        """Joint commands that replace the spinal mapping for the named actuators from now on:
+        ctrl in [-1, 1] (each actuator is a position servo over its joint's range); names with
+        an empty ``ctrl`` go back to the mapping. ValueError for an unknown name or a length
+        mismatch (nothing is applied then)."""
+        known = {n: i for i, n in enumerate(self.actuators)}
+        for n in names:
+            if n not in known:
+                raise ValueError(f"unknown actuator {n!r}; the rat has {', '.join(self.actuators)}")
+        if len(ctrl) == 0:
+            for n in names:
+                self.overrides.pop(known[n], None)
+            return
+        if len(names) != len(ctrl):
+            raise ValueError(f"{len(names)} names but {len(ctrl)} positions")
+        for n, c in zip(names, ctrl):
+            self.overrides[known[n]] = float(np.clip(c, -1.0, 1.0))
 
     def _support(self) -> None:
         d = self.data

@@ -4,6 +4,10 @@ Topics (defaults; ``/dtb/body`` is ``prefix``):
 
 * subscribes ``/dtb/motor`` (std_msgs/Float64MultiArray): 8 motor-pool rates (Hz), flexor and
   extensor of LF, RF, LH, RH (see :mod:`bridges.body`);
+* subscribes ``/dtb/body/joint_command`` (sensor_msgs/JointState): for your own controllers,
+  ``name`` lists actuators (any of the rat's 38) and ``position`` their ctrl in [-1, 1], which
+  replaces the spinal mapping for them (an empty ``position`` hands them back); applied from
+  the next period;
 * publishes, after every control period of physics,
   ``/dtb/sensory`` (std_msgs/Float64MultiArray): paw contact force / body weight, LF, RF, LH, RH;
   ``/dtb/body/joint_states`` (sensor_msgs/JointState): the 8 driven joints (rad, rad/s);
@@ -126,6 +130,8 @@ def run_body(settings: BodySettings, out: Path | None, mapping: SpinalMapping = 
     ros.on("close", lambda *_: stop.set())
     motor_sub = roslibpy.Topic(ros, settings.motor_topic, "std_msgs/Float64MultiArray")
     motor_sub.subscribe(inbox.put)
+    commands: queue.Queue = queue.Queue()
+    roslibpy.Topic(ros, settings.prefix + "/joint_command", "sensor_msgs/JointState").subscribe(commands.put)
     pub = {name: roslibpy.Topic(ros, topic, kind) for name, topic, kind in (
         ("sensory", settings.sensory_topic, "std_msgs/Float64MultiArray"),
         ("joints", settings.prefix + "/joint_states", "sensor_msgs/JointState"),
@@ -151,6 +157,8 @@ def run_body(settings: BodySettings, out: Path | None, mapping: SpinalMapping = 
                     motor = _accept(inbox.get_nowait(), motor, stats)
                 except queue.Empty:
                     break
+        while not commands.empty():
+            _command(body, commands.get_nowait(), stats)
         t0 = time.perf_counter()
         body.step(motor, settings.period)
         contacts = body.contacts()
@@ -201,6 +209,15 @@ def _no_delay(ros) -> None:
     def _set(proto):
         reactor.callFromThread(proto.transport.setTcpNoDelay, True)
     ros.factory.on_ready(_set)
+
+
+def _command(body: RodentBody, msg: dict, stats: dict) -> None:
+    stats["commands"] = stats.get("commands", 0) + 1
+    try:
+        body.command(list(msg.get("name", [])), [float(v) for v in msg.get("position", [])])
+    except (ValueError, TypeError) as e:
+        stats["bad_messages"] += 1
+        log.warning("body: joint command ignored: %s", e)
 
 
 def _accept(msg: dict, current: np.ndarray, stats: dict) -> np.ndarray:

@@ -101,3 +101,48 @@ def test_closed_loop_needs_a_bridge_section(tmp_path):
     cfg.write_text(text[:text.index("[bridge]")])
     p = run_dtb(["closed-loop", str(cfg), "--out", str(tmp_path / "o")])
     assert p.returncode == 2 and "needs a [bridge] section" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_joint_commands_replace_the_mapping_for_named_actuators():
+    body = RodentBody()
+    body.command(["shoulder_L"], [1.0])
+    body.step(np.zeros(8), 0.5)
+    up = body.joint_positions()[0]
+    body.command(["shoulder_L"], [-1.0])
+    body.step(np.zeros(8), 0.5)
+    down = body.joint_positions()[0]
+    assert up - down > 0.3                      # rad: the servo follows the command
+    body.command(["shoulder_L"], [])             # back to the spinal mapping
+    assert not body.overrides
+    with pytest.raises(ValueError, match="unknown actuator 'tail'"):
+        body.command(["tail"], [0.0])
+
+
+def test_body_node_speaks_ros_topics(tmp_path):
+    """dtb body (a roslibpy client) publishes joint states, pose and contacts and obeys joint
+    commands, against our server hosted here."""
+    import subprocess
+    import sys
+    import time
+    from bridges.rosbridge import RosbridgeServer
+    server = RosbridgeServer("127.0.0.1", 0).start_in_thread()
+    seen = {"joints": [], "pose": [], "sensory": []}
+    server.on("/dtb/body/joint_states", seen["joints"].append)
+    server.on("/dtb/body/pose", seen["pose"].append)
+    server.on("/dtb/sensory", seen["sensory"].append)
+    body = subprocess.Popen([sys.executable, "-m", "dtb", "body", "--port", str(server.port), "--mode", "realtime",
+                             "--duration", "1.5 s", "--out", str(tmp_path / "b.h5"), "-q"], cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        while not seen["joints"] and time.time() < deadline:
+            time.sleep(0.05)
+        server.publish("/dtb/body/joint_command", {"name": ["shoulder_L"], "position": [1.0]}, "sensor_msgs/JointState")
+        assert body.wait(timeout=60) == 0
+    finally:
+        if body.poll() is None:
+            body.kill()
+        server.stop()
+    assert len(seen["joints"]) > 100 and len(seen["pose"]) > 100 and len(seen["sensory"]) > 100
+    last = seen["joints"][-1]
+    assert last["name"][0] == "shoulder_L" and last["position"][0] > 0.3     # followed the command
+    assert set(seen["pose"][-1]["position"]) == {"x", "y", "z"} and len(seen["sensory"][-1]["data"]) == 4
