@@ -302,6 +302,17 @@ def cmd_check(args) -> int:
     for p, k in zip(spec.populations, k_in):
         print(f"  {p.name:<20} {p.kind:<11} region {p.region:<12} {p.size:>8} neurons  ~{k:.0f} synapses in each")
     print(f"expected synapses: {sum(p.size * k for p, k in zip(spec.populations, k_in)):.0f}")
+    if spec.cpg is not None:
+        from dtb.models.matsuoka import MatsuokaParameters, natural_frequency
+        c = spec.cpg
+        f = natural_frequency(MatsuokaParameters(c.tau_r, c.tau_a, c.beta, c.w, c.drive))
+        print(f"CPG: {c.count} Matsuoka half-centers in {len(c.groups)} group(s) "
+              f"({', '.join(f'{g.name} phase {g.phase:g}' for g in c.groups)}), uncoupled frequency {f:.2f} Hz "
+              f"(Matsuoka's formula)")
+    if spec.bridge is not None:
+        b = spec.bridge
+        print(f"bridge: {b.mode}, every {b.period * 1e3:g} ms, motor {', '.join(b.motor)} -> {b.motor_topic}; "
+              f"{b.sensory_topic} -> {', '.join(b.sensory)}")
     part = partition_contiguous(spec, args.ranks)
     for r in range(part.n_ranks):
         gids = part.owned(r)
@@ -762,6 +773,9 @@ def _simulate(spec, out: Path, comm, args) -> int:
         start_step = sim.current_step()
         log.info("resumed from %s: t = %g s (written on %d rank(s), now %d)", info.folder, sim.t,
                  info.manifest["n_ranks"], size)
+        if spec.bridge is not None and rank == 0:
+            log.warning("[bridge]: the body is another program and not in the checkpoint; it continues from its own "
+                        "state, so this resumed closed loop differs from an uninterrupted one")
     meta = {"config_path": str(Path(args.config).resolve()), "seed": spec.simulation.seed,
             "duration_s": spec.simulation.duration, "out": str(out.resolve()), "command": args.command,
             "hyperparameters": str(Path(fitted).resolve()) if fitted else None}
