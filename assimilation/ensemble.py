@@ -39,6 +39,21 @@ def ensemble_spec(base: NetworkSpec, members: int) -> NetworkSpec:
                                monitors=dataclasses.replace(base.monitors, state=()), bold=bold, task=None)
 
 
+def scale_long_range(spec: NetworkSpec, factor: float) -> NetworkSpec:
+    """``spec`` with the weights of every projection between two regions multiplied by
+    ``factor`` (global coupling); projections inside a region are unchanged."""
+    if factor == 1.0:
+        return spec
+    region = {p.name: p.region for p in spec.populations}
+
+    def scaled(d):
+        return dataclasses.replace(d, value=d.value * factor, low=d.low * factor, high=d.high * factor,
+                                   mean=d.mean * factor, std=d.std * factor)
+    projs = tuple(dataclasses.replace(pr, weight=scaled(pr.weight)) if region[pr.source] != region[pr.target] else pr
+                  for pr in spec.projections)
+    return dataclasses.replace(spec, projections=projs)
+
+
 def member_and_region(base: NetworkSpec, gids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(member, region index in ``base.regions``) of ensemble global ids."""
     gids = np.asarray(gids, dtype=np.int64)

@@ -3,7 +3,8 @@ freely on the held-out part. MPI and files live here; the science is in enkf/run
 
 Output ``assimilation.h5`` (written to a temporary name, then renamed):
 
-    /                       attrs: config (TOML text), config_path, seed, n_ranks, tr_s, members,
+    /                       attrs: config (TOML text), config_path, seed, n_ranks, tr_s, members, coupling
+                                   (the global coupling factor used), coupling_scores (JSON: factor -> FC r),
                                    hyperparameters, n_train, n_total, bold_path, settings (JSON),
                                    wall_s, wall_per_tr_s, simulate_s, filter_s
     /network/regions        region names (column order)
@@ -32,7 +33,7 @@ import h5py
 import numpy as np
 
 from assimilation.enkf import ar1_forecast, fc_matrix, fc_similarity, pearson_per_column, persistence_forecast
-from assimilation.ensemble import ensemble_spec
+from assimilation.ensemble import ensemble_spec, scale_long_range
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
 from dtb.spec import NetworkSpec
@@ -81,6 +82,33 @@ def _metrics(observed: np.ndarray, forecast: np.ndarray, analysis: np.ndarray) -
             "r_ar1": pearson_per_column(ar1_forecast(observed, observed), observed[1:])}
 
 
+def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> tuple[float, dict[float, float]]:
+    """Global coupling on the training data, as a neural-mass model's K is fitted: for each
+    candidate factor on the long-range weights, run the network (one member, no filter) freely
+    over the spin-up and the training TRs, and keep the factor whose BOLD FC is closest (Pearson r
+    of the upper triangles) to the data's. Returns (factor, {factor: FC r})."""
+    from dtb.engine import Simulation
+    s = spec.assimilation
+    tr = spec.bold.tr
+    spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
+    fc_obs = fc_matrix(observed)
+    scores: dict[float, float] = {}
+    for g in candidates:
+        t0 = time.perf_counter()
+        sim = Simulation(scale_long_range(spec, g), comm=comm)
+        sim.run((spinup_tr + len(observed)) * tr)
+        sim.finish_exchange()
+        bold = np.array(sim.bold.signal)[spinup_tr:]
+        ok = bold.ndim == 2 and np.all(np.isfinite(bold)) and np.all(bold.std(axis=0) > 0)
+        scores[g] = fc_similarity(fc_matrix(bold), fc_obs) if ok else float("nan")
+        log.info("global coupling %g: FC r %.3f on the training data (%.0f s)", g, scores[g], time.perf_counter() - t0)
+        del sim
+    finite = {g: r for g, r in scores.items() if np.isfinite(r)}
+    if not finite:
+        raise DtbError(f"assimilation.coupling: no candidate in {list(candidates)} gave a usable BOLD (constant region)")
+    return max(finite, key=finite.get), scores
+
+
 def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: float, out: Path, comm,
                progress: bool = True, bold_path: str = "", config_path: str = "", checkpoint_every: float | None = None,
                resume=None, meta: dict | None = None) -> Path | int | None:
@@ -99,6 +127,14 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     observed = observed_all[:n_train]
     tr = spec.bold.tr
     spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
+    coupling, coupling_scores = 1.0, {}
+    if resume is not None:
+        coupling = float(resume.manifest.get("coupling", 1.0))
+    elif s.coupling:
+        coupling, coupling_scores = fit_coupling(spec, observed, s.coupling, comm)
+        log.info("global coupling: %g", coupling)
+    spec = scale_long_range(spec, coupling)
+    meta = dict(meta or {}, coupling=coupling)
     t0 = time.perf_counter()
     ens = ensemble_spec(spec, s.members)
     sim = Simulation(ens, comm=comm, per_neuron_scales=True)
@@ -159,6 +195,7 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
                         "wall_per_tr_s": wall / max(n_train - t_start, 1),
                         "build_s": build_s, "resumed": resume is not None,
                         "neurons_per_member": spec.n_neurons, "filter_s": a.filter_seconds,
+                        "coupling": coupling, "coupling_scores": json.dumps({str(k): v for k, v in coupling_scores.items()}),
                         "simulate_s": wall - a.filter_seconds})
         h.create_dataset("network/regions", data=np.array(spec.regions, dtype="S"))
         h.create_dataset("observed", data=observed)
@@ -190,6 +227,7 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) 
         n_total = int(h.attrs["n_total"])
         x_final = h["hp/x_final"][()]
         mu, sigma = h["operator/mu"][()], h["operator/sigma"][()]
+        coupling = float(h.attrs.get("coupling", 1.0))
     if len(observed_all) != n_total:
         raise DtbError(f"the data has {len(observed_all)} TRs, but {run_path} was fitted on data with {n_total}")
     test = observed_all[n_train:]
@@ -198,6 +236,7 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) 
     s = spec.assimilation
     tr = spec.bold.tr
     spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
+    spec = scale_long_range(spec, coupling)              # the global coupling fitted with it
     sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True)
     a = Assimilator(sim, spec, s, test, sc=None, n_assimilate=0, x0=x_final)
     t0 = time.perf_counter()

@@ -23,6 +23,11 @@ observation = "zscore"           # "zscore": the model BOLD standardised by its 
 detrend = true                   # data preprocessing: linear detrend,
 band_pass = []                   # [low, high] Hz Butterworth band-pass, e.g. [0.01, 0.1] (none: []),
 zscore = true                    # and z-scoring per region
+coupling = []                    # global coupling candidates: factors on every long-range
+                                 # (between-region) weight; with any, dtb assimilate first runs the
+                                 # network freely over the training TRs for each, keeps the one
+                                 # whose FC is closest to the data's (as a neural-mass model's K is
+                                 # fitted), then fits the regions' hyperparameters; [] keeps 1
 ```
 
 Hierarchy: neuron i of region r gets conductance scale ``g_i * hp[r, receptor]`` where the
@@ -51,6 +56,7 @@ class AssimilationSettings:
     obs_noise: float = 0.5
     inflation: float = 1.0
     localisation: str = "own"
+    coupling: tuple[float, ...] = ()
     gamma_shape: float = 4.0
     spinup: float = 10.0           # [s]
     observation: str = "zscore"

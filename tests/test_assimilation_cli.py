@@ -123,3 +123,34 @@ def test_checkpoint_at_a_tr_and_resume_gives_identical_results(setup, tmp_path):
     np.save(other, np.cumsum(np.random.default_rng(9).standard_normal((R, 40)), axis=1))
     p = run_dtb(["assimilate", str(cfg), "--bold", str(other), "--out", str(cut), "--no-plots", "--resume", str(cut)])
     assert p.returncode == 2 and "other BOLD data" in p.stderr
+
+
+def test_scale_long_range_scales_only_projections_between_regions(setup):
+    from assimilation.ensemble import scale_long_range
+    from dtb.spec import load_spec
+    _, cfg, _ = setup
+    spec = load_spec(cfg)
+    scaled = scale_long_range(spec, 3.0)
+    region = {p.name: p.region for p in spec.populations}
+    n_long = 0
+    for a, b in zip(spec.projections, scaled.projections):
+        long_range = region[a.source] != region[a.target]
+        n_long += long_range
+        for field in ("value", "low", "mean", "std"):
+            assert getattr(b.weight, field) == pytest.approx(getattr(a.weight, field) * (3.0 if long_range else 1.0))
+    assert 0 < n_long < len(spec.projections)
+
+
+def test_global_coupling_is_chosen_by_fc_on_the_training_data(setup, tmp_path):
+    import json
+    d, cfg, _ = setup
+    text = cfg.read_text().replace('[assimilation]\n', '[assimilation]\ncoupling = [0.5, 4.0]\n')
+    assert "coupling = [0.5, 4.0]" in text
+    c2 = tmp_path / "coupled.toml"
+    c2.write_text(text)
+    p = run_dtb(["assimilate", str(c2), "--bold", str(d / "bold.npy"), "--out", str(tmp_path / "o"), "--no-plots"])
+    assert p.returncode == 0, p.stderr
+    with h5py.File(tmp_path / "o" / "assimilation.h5") as f:
+        scores = {float(k): v for k, v in json.loads(f.attrs["coupling_scores"]).items()}
+        assert set(scores) == {0.5, 4.0} and all(np.isfinite(list(scores.values())))
+        assert f.attrs["coupling"] == max(scores, key=scores.get)

@@ -195,6 +195,7 @@ class Simulation:
         spec = self.spec
         b2.defaultclock.dt = self.dt * b2.second
         self._timestep = b2.defaultclock.variables["timestep"].get_value()
+        self._timestep[0] = 0             # the clock is Brian2's global one: a new network starts at 0
         self._poisson = rng.brian2_poisson_function()
         gids = self.local_gids
         pop_index = spec.population_index(gids)
