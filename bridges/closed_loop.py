@@ -10,8 +10,6 @@ Outputs in OUT:
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import h5py
@@ -69,12 +67,6 @@ def summarize(run_h5: Path, body_h5: Path, skip: float = 0.5) -> dict:
         if k in body_attrs:
             out[f"body_{k}"] = float(body_attrs[k])
     return out
-
-
-def write_summary(summary: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)
 
 
 def plot(run_h5: Path, body_h5: Path, path: Path) -> Path:

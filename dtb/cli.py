@@ -496,7 +496,8 @@ def cmd_closed_loop(args) -> int:
     if body_code != 0 or not (out / "body.h5").exists():
         raise DtbError(f"the body process failed (exit {body_code}); the brain's results are in {out}")
     summary = closed_loop.summarize(out / "run.h5", out / "body.h5")
-    closed_loop.write_summary(summary, out / "closed_loop.json")
+    from dtb.results import write_json
+    write_json(summary, out / "closed_loop.json")
     written = [out / "run.h5", out / "body.h5", out / "closed_loop.json"]
     if not args.no_plots:
         written.append(closed_loop.plot(out / "run.h5", out / "body.h5", out / "closed_loop.png"))
@@ -838,9 +839,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
     rates = res.mean_rates()
     summary = dict(res.summary, mean_rate_hz=rates, duration_s=spec.simulation.duration,
                    seed=spec.simulation.seed, output=str(path))
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / "summary.json")
+    from dtb.results import write_json
+    write_json(summary, out / "summary.json")
     if not args.no_plots:
         plots.raster_and_rates(res, out / "raster.png")
         plots.region_activity(res, out / "regions.png")

@@ -223,6 +223,15 @@ def write_results(res: RunResults, path: str | Path) -> Path:
     return path
 
 
+def write_json(data: dict, path: str | Path) -> Path:
+    """Write ``data`` as indented JSON atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
 def read_spikes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Spikes of a run file as (global ids, times in ms), sorted by (time, gid)."""
     with h5py.File(path, "r") as f:
