@@ -33,15 +33,16 @@ def cpg_frequency(t: np.ndarray, y: np.ndarray, group: np.ndarray, skip: float =
     return float(np.mean([measured_frequency(t, s[:, group == g].mean(axis=1), skip=skip) for g in np.unique(group)]))
 
 
+def read_body(body_h5: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray, dict]:
+    """(t, torso position, joint angles, joint names, paw contacts, file attributes) of body.h5."""
+    with h5py.File(body_h5, "r") as f:
+        return (f["t"][()], f["torso/position"][()], f["joints/position"][()],
+                list(f["joints/position"].attrs["names"]), f["contacts"][()], dict(f.attrs))
+
+
 def summarize(run_h5: Path, body_h5: Path, skip: float = 0.5) -> dict:
     """Numbers a user asks first: how far, how fast, at what frequency, how close to real time."""
-    with h5py.File(body_h5, "r") as f:
-        t = f["t"][()]
-        pos = f["torso/position"][()]
-        q = f["joints/position"][()]
-        names = list(f["joints/position"].attrs["names"])
-        contacts = f["contacts"][()]
-        body_attrs = dict(f.attrs)
+    t, pos, q, names, contacts, body_attrs = read_body(body_h5)
     with h5py.File(run_h5, "r") as f:
         run = dict(f["summary"].attrs)
         cpg = (f["cpg/t_ms"][()] / 1e3, f["cpg/y"][()], f["cpg/group"][()]) if "cpg" in f else None
@@ -75,12 +76,7 @@ def plot(run_h5: Path, body_h5: Path, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with h5py.File(body_h5, "r") as f:
-        t = f["t"][()]
-        pos = f["torso/position"][()]
-        q = f["joints/position"][()]
-        names = list(f["joints/position"].attrs["names"])
-        contacts = f["contacts"][()]
+    t, pos, q, names, contacts, _ = read_body(body_h5)
     with h5py.File(run_h5, "r") as f:
         cols = list(f["rates"].attrs["columns"])
         rates = f["rates"][()]
