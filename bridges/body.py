@@ -158,6 +158,20 @@ class RodentBody:
         d.xfrc_applied[self.torso] = np.r_[0.0, 0.0, np.clip(lift, 0.0, 2 * self.weight), torque]
 
     # -------------------------------------------------------------- readings
+    kind = "rodent"
+    motor_labels = tuple(f"{limb}_{side}" for limb in LIMBS for side in ("flexor", "extensor"))
+    sensory_labels = list(LIMBS)
+
+    def sensory(self) -> np.ndarray:
+        """What the brain gets: paw contact forces / body weight (see :meth:`contacts`)."""
+        self._contacts = self.contacts()
+        return self._contacts
+
+    def record(self) -> dict[str, np.ndarray]:
+        """Extra rows of body.h5 after a control period (after :meth:`sensory`)."""
+        return {"torso/position": self.position(), "torso/orientation": self.orientation(),
+                "contacts": self._contacts}
+
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self.qadr].copy()
 

@@ -63,22 +63,24 @@ class BodySettings:
 
 
 class Trajectory:
-    """Readings after each control period."""
+    """Readings after each control period: time, joints, motor, sensory, and the body's extra
+    rows (``body.record()``: dataset path -> values)."""
 
     def __init__(self):
-        self.rows: dict[str, list] = {k: [] for k in ("t", "q", "qd", "pos", "quat", "contacts", "motor")}
+        self.rows: dict[str, list] = {k: [] for k in ("t", "q", "qd", "motor", "sensory")}
+        self.extra: dict[str, list] = {}
 
-    def add(self, body: RodentBody, motor: np.ndarray, contacts: np.ndarray) -> None:
+    def add(self, body, motor: np.ndarray, sensory: np.ndarray) -> None:
         r = self.rows
         r["t"].append(body.time)
         r["q"].append(body.joint_positions())
         r["qd"].append(body.joint_velocities())
-        r["pos"].append(body.position())
-        r["quat"].append(body.orientation())
-        r["contacts"].append(contacts)
         r["motor"].append(np.asarray(motor, float))
+        r["sensory"].append(np.asarray(sensory, float))
+        for key, value in body.record().items():
+            self.extra.setdefault(key, []).append(np.asarray(value, float))
 
-    def write(self, path: Path, body: RodentBody, attrs: dict) -> None:
+    def write(self, path: Path, body, attrs: dict) -> None:
         import h5py
 
         path = Path(path)
@@ -87,19 +89,24 @@ class Trajectory:
         r = self.rows
         n = len(r["t"])
 
-        def arr(key, width):
-            return np.array(r[key], dtype=float).reshape(n, width)
+        def arr(rows, width):
+            return np.array(rows, dtype=float).reshape(n, width)
         try:
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("t", data=np.array(r["t"], dtype=float))
                 j = f.create_group("joints")
-                j.create_dataset("position", data=arr("q", 8)).attrs["names"] = body.joint_names
-                j.create_dataset("velocity", data=arr("qd", 8))
-                t = f.create_group("torso")
-                t.create_dataset("position", data=arr("pos", 3))
-                t.create_dataset("orientation", data=arr("quat", 4))
-                f.create_dataset("contacts", data=arr("contacts", 4)).attrs["limbs"] = list(LIMBS)
-                f.create_dataset("motor", data=arr("motor", 8))
+                nj = len(body.joint_names)
+                j.create_dataset("position", data=arr(r["q"], nj)).attrs["names"] = body.joint_names
+                j.create_dataset("velocity", data=arr(r["qd"], nj))
+                f.create_dataset("motor", data=arr(r["motor"], len(body.motor_labels))).attrs["labels"] = \
+                    list(body.motor_labels)
+                f.create_dataset("sensory", data=arr(r["sensory"], len(body.sensory_labels))).attrs["labels"] = \
+                    list(body.sensory_labels)
+                for key, rows in self.extra.items():
+                    f.create_dataset(key, data=np.array(rows, dtype=float).reshape(n, -1))
+                if "contacts" in f:
+                    f["contacts"].attrs["limbs"] = list(LIMBS)
+                f.attrs["body"] = body.kind
                 for k, v in attrs.items():
                     f.attrs[k] = v
             os.replace(tmp, path)
@@ -108,20 +115,23 @@ class Trajectory:
                 tmp.unlink()
 
 
-def read_motor(msg: dict) -> np.ndarray:
-    """The 8 rates of a motor message; ValueError if it has another length."""
+def read_motor(msg: dict, n: int = 8) -> np.ndarray:
+    """The ``n`` rates of a motor message; ValueError if it has another length."""
     data = np.asarray(msg.get("data", []), dtype=float)
-    if data.shape != (8,):
-        raise ValueError(f"motor message with {data.size} values; the body needs 8 (flexor, extensor of "
-                         f"{', '.join(LIMBS)})")
+    if data.shape != (n,):
+        what = f"flexor, extensor of {', '.join(LIMBS)}" if n == 8 else "one per motor population"
+        raise ValueError(f"motor message with {data.size} values; the body needs {n} ({what})")
     return data
 
 
-def run_body(settings: BodySettings, out: Path | None, mapping: SpinalMapping = SpinalMapping()) -> dict:
-    """Connect, run until the brain leaves (or duration / a signal), write ``out``; returns stats."""
+def run_body(settings: BodySettings, out: Path | None, mapping: SpinalMapping = SpinalMapping(),
+             body=None) -> dict:
+    """Connect, run until the brain leaves (or duration / a signal), write ``out``; returns stats.
+    ``body``: any body object (default: the rat with ``mapping``)."""
     import roslibpy
 
-    body = RodentBody(support=settings.support, mapping=mapping)
+    if body is None:
+        body = RodentBody(support=settings.support, mapping=mapping)
     ros = _connect(roslibpy, settings)
     inbox: queue.Queue = queue.Queue()
     stop = threading.Event()
@@ -139,10 +149,11 @@ def run_body(settings: BodySettings, out: Path | None, mapping: SpinalMapping = 
     for t in pub.values():
         t.advertise()
     traj = Trajectory()
-    motor = np.zeros(8)
+    n_motor = len(body.motor_labels)
+    motor = np.zeros(n_motor)
     stats = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "step_wall_s": 0.0}
-    log.info("body: rodent (%d joints driven), %s mode, %.0f ms control period, ws://%s:%d",
-             len(body.joint_names), settings.mode, settings.period * 1e3, settings.host, settings.port)
+    log.info("body: %s (%d joints driven), %s mode, %.0f ms control period, ws://%s:%d",
+             body.kind, len(body.joint_names), settings.mode, settings.period * 1e3, settings.host, settings.port)
     next_tick = time.perf_counter()
     while not stop.is_set() and body.time < settings.duration - 1e-9 and ros.is_connected:
         if settings.mode == "lockstep":
@@ -161,10 +172,10 @@ def run_body(settings: BodySettings, out: Path | None, mapping: SpinalMapping = 
             _command(body, commands.get_nowait(), stats)
         t0 = time.perf_counter()
         body.step(motor, settings.period)
-        contacts = body.contacts()
+        sensory = body.sensory()
         stats["step_wall_s"] += time.perf_counter() - t0
-        traj.add(body, motor, contacts)
-        _publish(pub, body, contacts, stats)
+        traj.add(body, motor, sensory)
+        _publish(pub, body, sensory, stats)
         if settings.mode == "realtime":
             next_tick += settings.period
             time.sleep(max(0.0, next_tick - time.perf_counter()))
@@ -174,8 +185,13 @@ def run_body(settings: BodySettings, out: Path | None, mapping: SpinalMapping = 
         pass
     stats.update(steps=len(traj.rows["t"]), body_time_s=body.time)
     if out is not None:
-        traj.write(out, body, {"period_s": settings.period, "mode": settings.mode, "support": settings.support,
-                               "mapping": json.dumps(asdict(mapping)), **stats})
+        attrs = {"period_s": settings.period, "mode": settings.mode, **stats}
+        if body.kind == "rodent":
+            attrs.update(support=settings.support, mapping=json.dumps(asdict(mapping)))
+        else:
+            attrs.update(perturbation=json.dumps({k: v for k, v in asdict(body.perturbation).items()}),
+                         rate_full=body.rate_full)
+        traj.write(out, body, attrs)
         log.info("body: %d control periods (%.2f s), wrote %s", stats["steps"], body.time, out)
     return stats
 
@@ -211,7 +227,7 @@ def _no_delay(ros) -> None:
     ros.factory.on_ready(_set)
 
 
-def _command(body: RodentBody, msg: dict, stats: dict) -> None:
+def _command(body, msg: dict, stats: dict) -> None:
     stats["commands"] = stats.get("commands", 0) + 1
     try:
         body.command(list(msg.get("name", [])), [float(v) for v in msg.get("position", [])])
@@ -223,7 +239,7 @@ def _command(body: RodentBody, msg: dict, stats: dict) -> None:
 def _accept(msg: dict, current: np.ndarray, stats: dict) -> np.ndarray:
     stats["messages_in"] += 1
     try:
-        return read_motor(msg)
+        return read_motor(msg, len(current))
     except (ValueError, TypeError) as e:
         stats["bad_messages"] += 1
         if stats["bad_messages"] == 1:
@@ -231,17 +247,20 @@ def _accept(msg: dict, current: np.ndarray, stats: dict) -> np.ndarray:
         return current
 
 
-def _publish(pub: dict, body: RodentBody, contacts: np.ndarray, stats: dict) -> None:
+def _publish(pub: dict, body, sensory: np.ndarray, stats: dict) -> None:
     import roslibpy
 
     # the sensory message first: in lockstep it releases the brain
     pub["sensory"].publish(roslibpy.Message({
-        "layout": {"dim": [{"label": ",".join(LIMBS), "size": 4, "stride": 4}], "data_offset": 0},
-        "data": [float(c) for c in contacts]}))
+        "layout": {"dim": [{"label": ",".join(body.sensory_labels), "size": len(sensory), "stride": len(sensory)}],
+                   "data_offset": 0},
+        "data": [float(c) for c in sensory]}))
     pub["joints"].publish(roslibpy.Message({
         "name": body.joint_names, "position": body.joint_positions().tolist(),
         "velocity": body.joint_velocities().tolist(), "effort": []}))
-    p, q = body.position(), body.orientation()
-    pub["pose"].publish(roslibpy.Message({"position": {"x": p[0], "y": p[1], "z": p[2]},
-                                          "orientation": {"w": q[0], "x": q[1], "y": q[2], "z": q[3]}}))
-    stats["messages_out"] += 3
+    stats["messages_out"] += 2
+    if hasattr(body, "position"):
+        p, q = body.position(), body.orientation()
+        pub["pose"].publish(roslibpy.Message({"position": {"x": p[0], "y": p[1], "z": p[2]},
+                                              "orientation": {"w": q[0], "x": q[1], "y": q[2], "z": q[3]}}))
+        stats["messages_out"] += 1

@@ -9,6 +9,14 @@ Every control period (biological time) the twin
   ``data[i]`` (one value per sensory population, clipped to >= 0) times ``rate_per_unit`` becomes
   the rate of that population's Poisson input (a ``[[stimuli]]`` entry the config gives it).
 
+**Error channel** (``[bridge.error]``, the inferior olive of a motor-learning experiment): the
+sensory message carries, after the sensory values, one angle (rad) per joint. The intended angle
+of joint j is ``offset_j + amplitude_j * u_j(t - lag)``, with u_j the mean (flexor - extensor)
+output of CPG group ``cpg_groups[j]`` (the motor plan in M2); with error e_j = intended - angle,
+the Poisson input of population ``flexor[j]`` (more flexion needed) gets rate
+``clip(baseline + gain * e_j, 0, max_rate)`` and ``extensor[j]`` ``clip(baseline - gain * e_j, 0,
+max_rate)``. Rank 0 logs (t, intended, angle) every period.
+
 Rank 0 talks to the server; the rates are summed over ranks and the sensory values broadcast,
 so every rank applies the same input and the run stays independent of the rank count.
 
@@ -38,6 +46,36 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ErrorChannel:
+    """[bridge.error]: see the module doc. Angles in rad, rates in Hz, ``gain`` in Hz per rad."""
+
+    cpg_groups: tuple[str, ...]
+    flexor: tuple[str, ...]
+    extensor: tuple[str, ...]
+    offset: tuple[float, ...]
+    amplitude: tuple[float, ...]
+    lag: float = 0.1              # s
+    baseline: float = 0.0         # Hz at zero error
+    gain: float = 1000.0          # Hz per rad
+    max_rate: float = 5000.0      # Hz
+
+
+def intended_angles(u_history: np.ndarray, channel: ErrorChannel, lag_periods: int) -> np.ndarray:
+    """Intended joint angles (rad) now, from the CPG plan ``u_history`` (n_periods x joints, the
+    newest last): offset + amplitude x u(t - lag); before the plan is that old, its first row."""
+    row = u_history[max(len(u_history) - 1 - lag_periods, 0)]
+    return np.asarray(channel.offset) + np.asarray(channel.amplitude) * row
+
+
+def olive_rates(error: np.ndarray, channel: ErrorChannel) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson input rates (Hz) of the flexor and extensor olive populations for joint errors
+    (rad; positive: more flexion needed)."""
+    flex = np.clip(channel.baseline + channel.gain * error, 0.0, channel.max_rate)
+    ext = np.clip(channel.baseline - channel.gain * error, 0.0, channel.max_rate)
+    return flex, ext
+
+
+@dataclass(frozen=True)
 class CouplingSettings:
     motor: tuple[str, ...] = ()          # motor populations
     sensory: tuple[str, ...] = ()        # sensory populations (each with a Poisson stimulus)
@@ -50,6 +88,7 @@ class CouplingSettings:
     timeout: float = 10.0                # [s] wall time to wait for the body in lockstep
     port: int = 9090
     host: str = "127.0.0.1"
+    error: ErrorChannel | None = None
 
 
 class BodyCoupling:
@@ -72,6 +111,7 @@ class BodyCoupling:
                 raise DtbError(f"sensory population {name!r} needs a Poisson [[stimuli]] entry with rate 0 Hz (its "
                                f"rate is set from the body's messages)")
             self._stim.append(idx[0])
+        self._error_setup(sim, settings.error)
         self._spike_pos = 0
         self._new = threading.Event()
         self._seq = 0                    # sensory messages received
@@ -86,6 +126,35 @@ class BodyCoupling:
         if server is not None:
             server.on(settings.sensory_topic, self._on_sensory)
         sim.add_hook(settings.period, self._tick)
+
+    def _error_setup(self, sim, ch: ErrorChannel | None) -> None:
+        self.error_log: list[tuple[float, np.ndarray, np.ndarray]] = []   # rank 0: (t, intended, angle)
+        if ch is None:
+            return
+        if sim.cpg is None:
+            raise DtbError("[bridge.error] needs a [cpg] section: the intended trajectory is the CPG's plan")
+        names = [g.name for g in sim.spec.cpg.groups]
+        self._err_groups = []
+        gi = np.repeat(np.arange(len(names)), [g.count for g in sim.spec.cpg.groups])
+        for name in ch.cpg_groups:
+            if name not in names:
+                raise DtbError(f"[bridge.error] cpg_groups: no CPG group {name!r} (groups: {', '.join(names)})")
+            self._err_groups.append(gi == names.index(name))
+        self._olive = []
+        for name in ch.flexor + ch.extensor:
+            idx = [k for k, st in enumerate(sim.spec.stimuli) if getattr(st, "population", None) == name
+                   and hasattr(st, "rate")]
+            if len(idx) != 1:
+                raise DtbError(f"[bridge.error]: population {name!r} needs exactly one Poisson [[stimuli]] entry "
+                               f"(its rate is set from the error)")
+            self._olive.append(idx[0])
+        self._u: collections.deque = collections.deque(maxlen=int(round(ch.lag / self.s.period)) + 1)
+        self._lag_periods = int(round(ch.lag / self.s.period))
+
+    def _plan(self) -> np.ndarray:
+        """u_j: mean flexor - extensor output of each error joint's CPG group (every rank alike)."""
+        y = self.sim.cpg.outputs()
+        return np.array([np.mean(y[m, 0] - y[m, 1]) for m in self._err_groups])
 
     def wait_for_body(self) -> float:
         """Block (collectively) until a client subscribes to the motor topic, so that brain and
@@ -169,18 +238,32 @@ class BodyCoupling:
             self._seen = self._seq
             if latest is not None and problem is None:
                 data = np.asarray(latest.get("data", []), dtype=float)
-                if len(data) != len(self.s.sensory):
-                    problem = (f"{self.s.sensory_topic}: {len(data)} values, expected {len(self.s.sensory)} (one per "
-                               f"sensory population: {', '.join(self.s.sensory)})")
+                n_angles = len(self.s.error.cpg_groups) if self.s.error is not None else 0
+                if len(data) != len(self.s.sensory) + n_angles:
+                    problem = (f"{self.s.sensory_topic}: {len(data)} values, expected {len(self.s.sensory) + n_angles} "
+                               f"(one per sensory population: {', '.join(self.s.sensory)}"
+                               f"{f', then {n_angles} joint angles' if n_angles else ''})")
                 else:
-                    values = np.clip(data, 0.0, None)
+                    values = data.copy()
+                    values[:len(self.s.sensory)] = np.clip(data[:len(self.s.sensory)], 0.0, None)
                     self.received += 1
         if sim.size > 1:
             problem, values = sim.comm.bcast((problem, values), root=0)
         if problem:
             raise DtbError(problem)
+        ch = self.s.error
+        if ch is not None:
+            self._u.append(self._plan())
         if values is not None:
-            sim.set_stimulus_rates({k: v * self.s.rate_per_unit for k, v in zip(self._stim, values)})
+            rates = {k: v * self.s.rate_per_unit for k, v in zip(self._stim, values[:len(self.s.sensory)])}
+            if ch is not None:
+                angle = values[len(self.s.sensory):]
+                intended = intended_angles(np.array(self._u), ch, self._lag_periods)
+                flex, ext = olive_rates(intended - angle, ch)
+                rates.update(zip(self._olive, np.concatenate([flex, ext])))
+                if sim.rank == 0:
+                    self.error_log.append((sim.t, intended, angle))
+            sim.set_stimulus_rates(rates)
 
     def _pace(self, sim) -> None:
         """Real time: sleep while biological time runs ahead of wall time."""

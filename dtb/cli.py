@@ -51,6 +51,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    help="dtb task: rest for T before the protocol (events shift by T; the run grows by T)")
     p.add_argument("--bridge-port", type=int, default=None, metavar="PORT",
                    help="listen on PORT instead of the config's [bridge] port (0: any free port)")
+    p.add_argument("--condition", default=None, metavar="NAME",
+                   help="apply the config's [conditions.NAME] (e.g. a lesion or dopamine depletion)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
@@ -238,13 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--port", type=int, default=9090, help="port (default 9090, rosbridge's)")
     bridge.set_defaults(func=cmd_bridge)
 
-    body = sub.add_parser("body", help="run the simulated rodent body as a rosbridge client",
-                          description="Run the MuJoCo rat (dm_control's model, bridges/body.py) as a rosbridge "
-                                      "client: it subscribes to the motor-pool rates, steps its physics one control "
-                                      "period per message (lockstep) or on the wall clock (realtime), and publishes "
-                                      "paw contacts (/dtb/sensory), joint states and torso pose. It ends when the "
-                                      "server goes away, after --duration, or on Ctrl-C, and writes its trajectory "
-                                      "(HDF5, layout in bridges/body_node.py).")
+    body = sub.add_parser("body", help="run a simulated body (the rat, or a forelimb) as a rosbridge client",
+                          description="Run a MuJoCo body as a rosbridge client: --body rodent (dm_control's rat, "
+                                      "bridges/body.py; publishes paw contacts on /dtb/sensory and the torso pose) or "
+                                      "--body forelimb (shoulder, elbow, wrist with six muscles, bridges/forelimb.py; "
+                                      "publishes muscle stretch and joint angles on /dtb/sensory, with an optional "
+                                      "perturbation). It subscribes to the motor-pool rates, steps its physics one "
+                                      "control period per message (lockstep) or on the wall clock (realtime), and "
+                                      "publishes joint states. It ends when the server goes away, after --duration, "
+                                      "or on Ctrl-C, and writes its trajectory (HDF5, layout in bridges/body_node.py).")
     body.add_argument("--host", default="127.0.0.1", help="rosbridge server address (default 127.0.0.1)")
     body.add_argument("--port", type=int, default=9090, help="rosbridge server port (default 9090)")
     body.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
@@ -255,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--duration", type=_time_arg, default=float("inf"), help="stop after this much body time")
     body.add_argument("--connect-timeout", type=_time_arg, default=60.0,
                       help="how long to wait for the server (default 60 s)")
+    body.add_argument("--body", choices=("rodent", "forelimb"), default="rodent", help="which body (default rodent)")
+    body.add_argument("--rate-full", type=float, default=50.0,
+                      help="forelimb: motor rate (Hz) for full muscle activation (default 50)")
+    body.add_argument("--perturb-joint", choices=("shoulder", "elbow", "wrist"), default="elbow",
+                      help="forelimb: the perturbed joint (default elbow)")
+    body.add_argument("--perturb-gain", type=float, default=1.0,
+                      help="forelimb: force multiplier of the joint's muscles while perturbed (default 1: none)")
+    body.add_argument("--perturb-load", type=float, default=0.0,
+                      help="forelimb: torque against flexion while perturbed, N m (default 0)")
+    body.add_argument("--perturb-from", type=_time_arg, default=float("inf"),
+                      help="forelimb: body time at which the perturbation starts (default never)")
+    body.add_argument("--perturb-until", type=_time_arg, default=float("inf"),
+                      help="forelimb: body time at which it ends (default: the end)")
     body.add_argument("--out", "-o", default="body.h5", help="trajectory file (default body.h5)")
     body.add_argument("--quiet", "-q", action="store_true")
     body.set_defaults(func=cmd_body)
@@ -274,6 +291,40 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--no-plots", action="store_true", help="skip the PNG figure")
     loop.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
     loop.set_defaults(func=cmd_closed_loop)
+
+    exp = sub.add_parser("experiment", help="closed-loop experiments (motor adaptation)",
+                         description="Closed-loop experiments with a body in its own process over the bridge.")
+    exp_sub = exp.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    ad = exp_sub.add_parser("adaptation", help="baseline, perturbation and washout trials with the forelimb",
+                            description="Run CONFIG (e.g. dtb/examples/motor_learning.toml: M2 CPGs, M1, S1, basal "
+                                        "ganglia, thalamus and a learning cerebellum) with the MuJoCo forelimb: "
+                                        "--baseline trials, then --perturbation trials with the perturbation on "
+                                        "(a gain change or load on one joint), then --washout trials without it, as "
+                                        "one continuous run. Writes OUT/run.h5, OUT/body.h5, OUT/experiment.h5 (per "
+                                        "trial: tracking error, signed amplitude error, rates per region, PF-PC "
+                                        "weights; layout in bridges/adaptation.py), OUT/experiment.json and PNGs "
+                                        "(learning curve, trajectories early and late, rasters, weights).")
+    ad.add_argument("config", help="network config with [cpg], [bridge] and [bridge.error]")
+    ad.add_argument("--trial", type=_time_arg, default=2.0, help="trial length (default 2 s)")
+    ad.add_argument("--baseline", type=int, default=4, help="baseline trials (default 4)")
+    ad.add_argument("--perturbation", type=int, default=8, help="perturbed trials (default 8)")
+    ad.add_argument("--washout", type=int, default=5, help="washout trials (default 5)")
+    ad.add_argument("--perturb-joint", choices=("shoulder", "elbow", "wrist"), default="elbow",
+                    help="perturbed joint (default elbow)")
+    ad.add_argument("--perturb-gain", type=float, default=0.5,
+                    help="force multiplier of that joint's muscles while perturbed (default 0.5)")
+    ad.add_argument("--perturb-load", type=float, default=0.0, help="torque against flexion, N m (default 0)")
+    ad.add_argument("--rate-full", type=float, default=50.0, help="motor rate for full activation (default 50 Hz)")
+    ad.add_argument("--condition", default=None, metavar="NAME",
+                    help="apply the config's [conditions.NAME]: plasticity_lesion, purkinje_lesion or "
+                         "dopamine_depleted in the default config")
+    ad.add_argument("--ranks", "-n", type=int, default=None, help="MPI ranks of the brain (default 1)")
+    ad.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+    ad.add_argument("--out", "-o", default=None, help="output folder (default results/<config>_adaptation[_condition])")
+    ad.add_argument("--port", type=int, default=0, help="bridge port (default: any free port)")
+    ad.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    ad.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+    ad.set_defaults(func=cmd_experiment)
 
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and the "
@@ -437,7 +488,16 @@ def cmd_body(args) -> int:
         raise DtbError(f"--support is a fraction of body weight in [0, 2], got {args.support}")
     settings = BodySettings(host=args.host, port=args.port, period=args.period, mode=args.mode,
                             support=args.support, duration=args.duration, connect_timeout=args.connect_timeout)
-    stats = run_body(settings, Path(args.out))
+    body = None
+    if args.body == "forelimb":
+        from bridges.forelimb import ForelimbBody, Perturbation
+        if args.perturb_gain < 0 or args.rate_full <= 0:
+            raise DtbError(f"--perturb-gain must be >= 0 and --rate-full > 0, got {args.perturb_gain} and "
+                           f"{args.rate_full}")
+        body = ForelimbBody(rate_full=args.rate_full, perturbation=Perturbation(
+            joint=args.perturb_joint, gain=args.perturb_gain, load=args.perturb_load,
+            start=args.perturb_from, stop=args.perturb_until))
+    stats = run_body(settings, Path(args.out), body=body)
     print(f"dtb body: {stats['steps']} control periods ({stats['body_time_s']:.2f} s), {stats['messages_in']} motor "
           f"messages in, {stats['messages_out']} out; trajectory: {args.out}")
     return 0
@@ -445,8 +505,6 @@ def cmd_body(args) -> int:
 
 def cmd_closed_loop(args) -> int:
     """Start the body, then the brain (which hosts the bridge); wait for both; summarise."""
-    import signal
-    import socket
     from bridges import closed_loop
     from dtb.spec import load_spec
     _setup_logging(0, args.quiet)
@@ -463,22 +521,47 @@ def cmd_closed_loop(args) -> int:
     problem = _check_writable(out)
     if problem:
         raise DtbError(problem)
-    port = args.port
+    body_args = ["--support", str(args.support)]
+    brain_args = ["--no-plots"] if args.no_plots else []
+    for flag, value in (("--ranks", args.ranks), ("--seed", args.seed),
+                        ("--duration", f"{args.duration * 1e3:g} ms" if args.duration else None)):
+        if value is not None:
+            brain_args += [flag, str(value)]
+    code = run_brain_and_body(args.config, spec, out, args.port, body_args, brain_args, args.quiet)
+    if code != 0:
+        return code
+    summary = closed_loop.summarize(out / "run.h5", out / "body.h5")
+    from dtb.results import write_json
+    write_json(summary, out / "closed_loop.json")
+    written = [out / "run.h5", out / "body.h5", out / "closed_loop.json"]
+    if not args.no_plots:
+        written.append(closed_loop.plot(out / "run.h5", out / "body.h5", out / "closed_loop.png"))
+    print(f"dtb closed-loop: {summary['body_time_s']:.2f} s; walked {summary.get('distance_forward_m', 0) * 100:.1f} cm "
+          f"forward ({summary.get('speed_m_per_s', 0) * 100:.1f} cm/s), stepping "
+          f"{summary.get('stepping_frequency_mean_hz', float('nan')):.2f} Hz, CPG "
+          f"{summary.get('cpg_frequency_hz', float('nan')):.2f} Hz, real-time factor {summary['realtime_factor']:.2f}")
+    print(f"  results: {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def run_brain_and_body(config: str, spec, out: Path, port: int, body_args: list[str], brain_args: list[str],
+                       quiet: bool) -> int:
+    """Start the body (``dtb body`` + body_args) and the brain (``dtb run`` + brain_args, hosting
+    the bridge) as two processes, wait for both; the brain's exit status (DtbError if the body
+    failed). Writes OUT/run.h5 and OUT/body.h5."""
+    import signal
+    import socket
     if port == 0:
         with socket.socket() as sock:
             sock.bind((spec.bridge.host, 0))
             port = sock.getsockname()[1]
     py = [sys.executable, "-m", "dtb"]
-    quiet = ["--quiet"] if args.quiet else []
+    q = ["--quiet"] if quiet else []
     body = subprocess.Popen(py + ["body", "--host", spec.bridge.host, "--port", str(port), "--mode", spec.bridge.mode,
-                                  "--period", f"{spec.bridge.period * 1e3:g} ms", "--support", str(args.support),
-                                  "--connect-timeout", "600 s", "--out", str(out / "body.h5")] + quiet)
-    brain_cmd = py + ["run", args.config, "--out", str(out), "--bridge-port", str(port), "--no-progress"] + quiet
-    for flag, value in (("--ranks", args.ranks), ("--seed", args.seed),
-                        ("--duration", f"{args.duration * 1e3:g} ms" if args.duration else None)):
-        if value is not None:
-            brain_cmd += [flag, str(value)]
-    brain = subprocess.Popen(brain_cmd)
+                                  "--period", f"{spec.bridge.period * 1e3:g} ms", "--connect-timeout", "600 s",
+                                  "--out", str(out / "body.h5")] + body_args + q)
+    brain = subprocess.Popen(py + ["run", config, "--out", str(out), "--bridge-port", str(port), "--no-progress"]
+                             + brain_args + q)
     try:
         code = brain.wait()
     except KeyboardInterrupt:
@@ -495,16 +578,60 @@ def cmd_closed_loop(args) -> int:
         return code
     if body_code != 0 or not (out / "body.h5").exists():
         raise DtbError(f"the body process failed (exit {body_code}); the brain's results are in {out}")
-    summary = closed_loop.summarize(out / "run.h5", out / "body.h5")
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    """dtb experiment adaptation: baseline, perturbation and washout trials in one closed-loop run."""
+    from bridges import adaptation
+    from dtb.spec import load_spec
+    _setup_logging(0, args.quiet)
+    spec = load_spec(args.config)
+    if spec.bridge is None or spec.bridge.error is None or spec.cpg is None:
+        raise DtbError(f"{args.config}: the adaptation experiment needs [cpg], [bridge] and [bridge.error] (the "
+                       f"inferior olive's error signal); see dtb/examples/motor_learning.toml")
+    if len(spec.bridge.motor) != 6 or len(spec.bridge.error.cpg_groups) != 3:
+        raise DtbError(f"{args.config}: the forelimb needs bridge.motor = 6 populations (flexor, extensor of shoulder, "
+                       f"elbow, wrist) and bridge.error for 3 joints; got {len(spec.bridge.motor)} and "
+                       f"{len(spec.bridge.error.cpg_groups)}")
+    if args.condition:
+        from dtb.spec import apply_condition
+        apply_condition(spec, args.condition)          # a clear error for an unknown name, before starting
+    for name in ("baseline", "perturbation", "washout"):
+        if getattr(args, name) < 0:
+            raise DtbError(f"--{name} must not be negative, got {getattr(args, name)}")
+    if args.perturbation < 2:
+        raise DtbError(f"--perturbation needs at least 2 trials (first and last are compared), got {args.perturbation}")
+    if not args.trial > 0 or args.perturb_gain < 0:
+        raise DtbError("--trial must be positive and --perturb-gain >= 0")
+    schedule = adaptation.Schedule(trial=args.trial, baseline=args.baseline, perturbation=args.perturbation,
+                                   washout=args.washout, joint=args.perturb_joint, gain=args.perturb_gain,
+                                   load=args.perturb_load)
+    out = Path(args.out) if args.out else Path("results") / (Path(args.config).stem + "_adaptation" +
+                                                            (f"_{args.condition}" if args.condition else ""))
+    problem = _check_writable(out)
+    if problem:
+        raise DtbError(problem)
+    body_args = ["--body", "forelimb", "--perturb-joint", schedule.joint, "--perturb-gain", str(schedule.gain),
+                 "--perturb-load", str(schedule.load), "--perturb-from", f"{schedule.start * 1e3:g} ms",
+                 "--perturb-until", f"{schedule.stop * 1e3:g} ms", "--rate-full", str(args.rate_full)]
+    brain_args = ["--duration", f"{schedule.duration * 1e3:g} ms"]
+    for flag, value in (("--ranks", args.ranks), ("--seed", args.seed), ("--condition", args.condition)):
+        if value is not None:
+            brain_args += [flag, str(value)]
+    if args.no_plots:
+        brain_args.append("--no-plots")
+    code = run_brain_and_body(args.config, spec, out, args.port, body_args, brain_args, args.quiet)
+    if code != 0:
+        return code
+    result = adaptation.analyse(out / "run.h5", out / "body.h5", schedule)
+    adaptation.write(result, out / "experiment.h5")
     from dtb.results import write_json
-    write_json(summary, out / "closed_loop.json")
-    written = [out / "run.h5", out / "body.h5", out / "closed_loop.json"]
+    write_json(adaptation.summary(result), out / "experiment.json")
+    written = [out / "experiment.h5", out / "experiment.json"]
     if not args.no_plots:
-        written.append(closed_loop.plot(out / "run.h5", out / "body.h5", out / "closed_loop.png"))
-    print(f"dtb closed-loop: {summary['body_time_s']:.2f} s; walked {summary.get('distance_forward_m', 0) * 100:.1f} cm "
-          f"forward ({summary.get('speed_m_per_s', 0) * 100:.1f} cm/s), stepping "
-          f"{summary.get('stepping_frequency_mean_hz', float('nan')):.2f} Hz, CPG "
-          f"{summary.get('cpg_frequency_hz', float('nan')):.2f} Hz, real-time factor {summary['realtime_factor']:.2f}")
+        written += adaptation.plot(result, out)
+    print(adaptation.table(result))
     print(f"  results: {', '.join(str(p) for p in written)}")
     return 0
 
@@ -671,6 +798,9 @@ def _load_run_spec(args):
     """The spec a run command simulates (for ``dtb task``: with the protocol's stimuli added)."""
     from dtb.spec import load_spec
     spec = load_spec(args.config, overrides={"duration": args.duration, "seed": args.seed})
+    if getattr(args, "condition", None):
+        from dtb.spec import apply_condition
+        spec = apply_condition(spec, args.condition)
     if getattr(args, "rest", None) and getattr(args, "command", None) != "task":
         raise DtbError("--rest belongs to dtb task (rest, then the protocol)")
     port = getattr(args, "bridge_port", None)
@@ -828,7 +958,10 @@ def _simulate(spec, out: Path, comm, args) -> int:
                                "checkpoints_written": len(checkpointer.written),
                                "checkpoint_s_rank0": checkpointer.seconds,
                                **({"bridge_sent": coupling.sent, "bridge_received": coupling.received,
-                                   "bridge_wait_s": coupling.wait_seconds} if coupling is not None else {})})
+                                   "bridge_wait_s": coupling.wait_seconds} if coupling is not None else {}),
+                               **({"condition": spec.condition} if spec.condition else {})})
+    if res is not None and coupling is not None:
+        res.bridge_error = coupling.error_log
     if rank != 0:
         return 0
     try:

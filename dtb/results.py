@@ -19,6 +19,12 @@ HDF5 layout (one file per run, ``run.h5``; times in ms, currents in pA, rates in
                               per variable, SI units (attr units)
     /cpg                      (when [cpg] is configured) t_ms, y (n_times x n_oscillators x 2: flexor,
                               extensor output), group (group index per oscillator), attr groups
+    /plasticity/<k>/          (when projection k is plastic) its synapses at the end of the run,
+                              sorted by (target, ordinal): target, source (gids), weight (nS);
+                              attrs source, target (population names)
+                              history_t_ms, history (n x 4: mean, std, min, max nS) when
+                              monitors.plasticity_interval is set
+    /bridge/error/            (with [bridge.error]) t_ms, intended, angle (n x joints, rad) per period
     /summary                  attrs: neurons, synapses, spikes, wall_s, build_s, realtime_factor, ...
 
 The global id of a spike is ``first_gid`` of its population plus its node id.
@@ -58,6 +64,9 @@ class RunResults:
     region_interval: float                # s
     states: list = field(default_factory=list)   # (name, gids, t (s), {var: array})
     summary: dict = field(default_factory=dict)
+    plastic: np.ndarray | None = None     # rows of Simulation.plastic_weights(), all ranks
+    plastic_history: dict | None = None   # Simulation.plastic_history
+    bridge_error: list | None = None      # BodyCoupling.error_log: (t, intended, angle)
     bold: np.ndarray | None = None        # (n_TR, n_regions), when [bold] is configured
     bold_state: object = None             # the balloon model's final state
     cpg: tuple | None = None              # (t (s), y (n_t, N, 2)) recorded CPG outputs
@@ -99,7 +108,8 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
         states.append((mine, t, data))
     n_syn = sim.n_synapses_total()
     from dtb.engine.kernel import peak_rss
-    pieces = sim.comm.gather((gids, steps, rows, states, sim.stats, peak_rss()), root=0)
+    pieces = sim.comm.gather((gids, steps, rows, states, sim.stats, peak_rss(),
+                              sim.plastic_weights() if sim.plastic else None), root=0)
     if sim.rank != 0:
         return None
     all_g = np.concatenate([p[0] for p in pieces])
@@ -131,7 +141,14 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
                       spike_steps=all_s[order], region_exc=i_exc, region_inh=i_inh, region_rate=rate,
                       region_interval=interval,
                       states=state_out, cpg=sim.cpg.recording() if sim.cpg is not None else None,
-                      summary=summ)
+                      summary=summ, plastic=gather_plastic([p[6] for p in pieces]) if sim.plastic else None,
+                      plastic_history=sim.plastic_history or None)
+
+
+def gather_plastic(parts: list[np.ndarray]) -> np.ndarray:
+    """Join ranks' :meth:`Simulation.plastic_weights` rows, sorted by (projection, target, ordinal)."""
+    rows = np.concatenate(parts)
+    return rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
 
 
 def package_versions() -> dict[str, str]:
@@ -213,6 +230,28 @@ def write_results(res: RunResults, path: str | Path) -> Path:
                 c.create_dataset("y", data=res.cpg[1])
                 c.create_dataset("group", data=group_index(spec.cpg))
                 c.attrs["groups"] = [g.name for g in spec.cpg.groups]
+            if res.plastic is not None:
+                for k in np.unique(res.plastic[:, 0]).astype(int):
+                    rows = res.plastic[res.plastic[:, 0] == k]
+                    g = f.create_group(f"plasticity/{k}")
+                    g.attrs["source"] = spec.projections[k].source
+                    g.attrs["target"] = spec.projections[k].target
+                    g.create_dataset("target", data=rows[:, 1].astype(np.int64))
+                    g.create_dataset("source", data=rows[:, 3].astype(np.int64))
+                    w = g.create_dataset("weight", data=rows[:, 4] * 1e9)
+                    w.attrs["units"] = "nS"
+            for k, (t, stats) in (res.plastic_history or {}).items():
+                g = f.require_group(f"plasticity/{k}")
+                g.create_dataset("history_t_ms", data=np.asarray(t) * 1e3)
+                h = g.create_dataset("history", data=np.asarray(stats).reshape(-1, 4) * 1e9)
+                h.attrs["columns"] = ["mean", "std", "min", "max"]
+                h.attrs["units"] = "nS"
+            if res.bridge_error:
+                g = f.create_group("bridge/error")
+                g.create_dataset("t_ms", data=np.array([x[0] for x in res.bridge_error]) * 1e3)
+                g.create_dataset("intended", data=np.array([x[1] for x in res.bridge_error]))
+                g.create_dataset("angle", data=np.array([x[2] for x in res.bridge_error]))
+                g.attrs["units"] = "rad"
             summ = f.create_group("summary")
             for k, v in res.summary.items():
                 summ.attrs[k] = v

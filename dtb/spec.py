@@ -61,6 +61,29 @@ class Population:
 
 
 @dataclass(frozen=True)
+class Plasticity:
+    """Cerebellar parallel-fibre -> Purkinje-cell plasticity, gated by climbing fibres.
+
+    The rule of Luque et al. (2011, IEEE Trans Neural Netw 22:1321) and Garrido et al. (2013,
+    Front Neural Circuits 7:159): every spike of the synapse's parallel fibre (source) potentiates
+    it by ``ltp`` (LTP without a climbing fibre); every climbing-fibre spike that reaches the
+    Purkinje cell (from population ``teacher``, through the config's projection teacher -> target)
+    depresses each of the cell's plastic synapses by ``ltd`` x its eligibility, the sum over the
+    fibre's earlier spikes of a kernel peaking (at 1) ``tau`` before the climbing-fibre spike
+    (dtb.models.plasticity). LTD needs parallel-fibre activity shortly before the climbing fibre. Weights stay in [w_min, w_max]; they are integers of
+    the weight quantum (every update is rounded to it), so results do not depend on the rank count.
+    The depression is applied one time step after the climbing-fibre spike arrives."""
+
+    teacher: str
+    tau: float = 0.1             # s, delay of the eligibility kernel's peak
+    ltp: float = 0.0             # S per parallel-fibre spike
+    ltd: float = 0.0             # S per climbing-fibre spike per unit of trace
+    w_min: float = 0.0           # S
+    w_max: float = 1e-8          # S
+    rule: str = "cerebellar_pf_pc"
+
+
+@dataclass(frozen=True)
 class Projection:
     source: str
     target: str
@@ -71,6 +94,7 @@ class Projection:
     indegree: int = 0
     probability: float = 0.0
     allow_autapses: bool = False
+    plasticity: Plasticity | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,21 @@ class CpgNetwork:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """[conditions.<name>]: a documented change of the network, applied with ``--condition``:
+    ``plasticity`` scales every plastic projection's ltp and ltd (0: a plasticity lesion);
+    ``silence`` lists populations held silent by a ``silence_current`` injected into every neuron;
+    ``input_scale`` multiplies the weights of every excitatory projection onto a population (e.g.
+    the loss of dopamine: cortical drive of D1 MSNs down, of D2 MSNs up)."""
+
+    plasticity: float = 1.0
+    silence: tuple[str, ...] = ()
+    silence_current: float = -1e-9           # A
+    input_scale: tuple[tuple[str, float], ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class StateMonitor:
     population: str
     indices: tuple[int, ...]
@@ -143,6 +182,7 @@ class Monitors:
     rate_bin: float = 5e-3
     region_interval: float = 1e-3
     state: tuple[StateMonitor, ...] = ()
+    plasticity_interval: float = 0.0   # s between plastic-weight statistics (0: only at the end)
 
 
 @dataclass(frozen=True)
@@ -152,6 +192,7 @@ class Simulation:
     seed: int = 1
     weight_quantum: float = 1e-14   # siemens: 1e-5 nS
     exchange: str = "blocking"      # spike exchange between ranks: "blocking", "overlap" or "targeted"
+    scale: float = 1.0              # every population's size x scale (rounded, at least 1); indegrees kept
 
 
 @dataclass(frozen=True)
@@ -166,6 +207,8 @@ class NetworkSpec:
     assimilation: "AssimilationSettings | None" = None
     bridge: "CouplingSettings | None" = None
     cpg: CpgNetwork | None = None
+    conditions: dict = field(default_factory=dict)     # name -> Condition ([conditions.<name>])
+    condition: str = ""                                # the one applied ("" for none)
     source: str = "<dict>"
     text: str = ""
 
@@ -340,7 +383,7 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     pops: list[Population] = []
     first = 0
     for i, raw in enumerate(pops_raw):
-        p = _read_population(top.sub(f"populations[{i}]", raw), defaults, first)
+        p = _read_population(top.sub(f"populations[{i}]", raw), defaults, first, sim.scale)
         if any(q.name == p.name for q in pops):
             raise ConfigError(source, f"populations[{i}].name", f"duplicate population name {p.name!r}")
         pops.append(p)
@@ -357,11 +400,61 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     assim = _read_assimilation(top.sub("assimilation", top.raw("assimilation"))) if top.has("assimilation") else None
     bridge = _read_bridge(top.sub("bridge", top.raw("bridge")), by_name, stims) if top.has("bridge") else None
     cpg = _read_cpg(top.sub("cpg", top.raw("cpg")), by_name, sim) if top.has("cpg") else None
+    conds = top.sub("conditions", top.raw("conditions", {}))
+    conditions = {name: _read_condition(conds.sub(name, raw), by_name) for name, raw in conds.table.items()} \
+        if isinstance(conds.table, dict) else {}
     top.done()
+    _check_plastic_projections(source, projs)
     _check_background_weights(source, stims + _cpg_as_stimuli(cpg), len(stims))
     return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
                        monitors=monitors, bold=bold, task=task, assimilation=assim, bridge=bridge,
-                       cpg=cpg, source=source, text=text)
+                       cpg=cpg, conditions=conditions, source=source, text=text)
+
+
+def _read_condition(r: _Reader, by_name: dict[str, Population]) -> Condition:
+    d = Condition()
+    silence = r.list("silence", [])
+    for n in silence:
+        if n not in by_name:
+            raise r.error("silence", f"unknown population {n!r}")
+    scales = r.raw("input_scale", {})
+    if not isinstance(scales, dict):
+        raise r.error("input_scale", f"expected a table population = factor, got {scales!r}")
+    for n, f in scales.items():
+        if n not in by_name:
+            raise r.error(f"input_scale.{n}", "unknown population")
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or f < 0:
+            raise r.error(f"input_scale.{n}", f"expected a factor >= 0, got {f!r}")
+    c = Condition(plasticity=r.float("plasticity", d.plasticity, low=0.0), silence=tuple(silence),
+                  silence_current=r.quantity("silence_current", "current", d.silence_current),
+                  input_scale=tuple((n, float(f)) for n, f in scales.items()),
+                  description=r.str("description", ""))
+    r.done()
+    return c
+
+
+def apply_condition(spec: NetworkSpec, name: str) -> NetworkSpec:
+    """``spec`` with its condition ``name`` applied (see Condition); ConfigError if unknown."""
+    if name not in spec.conditions:
+        known = ", ".join(sorted(spec.conditions)) or "none"
+        raise ConfigError(spec.source, f"conditions.{name}", f"no such condition (the config defines: {known})")
+    c: Condition = spec.conditions[name]
+    scale = dict(c.input_scale)
+    kind = {p.name: p.kind for p in spec.populations}
+    projs = []
+    for pr in spec.projections:
+        if pr.plasticity is not None and c.plasticity != 1.0:
+            pr = dataclasses.replace(pr, plasticity=dataclasses.replace(
+                pr.plasticity, ltp=pr.plasticity.ltp * c.plasticity, ltd=pr.plasticity.ltd * c.plasticity))
+        if pr.target in scale and kind[pr.source] == "excitatory":
+            f = scale[pr.target]
+            w = pr.weight
+            pr = dataclasses.replace(pr, weight=dataclasses.replace(
+                w, value=w.value * f, low=w.low * f, high=w.high * f if math.isfinite(w.high) else w.high,
+                mean=w.mean * f, std=w.std * f))
+        projs.append(pr)
+    stims = spec.stimuli + tuple(CurrentStep(p, c.silence_current) for p in c.silence)
+    return dataclasses.replace(spec, projections=tuple(projs), stimuli=stims, condition=name)
 
 
 def _read_simulation(r: _Reader) -> Simulation:
@@ -371,8 +464,11 @@ def _read_simulation(r: _Reader) -> Simulation:
     seed = r.int("seed", d.seed, minimum=0)
     wq = r.quantity("weight_quantum", "conductance", d.weight_quantum, positive=True)
     exchange = r.str("exchange", d.exchange, choices=("blocking", "overlap", "targeted"))
+    scale = r.float("scale", d.scale)
+    if not scale > 0:
+        raise r.error("scale", f"must be positive, got {scale}")
     r.done()
-    return Simulation(dt=dt, duration=duration, seed=seed, weight_quantum=wq, exchange=exchange)
+    return Simulation(dt=dt, duration=duration, seed=seed, weight_quantum=wq, exchange=exchange, scale=scale)
 
 
 def _read_params(r: _Reader) -> dict[str, float]:
@@ -388,13 +484,14 @@ def _read_params(r: _Reader) -> dict[str, float]:
     return out
 
 
-def _read_population(r: _Reader, defaults: dict[str, float], first_gid: int) -> Population:
+def _read_population(r: _Reader, defaults: dict[str, float], first_gid: int, scale: float = 1.0) -> Population:
     name = r.str("name")
     if not name:
         raise r.error("name", "must not be empty")
     size = r.int("size")
     if size <= 0:
         raise r.error("size", f"must be a positive number of neurons, got {size}")
+    size = max(1, int(round(size * scale)))
     kind = r.str("kind", choices=("excitatory", "inhibitory"))
     region = r.str("region", name)
     model = r.str("model", "lif_cond", choices=tuple(MODELS))
@@ -468,9 +565,34 @@ def _read_projection(r: _Reader, by_name: dict[str, Population], sim: Simulation
         raise r.error("delay", f"the smallest delay ({format_quantity(delay.lower_bound, 'ms')}) is below dt "
                       f"({format_quantity(sim.dt, 'ms')}); delays must be at least one time step")
     allow_autapses = r.bool("allow_autapses", False)
+    plasticity = None
+    if r.has("plasticity"):
+        if kind != "excitatory":
+            raise r.error("plasticity", f"population {source!r} is inhibitory; plasticity is for parallel fibres "
+                                        f"(excitatory)")
+        plasticity = _read_plasticity(r.sub("plasticity", r.raw("plasticity")), by_name, weight)
     r.done()
     return Projection(source=source, target=target, rule=rule, receptor=receptor, weight=weight, delay=delay,
-                      indegree=indegree, probability=probability, allow_autapses=allow_autapses)
+                      indegree=indegree, probability=probability, allow_autapses=allow_autapses,
+                      plasticity=plasticity)
+
+
+def _read_plasticity(r: _Reader, by_name: dict[str, Population], weight: Distribution) -> Plasticity:
+    """[projections.plasticity] (see Plasticity)."""
+    d = Plasticity(teacher="")
+    r.str("rule", d.rule, choices=(d.rule,))
+    p = Plasticity(teacher=_population_ref(r, "teacher", by_name),
+                   tau=r.quantity("tau", "time", d.tau, positive=True),
+                   ltp=r.quantity("ltp", "conductance", d.ltp, nonnegative=True),
+                   ltd=r.quantity("ltd", "conductance", d.ltd, nonnegative=True),
+                   w_min=r.quantity("w_min", "conductance", d.w_min, nonnegative=True),
+                   w_max=r.quantity("w_max", "conductance", d.w_max, positive=True))
+    if p.w_min > p.w_max:
+        raise r.error("w_min", f"must not exceed w_max ({format_quantity(p.w_max, 'nS')})")
+    if by_name[p.teacher].kind != "excitatory":
+        raise r.error("teacher", f"population {p.teacher!r} is inhibitory; climbing fibres are excitatory")
+    r.done()
+    return p
 
 
 def _read_stimulus(r: _Reader, by_name: dict[str, Population]) -> PoissonStimulus | CurrentStep:
@@ -515,8 +637,12 @@ def _read_monitors(r: _Reader, by_name: dict[str, Population], sim: Simulation) 
         interval = s.quantity("interval", "time", 0.0, nonnegative=True)
         s.done()
         states.append(StateMonitor(pop, tuple(idx), tuple(variables), interval))
+    plasticity_interval = r.quantity("plasticity_interval", "time", d.plasticity_interval, nonnegative=True)
+    if 0 < plasticity_interval < sim.dt * (1 - 1e-9):
+        raise r.error("plasticity_interval", f"must be at least dt ({format_quantity(sim.dt, 'ms')})")
     r.done()
-    return Monitors(rate_bin=rate_bin, region_interval=region_interval, state=tuple(states))
+    return Monitors(rate_bin=rate_bin, region_interval=region_interval, state=tuple(states),
+                    plasticity_interval=plasticity_interval)
 
 
 def _read_bold(r: _Reader, sim: Simulation, monitors: Monitors, source: str):
@@ -648,9 +774,45 @@ def _read_bridge(r: _Reader, by_name: dict, stims):
         mode=r.str("mode", d.mode, choices=("lockstep", "realtime")),
         sensory_delay=r.int("sensory_delay", d.sensory_delay, minimum=0),
         timeout=r.quantity("timeout", "time", d.timeout, positive=True),
-        port=r.int("port", d.port, minimum=0), host=r.str("host", d.host))
+        port=r.int("port", d.port, minimum=0), host=r.str("host", d.host),
+        error=_read_error_channel(r.sub("error", r.raw("error")), by_name, stims) if r.has("error") else None)
     r.done()
     return settings
+
+
+def _read_error_channel(r: _Reader, by_name: dict, stims):
+    """[bridge.error]: the inferior olive's error signal (see bridges.coupling.ErrorChannel)."""
+    from bridges.coupling import ErrorChannel
+
+    groups = r.list("cpg_groups")
+    n = len(groups)
+    if n == 0:
+        raise r.error("cpg_groups", "at least one CPG group (one per joint) is needed")
+    lists = {}
+    for key in ("flexor", "extensor"):
+        names = r.list(key)
+        if len(names) != n:
+            raise r.error(key, f"expected {n} populations (one per joint of cpg_groups), got {len(names)}")
+        for name in names:
+            if name not in by_name:
+                raise r.error(key, f"unknown population {name!r}")
+            if sum(isinstance(st, PoissonStimulus) and st.population == name for st in stims) != 1:
+                raise r.error(key, f"population {name!r} needs exactly one Poisson [[stimuli]] entry (the error sets "
+                                   f"its rate)")
+        lists[key] = tuple(names)
+    for key in ("offset", "amplitude"):
+        vals = r.list(key)
+        if len(vals) != n or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            raise r.error(key, f"expected {n} numbers (rad, one per joint), got {vals!r}")
+        lists[key] = tuple(float(v) for v in vals)
+    d = ErrorChannel(cpg_groups=(), flexor=(), extensor=(), offset=(), amplitude=())
+    ch = ErrorChannel(cpg_groups=tuple(str(g) for g in groups), **lists,
+                      lag=r.quantity("lag", "time", d.lag, nonnegative=True),
+                      baseline=r.quantity("baseline", "rate", d.baseline, nonnegative=True),
+                      gain=r.quantity("gain", "rate", d.gain, nonnegative=True),
+                      max_rate=r.quantity("max_rate", "rate", d.max_rate, positive=True))
+    r.done()
+    return ch
 
 
 def _read_cpg(r: _Reader, by_name: dict, sim: Simulation) -> CpgNetwork:
@@ -697,6 +859,26 @@ def _read_cpg(r: _Reader, by_name: dict, sim: Simulation) -> CpgNetwork:
             raise r.error(key, f"must be at least one time step (dt = {sim.dt * 1e3:g} ms)")
     r.done()
     return net
+
+
+def _check_plastic_projections(source: str, projs: tuple[Projection, ...]) -> None:
+    """Plastic projections onto one population share one rule and receptor (the rule's parameters
+    live with the target's input slot), and the teacher must project to the target."""
+    seen: dict[str, int] = {}
+    for i, pr in enumerate(projs):
+        if pr.plasticity is None:
+            continue
+        if pr.target in seen:
+            first = projs[seen[pr.target]]
+            if first.plasticity != pr.plasticity or first.receptor != pr.receptor:
+                raise ConfigError(source, f"projections[{i}].plasticity",
+                                  f"population {pr.target!r} already has a plastic projection (projections[{seen[pr.target]}]) "
+                                  f"with another rule or receptor; plastic projections onto one population must share both")
+        seen.setdefault(pr.target, i)
+        if not any(q.source == pr.plasticity.teacher and q.target == pr.target for q in projs):
+            raise ConfigError(source, f"projections[{i}].plasticity.teacher",
+                              f"no projection from {pr.plasticity.teacher!r} to {pr.target!r}: the climbing fibres "
+                              f"are that projection")
 
 
 def _cpg_as_stimuli(cpg: CpgNetwork | None) -> tuple:

@@ -16,6 +16,8 @@ Layout of a checkpoint folder (default ``OUT/checkpoint``)::
                                 /state/<k>/{gids, t, <var>}   state recordings so far
                                 /bold/{signal, row, state}    BOLD recorder (rank 0)
                                 /cpg/{x1, x2, v1, v2, record_t, record_y}  CPG oscillators (rank 0)
+                                /plastic/{key, w, elig_a, elig_b, tlast}  plastic synapses onto the rank's
+                                        neurons; key = (projection, target gid, ordinal, source gid)
                                 /extra/...              e.g. the assimilation filter (rank 0)
 
 Spikes still in flight are not stored: the resumed run rebuilds its delay queues from the spikes
@@ -102,6 +104,10 @@ def _write_rank_file(path: Path, state: dict, rank: int) -> None:
         if state.get("cpg") is not None and rank == 0:
             c = f.create_group("cpg")
             for name, value in state["cpg"].items():
+                c.create_dataset(name, data=value)
+        if state.get("plastic") is not None:
+            c = f.create_group("plastic")
+            for name, value in state["plastic"].items():
                 c.create_dataset(name, data=value)
         if state["bold"] is not None and rank == 0:
             b = f.create_group("bold")
@@ -280,6 +286,7 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
     step = int(info.manifest["step"])
     neurons: dict[str, list] = {}
     sp_g, sp_s, rows, bold, override, cpg = [], [], None, None, None, None
+    plastic: dict[str, list] = {}
     recent = step - 1 - sim.max_delay_steps() - sim.D
     states: list = [None] * len(sim.state_monitors)
     for name in sorted(info.manifest["files"]):
@@ -305,6 +312,11 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
                 extra.restore({k: f["extra"][k][()] for k in f["extra"]})
             if "cpg" in f:
                 cpg = {name: f["cpg"][name][()] for name in f["cpg"]}
+            if "plastic" in f:
+                key = f["plastic/key"][()]
+                mine = sim._locate(key[:, 1])[0] if len(key) else np.zeros(0, bool)
+                for name in f["plastic"]:
+                    plastic.setdefault(name, []).append(f["plastic"][name][()][mine])
             if "bold" in f:
                 bold = {"signal": f["bold/signal"][()], "row": int(f["bold"].attrs["row"]),
                         "state": f["bold/state"][()] if "state" in f["bold"] else None}
@@ -312,7 +324,8 @@ def restore(sim, info: CheckpointInfo, extra=None) -> None:
     for k, part in enumerate(states):          # columns by gid
         o = np.argsort(part[0])
         states[k] = (part[0][o], part[1], {v: a[:, o] for v, a in part[2].items()})
-    sim.restore(step, merged, np.concatenate(sp_g), np.concatenate(sp_s), rows, states, bold, override, cpg)
+    sim.restore(step, merged, np.concatenate(sp_g), np.concatenate(sp_s), rows, states, bold, override, cpg,
+                {k: np.concatenate(v) for k, v in plastic.items()} if plastic else None)
 
 
 def _merge_state(a, b):

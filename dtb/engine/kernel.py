@@ -33,6 +33,7 @@ from dtb import connect, rng
 from dtb.errors import DtbError
 from dtb.engine.brian_setup import configure_brian
 from dtb.models.lif import RECEPTORS, lif_equations, neuron_update_code
+from dtb.models.plasticity import PLASTIC_ON_POST, PLASTIC_ON_PRE, PLASTIC_SLOT_EQUATIONS, PLASTIC_SYNAPSE_MODEL
 from dtb.partition import Partition, partition_contiguous
 from dtb.spec import CurrentStep, NetworkSpec, PoissonStimulus
 
@@ -107,6 +108,18 @@ def peak_rss() -> int:
     """Peak resident set size of this process (bytes)."""
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _find_rows(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Row index in ``sorted_keys`` (lexicographically sorted, unique) of each row of ``keys``."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64)
+    view = lambda a: np.ascontiguousarray(a, dtype=np.int64).view([("", np.int64)] * a.shape[1]).ravel()
+    a, b = view(sorted_keys), view(keys)
+    pos = np.searchsorted(a, b)
+    if np.any(pos >= len(a)) or np.any(a[np.minimum(pos, len(a) - 1)] != b):
+        raise DtbError("the checkpoint lacks plastic synapses of this network")
+    return pos
 
 
 class SpikeBuffer:
@@ -227,10 +240,17 @@ class Simulation:
         # so a single Synapses object (and one spike queue) serves every receptor.
         self.inputs = None
         n_slots = len(self.synaptic_receptors)
+        self.plastic = any(pr.plasticity is not None for pr in spec.projections)
         if n_slots:
-            self.inputs = b2.NeuronGroup(n_slots * self.n_local, "acc : integer", name="dtb_inputs")
-            for obj in self.inputs.contained_objects:
-                obj.active = False
+            if self.plastic:
+                # climbing-fibre events per slot (cf) fire the slot's "spike", which runs the
+                # depression of its plastic synapses (their on_post); rule parameters per slot
+                self.inputs = b2.NeuronGroup(n_slots * self.n_local, PLASTIC_SLOT_EQUATIONS, threshold="cf > 0",
+                                             reset="cf = 0", name="dtb_inputs")
+            else:
+                self.inputs = b2.NeuronGroup(n_slots * self.n_local, "acc : integer", name="dtb_inputs")
+                for obj in self.inputs.contained_objects:
+                    obj.active = False
             for k, r in enumerate(self.synaptic_receptors):
                 setattr(G, f"acc_{r}", b2.linked_var(self.inputs, "acc", index=n_slots * np.arange(self.n_local) + k))
         values = {n: col[pop_index] for n, col in table.items()}
@@ -269,6 +289,10 @@ class Simulation:
         objects += self._build_synapses(b2, G)
         objects += self._build_stimuli(b2)
         objects += self._build_monitors(b2, G)
+        self.plastic_history: dict[int, tuple[list, list]] = {}
+        if self.plastic and spec.monitors.plasticity_interval > 0:
+            every = max(int(np.rint(spec.monitors.plasticity_interval / self.dt)), 1)
+            self._schedule(every, self._record_plastic, order=-13)
         if self.size > 1 and self.needs_exchange:
             self._schedule(self.P, self._exchange_op, order=-10)
         else:
@@ -322,12 +346,15 @@ class Simulation:
                 if not isinstance(obj, Thresholder):
                     obj.active = False
             objects.append(self.proxy)
-        self.local_syn = None
-        self.remote_syn = None
         n_slots = len(self.synaptic_receptors)
         max_wq = np.iinfo(np.int32).max
-        # pass 2: weights and delays; all synapses of a side go into its Synapses object at once
-        parts = {True: [], False: []}           # local? -> [(pre, post, w quanta, delay steps)]
+        plastic = {k for k, pr in enumerate(spec.projections) if pr.plasticity is not None}
+        # teacher projections (climbing fibres) -> the plastic projection they gate
+        teacher_of = {j: k for k in plastic for j, q in enumerate(spec.projections)
+                      if q.source == spec.projections[k].plasticity.teacher and q.target == spec.projections[k].target}
+        self._plastic_keys: dict[bool, list] = {True: [], False: []}
+        # pass 2: weights and delays; all synapses of a kind and side go into one Synapses object
+        parts = {(kind, local): [] for kind in ("plain", "plastic", "teacher") for local in (True, False)}
         for k, pr, inc in drawn:
             w = connect.draw_weights(pr, k, inc, seed)
             wq = np.rint(w / quantum)
@@ -336,7 +363,13 @@ class Simulation:
                                f"2**31 weight quanta; raise simulation.weight_quantum")
             d = connect.draw_delay_steps(pr, k, inc, seed, dt)
             is_local, src_index = self._locate(inc.source)
-            post = (n_slots * self._locate(inc.target)[1] + self.synaptic_receptors.index(pr.receptor)).astype(np.int32)
+            tgt_index = self._locate(inc.target)[1]
+            post = (n_slots * tgt_index + self.synaptic_receptors.index(pr.receptor)).astype(np.int32)
+            kinds = ["plastic" if k in plastic else "plain"]
+            if k in teacher_of:
+                kinds.append("teacher")
+            if k in plastic:
+                self._set_plastic_slots(pr, post, np.unique(tgt_index))
             for local in (True, False):
                 sel = is_local if local else ~is_local
                 n = int(sel.sum())
@@ -350,33 +383,108 @@ class Simulation:
                     pre = np.searchsorted(self.remote_gids, inc.source[sel]).astype(np.int32)
                     delay = d[sel] - self.D
                     self.stats.n_synapses_remote += n
-                parts[local].append((pre, post[sel], wq[sel].astype(np.int32), delay.astype(np.float32)))
+                for kind in kinds:
+                    p = post[sel]
+                    if kind == "teacher":      # the event goes to the slot of the plastic receptor
+                        kp = spec.projections[teacher_of[k]]
+                        p = (n_slots * tgt_index[sel] + self.synaptic_receptors.index(kp.receptor)).astype(np.int32)
+                    parts[kind, local].append((pre, p, wq[sel].astype(np.int32), delay.astype(np.float32)))
+                if k in plastic:
+                    self._plastic_keys[local].append(np.stack([np.full(n, k), inc.target[sel], inc.slot[sel],
+                                                               inc.source[sel]], axis=1))
                 self.stats.per_receptor[pr.receptor] = self.stats.per_receptor.get(pr.receptor, 0) + n
         del drawn
-        for local in (True, False):
-            if not parts[local]:
+        self.local_syn = self.remote_syn = None
+        self.synapse_sets: dict[bool, list] = {True: [], False: []}   # local? -> Synapses objects
+        self.plastic_syn: dict[bool, object] = {}
+        for (kind, local), chunks in parts.items():
+            if not chunks:
                 continue
-            pre, post, wq, delay = (np.concatenate(x) for x in zip(*parts[local]))
-            parts[local] = None
+            pre, post, wq, delay = (np.concatenate(x) for x in zip(*chunks))
+            parts[kind, local] = None
             # delays are whole steps: float32 stores them exactly (to 2**24 steps) in half the
             # memory; Brian2's spike queue accepts float32 delays
             default_float = b2.prefs.core.default_float_dtype
             b2.prefs.core.default_float_dtype = np.float32
+            side = "local" if local else "remote"
             try:
-                syn = b2.Synapses(G if local else self.proxy, self.inputs, model="w : integer (constant)",
-                                  on_pre="acc_post += w", name=f"dtb_{'local' if local else 'remote'}_synapses")
+                if kind == "plain":
+                    syn = b2.Synapses(G if local else self.proxy, self.inputs, model="w : integer (constant)",
+                                      on_pre="acc_post += w", name=f"dtb_{side}_synapses")
+                elif kind == "teacher":
+                    syn = b2.Synapses(G if local else self.proxy, self.inputs, on_pre="cf_post += 1",
+                                      name=f"dtb_{side}_teacher")
+                else:
+                    syn = b2.Synapses(G if local else self.proxy, self.inputs, model=PLASTIC_SYNAPSE_MODEL,
+                                      on_pre=PLASTIC_ON_PRE, on_post=PLASTIC_ON_POST, name=f"dtb_{side}_plastic")
             finally:
                 b2.prefs.core.default_float_dtype = default_float
             syn.connect(i=pre, j=post)
-            syn.variables["w"].get_value()[:] = wq
+            if kind != "teacher":
+                syn.variables["w"].get_value()[:] = wq
+            if kind == "plastic":
+                syn.variables["tlast"].set_value(-1e9)
+                self.plastic_syn[local] = syn
+                self._plastic_keys[local] = np.concatenate(self._plastic_keys[local])
             syn.pre.variables["delay"].get_value()[:] = delay * np.float32(dt)
             del pre, post, wq, delay
-            if local:
-                self.local_syn = syn
-            else:
-                self.remote_syn = syn
+            if kind == "plain":
+                if local:
+                    self.local_syn = syn
+                else:
+                    self.remote_syn = syn
+            self.synapse_sets[local].append(syn)
             objects.append(syn)
         return objects
+
+    def _set_plastic_slots(self, pr, post: np.ndarray, targets: np.ndarray) -> None:
+        """The rule's parameters (in weight quanta) at the input slots of a plastic projection."""
+        q = self.spec.simulation.weight_quantum
+        rule = pr.plasticity
+        slots = np.unique(post)
+        v = self.inputs.variables
+        v["tau_e"].get_value()[slots] = rule.tau
+        v["ltp_q"].get_value()[slots] = int(np.rint(rule.ltp / q))
+        v["ltd_q"].get_value()[slots] = rule.ltd / q
+        v["wmin_q"].get_value()[slots] = int(np.rint(rule.w_min / q))
+        v["wmax_q"].get_value()[slots] = int(np.rint(rule.w_max / q))
+
+    def _record_plastic(self, step: int) -> None:
+        """Statistics (mean, std, min, max; S) of each plastic projection's weights, over all
+        ranks (collective; at the start of ``step``)."""
+        if step == 0:
+            return
+        rows = self.plastic_weights()
+        ks = [k for k, pr in enumerate(self.spec.projections) if pr.plasticity is not None]
+        local = np.zeros((len(ks), 5))
+        for i, k in enumerate(ks):
+            w = rows[rows[:, 0] == k, 4]
+            local[i] = (len(w), w.sum(), (w * w).sum(), w.min(initial=np.inf), -w.max(initial=-np.inf))
+        if self.size > 1:
+            parts = self.comm.allgather(local)
+            local = np.stack(parts)
+            total = np.column_stack([local[:, :, :3].sum(0), local[:, :, 3].min(0), local[:, :, 4].min(0)])
+        else:
+            total = local
+        for i, k in enumerate(ks):
+            n, s1, s2, lo, neg_hi = total[i]
+            mean = s1 / max(n, 1)
+            t, st = self.plastic_history.setdefault(k, ([], []))
+            t.append(step * self.dt)
+            st.append((mean, np.sqrt(max(s2 / max(n, 1) - mean * mean, 0.0)), lo, -neg_hi))
+
+    def plastic_weights(self) -> np.ndarray:
+        """This rank's plastic synapses: rows (projection index, target gid, ordinal of the synapse
+        among the target's incoming ones of that projection, source gid, weight in S), sorted."""
+        rows = []
+        q = self.spec.simulation.weight_quantum
+        for local, syn in self.plastic_syn.items():
+            keys = self._plastic_keys[local]
+            rows.append(np.column_stack([keys.astype(float), syn.variables["w"].get_value() * q]))
+        if not rows:
+            return np.zeros((0, 5))
+        out = np.concatenate(rows)
+        return out[np.lexsort((out[:, 2], out[:, 1], out[:, 0]))]
 
     # --------------------------------------------------------------- stimuli
     def _set_exchange_interval(self, crossing_here: list[int]) -> None:
@@ -817,6 +925,8 @@ class Simulation:
             neurons[name] = np.array(G.variables[name].get_value(), copy=True)
         if self.inputs is not None:
             neurons["acc"] = self.inputs.variables["acc"].get_value().reshape(self.n_local, -1).copy()
+            if self.plastic:
+                neurons["cf"] = self.inputs.variables["cf"].get_value().reshape(self.n_local, -1).copy()
         if self.per_neuron_scales:
             for r in RECEPTORS:
                 neurons[f"scale_{r}"] = np.array(G.variables[f"scale_{r}"].get_value(), copy=True)
@@ -829,7 +939,29 @@ class Simulation:
                 "rate_override": np.array(sorted(self._rate_override.items()), dtype=float).reshape(-1, 2), "spike_gid": gids, "spike_step": steps,
                 "region_rows": np.array(self._region_rows, dtype=np.int64).reshape(-1, 3, len(self.spec.regions)),
                 "states": states, "bold": self.bold.capture() if self.bold is not None else None,
-                "cpg": self.cpg.capture() if self.cpg is not None else None}
+                "cpg": self.cpg.capture() if self.cpg is not None else None,
+                "plastic": self._capture_plastic() if self.plastic else None}
+
+    def _capture_plastic(self) -> dict[str, np.ndarray]:
+        """Plastic synapses' state, keyed as :meth:`plastic_weights` (weights in quanta)."""
+        keys, cols = [], {"w": [], "elig_a": [], "elig_b": [], "tlast": []}
+        for local, syn in self.plastic_syn.items():
+            keys.append(self._plastic_keys[local])
+            for name in cols:
+                cols[name].append(np.asarray(syn.variables[name].get_value(), dtype=float))
+        if not keys:
+            return {"key": np.zeros((0, 4), np.int64), "w": np.zeros(0), "elig": np.zeros(0), "tlast": np.zeros(0)}
+        return {"key": np.concatenate(keys).astype(np.int64), **{n: np.concatenate(c) for n, c in cols.items()}}
+
+    def _restore_plastic(self, state: dict[str, np.ndarray]) -> None:
+        key = np.asarray(state["key"], dtype=np.int64)
+        order = np.lexsort(key[:, ::-1].T)
+        key = key[order]
+        for local, syn in self.plastic_syn.items():
+            mine = self._plastic_keys[local]
+            pos = _find_rows(key, mine)
+            for name in ("w", "elig_a", "elig_b", "tlast"):
+                syn.variables[name].get_value()[:] = np.asarray(state[name])[order][pos]
 
     def _state_record(self, k: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Monitor k's recording on this rank so far, earlier segments included: t (s) and
@@ -847,7 +979,8 @@ class Simulation:
 
     def restore(self, step: int, neurons: dict[str, np.ndarray], spike_gid: np.ndarray, spike_step: np.ndarray,
                 region_rows: np.ndarray, states: list, bold: dict | None,
-                rate_override: np.ndarray | None = None, cpg: dict | None = None) -> None:
+                rate_override: np.ndarray | None = None, cpg: dict | None = None,
+                plastic: dict | None = None) -> None:
         """Continue from a checkpoint taken at the start of ``step`` (before the first run()).
 
         ``neurons``: variables keyed by gid (at least the gids this rank owns); ``spike_gid`` /
@@ -869,6 +1002,8 @@ class Simulation:
             G.variables[name].get_value()[:] = np.asarray(neurons[name])[order]
         if self.inputs is not None:
             self.inputs.variables["acc"].get_value()[:] = np.asarray(neurons["acc"])[order].reshape(-1)
+            if self.plastic and "cf" in neurons:
+                self.inputs.variables["cf"].get_value()[:] = np.asarray(neurons["cf"])[order].reshape(-1)
         if self.per_neuron_scales and "scale_ampa" in neurons:
             for r in RECEPTORS:
                 G.variables[f"scale_{r}"].get_value()[:] = np.asarray(neurons[f"scale_{r}"])[order]
@@ -897,6 +1032,8 @@ class Simulation:
             self._rate_override = {int(k): float(r) for k, r in np.asarray(rate_override).reshape(-1, 2)}
         if self.cpg is not None and cpg is not None:
             self.cpg.restore(cpg)
+        if self.plastic and plastic is not None:
+            self._restore_plastic(plastic)
         self._apply_stimuli(step)
         self._refill_queues(step, spike_gid, spike_step)
 
@@ -908,8 +1045,8 @@ class Simulation:
         recent = steps >= k - self.max_delay_steps() - self.D - 1
         gids, steps = gids[recent], steps[recent]
         local, local_idx = self._locate(gids)
-        if self.local_syn is not None:
-            self._fill_queue(self.local_syn, local_idx[local], steps[local], k)
+        for syn in self.synapse_sets[True]:
+            self._fill_queue(syn, local_idx[local], steps[local], k)
         if self.proxy is not None:
             pos = np.minimum(np.searchsorted(self.remote_gids, gids), len(self.remote_gids) - 1)
             remote = ~local & (self.remote_gids[pos] == gids)
@@ -917,14 +1054,14 @@ class Simulation:
             pending = r_step + self.D >= k
             if pending.any():
                 self._schedule_proxies(self.remote_gids[r_pos[pending]], r_step[pending] + self.D, k)
-            if self.remote_syn is not None:
-                self._fill_queue(self.remote_syn, r_pos[~pending], r_step[~pending] + self.D, k)
+            for syn in self.synapse_sets[False]:
+                self._fill_queue(syn, r_pos[~pending], r_step[~pending] + self.D, k)
 
     def max_delay_steps(self) -> int:
         """The longest delay (steps) of this rank's synapses, as stored in their queues."""
         m = 0
-        for syn in (self.local_syn, self.remote_syn):
-            if syn is not None and len(syn):
+        for syn in self.synapse_sets[True] + self.synapse_sets[False]:
+            if len(syn):
                 m = max(m, int(np.rint(syn.pre.variables["delay"].get_value().max() / self.dt)))
         return m
 
