@@ -164,8 +164,11 @@ def test_coupling_pairs_connect_each_joint_to_the_other_groups(tmp_path):
     cross = (src < 6) != (tgt < 6)
     assert cross.sum() == 10 and anti[cross].all()
     assert np.allclose(w[cross], 0.2 / 2)
-    # and its neighbours in its own group, in phase
-    assert (~anti[~cross]).all() and (~cross).sum() == 2 * (5 + 3)
+    # and its two neighbours in its own group (a ring), in phase: every oscillator gets the same
+    # neighbour input, so none runs at another frequency (a chain's ends did, and drifted apart)
+    assert (~anti[~cross]).all() and (~cross).sum() == 2 * (6 + 4)
+    total = np.bincount(tgt[~cross], weights=w[~cross], minlength=10)
+    assert np.allclose(total, total[0])
 
 
 @pytest.mark.parametrize("replace, field, words", [

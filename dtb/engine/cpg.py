@@ -10,8 +10,9 @@ output, max(0, x)); the events arrive through ``receptor`` with ``weight``.
 Coupling (Brian2 ``Synapses`` with summed inputs; :func:`coupling_pairs`): oscillator k of a
 group is inhibited by oscillator k (the same joint) of every other group, with weight
 ``coupling / n_groups``: through the *same* unit for groups half a cycle away (antiphase), through
-the *opposite* unit for groups at its own phase (in phase); and by its neighbours k +- 1 in its own
-group (in phase, half that weight). Oscillators start at their group's phase of the cycle (flexor or extensor
+the *opposite* unit for groups at its own phase (in phase); and by its neighbours k +- 1 (mod
+count: a ring, so that every oscillator gets the same input) in its own group (in phase, half
+that weight). Oscillators start at their group's phase of the cycle (flexor or extensor
 leading) with a small deterministic spread, which the coupling removes.
 """
 
@@ -29,8 +30,8 @@ STREAM_CPG = 0x43504700   # counter-based stream for the oscillators' initial sp
 def coupling_pairs(cpg: CpgNetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Coupling synapses (source j, target i, weight, antiphase?): every oscillator k of a group
     receives from the oscillator at the same relative position (joint) of every other group, with
-    weight ``coupling / n_groups``, and from its neighbours k - 1 and k + 1 in its own group (in
-    phase), with half that weight each. Antiphase pairs inhibit through the same unit, in-phase
+    weight ``coupling / n_groups``, and from its neighbours k - 1 and k + 1 (mod count) in its own
+    group (in phase), with half that weight each. Antiphase pairs inhibit through the same unit, in-phase
     pairs through the opposite unit."""
     counts = [g.count for g in cpg.groups]
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -46,13 +47,15 @@ def coupling_pairs(cpg: CpgNetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             tgt.append(first[a] + i)
             w.append(np.full(na, k))
             anti.append(np.full(na, abs(((phase[a] - phase[b]) % 1.0) - 0.5) < 1e-9))
-        for step in (-1, 1):
+        if na > 1:
+            # a ring: every oscillator gets the same neighbour input (at the ends of a chain the
+            # missing neighbour changed the frequency, and the group slowly fell out of phase)
             i = np.arange(na)
-            ok = (i + step >= 0) & (i + step < na)
-            src.append(first[a] + i[ok] + step)
-            tgt.append(first[a] + i[ok])
-            w.append(np.full(int(ok.sum()), k / 2))
-            anti.append(np.zeros(int(ok.sum()), bool))
+            for step in (-1, 1):
+                src.append(first[a] + (i + step) % na)
+                tgt.append(first[a] + i)
+                w.append(np.full(na, k / 2))
+                anti.append(np.zeros(na, bool))
     return (np.concatenate(src).astype(np.int64), np.concatenate(tgt).astype(np.int64),
             np.concatenate(w), np.concatenate(anti))
 

@@ -59,7 +59,7 @@ for c in CH: pop(f"DCN_{c}", "cerebellum", P["dcn"], "excitatory", "deep cerebel
 for c in CH:
     proj(f"M2_{c}", f"M2_{c}", "ampa", "0.5 nS", 10, note="M2 recurrent")
     proj(f"M2_{c}", f"M1_{c}", "ampa", "W_M2M1", 20, note="M2 -> M1: the rhythmic plan")
-    proj("Thal", f"M1_{c}", "ampa", "W_THM1", 20, note="motor thalamus -> M1 (BG gain)")
+    proj("Thal", f"M1_{c}", "ampa", "W_THM1", 20, note="motor thalamus -> M1 (the basal-ganglia loop back to cortex)")
     proj(f"DCN_{c}", f"M1_{c}", "ampa", "W_DCNM1", 10, note="DCN -> (VL thalamus) -> M1: cerebellar correction")
     proj(f"S1_{c}", f"M1_{c}", "ampa", "0.3 nS", 5, note="S1 -> M1")
 # basal ganglia
@@ -175,8 +175,9 @@ description = "cerebellar lesion: no PF-PC plasticity (LTP and LTD off)"
 plasticity = 0.0
 
 [conditions.purkinje_lesion]
-description = "cerebellar lesion: Purkinje cells silenced (-1 nA each)"
+description = "cerebellar lesion: Purkinje cells silenced (-5 nA each)"
 silence = PCS
+silence_current = "-5 nA"
 
 [conditions.dopamine_depleted]
 description = "dopamine depletion: cortical drive of D1 MSNs x DA_D1, of D2 MSNs x DA_D2"
@@ -188,46 +189,38 @@ PARAMETERS = {
     "CPG_TAUA": "200 ms",
     "CPG_RATE": "3000 Hz",
     "S1_RATE": "6000 Hz",
-    "OFFSET": [
-        0.03,
-        0.04,
-        0.0
-    ],
-    "AMPL": [
-        1.3,
-        0.99,
-        0.55
-    ],
-    "LAG": "170 ms",
+    "OFFSET": [-0.01, 0.01, 0.0],
+    "AMPL": [1.2, 0.96, 0.53],
+    "LAG": "180 ms",
     "IO_BASE": "400 Hz",
     "IO_GAIN": "4000 Hz",
     "IO_MAX": "6000 Hz",
-    "DA_D1": 0.5,
-    "DA_D2": 1.6,
+    "DA_D1": 0.3,
+    "DA_D2": 2.0,
     "W_M2M1": "2 nS",
     "W_THM1": "0.5 nS",
     "W_DCNM1": "3 nS",
-    "W_CTXD1": "1 nS",
-    "W_CTXD2": "1 nS",
-    "W_D1GPI": "1 nS",
-    "W_D2GPE": "1 nS",
-    "W_GPITH": "1 nS",
+    "W_CTXD1": "2 nS",
+    "W_CTXD2": "2 nS",
+    "W_D1GPI": "6 nS",
+    "W_D2GPE": "6 nS",
+    "W_GPITH": "1.5 nS",
     "W_MFGRC": "15 nS",
     "W_PF": "4 nS",
     "W_CF": "20 nS",
     "W_PCDCN": "8 nS",
     "PL_TAU": "150 ms",
-    "PL_LTP": "0.0024 nS",
+    "PL_LTP": "0.012 nS",
     "PL_LTD": "0.012 nS",
     "PL_WMAX": "8 nS",
     "BG_M1": "200 Hz",
     "BG_PC": "900 Hz",
     "BG_DCN": "2500 Hz",
-    "BG_MSN": "800 Hz",
+    "BG_MSN": "500 Hz",
     "BG_GPE": "2000 Hz",
     "BG_STN": "1200 Hz",
-    "BG_GPI": "2500 Hz",
-    "BG_THAL": "1500 Hz",
+    "BG_GPI": "1500 Hz",
+    "BG_THAL": "1350 Hz",
     "BG_GRC": "300 Hz",
     "BG_MF": "600 Hz",
     "W_M1MF": "8 nS",

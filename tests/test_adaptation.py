@@ -1,0 +1,98 @@
+"""dtb experiment adaptation: the motor-learning circuit with the forelimb in its own process over
+the rosbridge bridge, in lockstep; and the forelimb and the olive's error channel on their own.
+
+The learning itself (error halved during the perturbation, none with the plasticity lesion, an
+after-effect in washout) takes 34 s of simulated loop; it is measured by
+benchmarks/motor_learning.py and reported in the README, not in this suite."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from bridges.adaptation import signed_amplitude_error
+from bridges.coupling import ErrorChannel, intended_angles, olive_rates
+from bridges.forelimb import ForelimbBody, Perturbation
+from conftest import ROOT, run_dtb
+
+CONFIG = ROOT / "dtb" / "examples" / "motor_learning.toml"
+
+
+def drive(body: ForelimbBody, seconds: float) -> np.ndarray:
+    """Antagonists driven in alternation at 1 Hz; the joint angles every 10 ms."""
+    q = []
+    for _ in range(int(seconds / 0.01)):
+        s = np.sin(2 * np.pi * body.time)
+        body.step(np.array([max(s, 0), max(-s, 0)] * 3) * 20.0, 0.01)
+        q.append(body.joint_positions())
+    return np.array(q)
+
+
+def test_forelimb_muscles_move_their_joints_and_the_perturbation_weakens_one():
+    q = drive(ForelimbBody(), 4.0)[200:]
+    amp = (q.max(0) - q.min(0)) / 2
+    assert (amp > 0.1).all()
+    weak = drive(ForelimbBody(perturbation=Perturbation(joint="elbow", gain=0.5, start=0.0, stop=10.0)), 4.0)[200:]
+    amp_w = (weak.max(0) - weak.min(0)) / 2
+    assert amp_w[1] < 0.85 * amp[1]                         # the elbow moves less
+    assert abs(amp_w[2] - amp[2]) < 0.5 * abs(amp[1] - amp_w[1])   # the wrist much less affected
+    load = drive(ForelimbBody(perturbation=Perturbation(joint="elbow", load=0.002, start=0.0)), 3.0)
+    assert load[100:, 1].mean() < q[:, 1].mean() - 0.05         # a load against flexion extends it
+    with pytest.raises(ValueError):
+        ForelimbBody(perturbation=Perturbation(joint="knee"))
+
+
+def test_olive_rates_follow_the_error_and_the_plan():
+    ch = ErrorChannel(cpg_groups=("a",), flexor=("f",), extensor=("e",), offset=(0.1,), amplitude=(2.0,), lag=0.02,
+                      baseline=100.0, gain=1000.0, max_rate=400.0)
+    plan = np.array([[0.0], [0.5], [1.0]])
+    assert intended_angles(plan, ch, 2)[0] == pytest.approx(0.1)        # the plan 2 periods ago
+    assert intended_angles(plan, ch, 0)[0] == pytest.approx(2.1)
+    f, e = olive_rates(np.array([0.05, -0.2, 1.0]), ch)
+    np.testing.assert_allclose(f, [150.0, 0.0, 400.0])
+    np.testing.assert_allclose(e, [50.0, 300.0, 0.0])
+    x = np.sin(np.linspace(0, 6, 200))
+    assert signed_amplitude_error(x, 0.7 * x + 0.1) == pytest.approx(0.3)
+
+
+def test_adaptation_runs_over_the_bridge_in_lockstep(tmp_path):
+    out = tmp_path / "exp"
+    r = run_dtb(["experiment", "adaptation", str(CONFIG), "--trial", "1 s", "--baseline", "1", "--perturbation", "2",
+                 "--washout", "1", "--out", str(out), "--quiet"], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "signed" in r.stdout and "perturbation" in r.stdout
+    with h5py.File(out / "run.h5", "r") as f:
+        s = f["summary"].attrs
+        assert s["bridge_sent"] == 400 and s["bridge_received"] >= 399     # 10 ms periods, lockstep
+        err = f["bridge/error"]
+        assert err["angle"].shape == (s["bridge_received"], 3)
+        assert "plasticity" in f and len(f["plasticity"]) == 12
+    with h5py.File(out / "body.h5", "r") as f:
+        assert f.attrs["body"] == "forelimb" and f.attrs["mode"] == "lockstep"
+        perturbed = f["perturbed"][()].reshape(-1)
+        assert len(perturbed) == 400 and perturbed[100:300].all() and not perturbed[:100].any() \
+            and not perturbed[300:].any()
+        # the angles the brain compared are the ones the body reported one period earlier
+        # (sensory_delay = 1)
+        q = f["joints/position"][()]
+    with h5py.File(out / "run.h5", "r") as f:
+        angle = f["bridge/error/angle"][()]
+    np.testing.assert_allclose(angle[:50], q[:50], atol=1e-12)
+    with h5py.File(out / "experiment.h5", "r") as f:
+        assert f["trials/signed_error"].shape == (4,)
+        assert np.isfinite(f["trials/signed_error"][1:]).all()
+        assert f["trials/weight_mean"].shape == (4, 12)
+    summary = json.loads((out / "experiment.json").read_text())
+    assert summary["rates_hz"]["PC"] > 5 and summary["rates_hz"]["GPi"] > 5
+    for name in ("learning_curve.png", "trajectories.png", "weights.png", "raster.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_experiment_errors_are_clear(tmp_path):
+    r = run_dtb(["experiment", "adaptation", str(CONFIG), "--condition", "nope", "--out", str(tmp_path / "x")])
+    assert r.returncode == 2 and "conditions.nope" in r.stderr and "Traceback" not in r.stderr
+    r = run_dtb(["experiment", "adaptation", str(ROOT / "dtb" / "examples" / "motor_loop.toml"), "--out",
+                 str(tmp_path / "y")])
+    assert r.returncode == 2 and "[bridge.error]" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "y" / "run.h5").exists()
