@@ -134,7 +134,10 @@ class CpgNetwork:
     """[cpg]: one Matsuoka parameter set for every half-center (see dtb.models.matsuoka), the
     drive of the motor pools (Poisson rate per neuron = ``rate`` x the output of its oscillator),
     and inhibitory coupling between groups (in phase when their phases are equal, antiphase when
-    they differ by half a cycle)."""
+    they differ by half a cycle). With ``drive_from``, the oscillators' tonic input (which sets
+    their amplitude, not their frequency) is ``drive`` x that population's rate (low-passed with
+    ``drive_tau``) / ``drive_rate``: a vigour signal, e.g. the motor thalamus after the basal
+    ganglia."""
 
     groups: tuple[CpgGroup, ...]
     tau_r: float = 0.05            # s
@@ -148,6 +151,9 @@ class CpgNetwork:
     receptor: str = "ampa"
     update: float = 2e-3           # s between updates of the pools' drive
     record_interval: float = 5e-3  # s between recorded oscillator outputs
+    drive_from: str = ""           # population whose rate scales the tonic drive (vigour), "" for none
+    drive_rate: float = 20.0       # Hz of drive_from at which the tonic drive is ``drive``
+    drive_tau: float = 0.2         # s, low-pass of that rate
 
     @property
     def count(self) -> int:
@@ -853,7 +859,10 @@ def _read_cpg(r: _Reader, by_name: dict, sim: Simulation) -> CpgNetwork:
         weight=r.quantity("weight", "conductance", d.weight, nonnegative=True),
         receptor=r.str("receptor", d.receptor, choices=EXCITATORY_RECEPTORS),
         update=r.quantity("update", "time", d.update, positive=True),
-        record_interval=r.quantity("record_interval", "time", d.record_interval, positive=True))
+        record_interval=r.quantity("record_interval", "time", d.record_interval, positive=True),
+        drive_from=_population_ref(r, "drive_from", by_name) if r.has("drive_from") else "",
+        drive_rate=r.quantity("drive_rate", "rate", d.drive_rate, positive=True),
+        drive_tau=r.quantity("drive_tau", "time", d.drive_tau, positive=True))
     for key in ("update", "record_interval"):
         if getattr(net, key) < sim.dt * (1 - 1e-9):
             raise r.error(key, f"must be at least one time step (dt = {sim.dt * 1e3:g} ms)")

@@ -96,3 +96,26 @@ def test_experiment_errors_are_clear(tmp_path):
                  str(tmp_path / "y")])
     assert r.returncode == 2 and "[bridge.error]" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "y" / "run.h5").exists()
+
+
+def test_motor_circuit_identical_on_1_and_2_ranks(tmp_path):
+    """The whole circuit without the body (olive and S1 at their config rates): plastic PF-PC
+    weights, the thalamus-driven CPG vigour and every spike are the same on 1 and 2 ranks."""
+    text = CONFIG.read_text()
+    cfg = tmp_path / "brain.toml"
+    cfg.write_text(text[:text.index("[bridge]")] + text[text.index("[conditions.plasticity_lesion]"):])
+    runs = {}
+    for ranks in (1, 2):
+        r = run_dtb(["run", str(cfg), "--duration", "600 ms", "--out", str(tmp_path / f"r{ranks}"), "--no-plots",
+                     "--quiet"], ranks=ranks)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[ranks] = tmp_path / f"r{ranks}" / "run.h5"
+    from conftest import assert_same_spikes
+    assert_same_spikes(runs[1], runs[2])
+    with h5py.File(runs[1], "r") as a, h5py.File(runs[2], "r") as b:
+        changed = 0
+        for k in a["plasticity"]:
+            np.testing.assert_array_equal(a["plasticity"][k]["weight"][()], b["plasticity"][k]["weight"][()])
+            changed += int(np.any(a["plasticity"][k]["weight"][()] != 4.0))
+        assert changed >= 6
+        np.testing.assert_array_equal(a["cpg/y"][()], b["cpg/y"][()])

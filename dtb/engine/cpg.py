@@ -126,11 +126,34 @@ class CpgDriver:
         self.t: list[float] = []
         self.y: list[np.ndarray] = []
         self.prefix: tuple[np.ndarray, np.ndarray] | None = None
+        # vigour: the tonic drive follows a population's rate (summed over ranks: the same
+        # oscillators everywhere)
+        self.drive_slice = sim._population_slices(cpg.drive_from) if cpg.drive_from else None
+        self.drive_size = sim.spec.population(cpg.drive_from).size if cpg.drive_from else 0
+        self.drive_r = cpg.drive_rate
+        self._spike_pos = 0
 
     def outputs(self) -> np.ndarray:
         """(N, 2) current outputs y1 (flexor), y2 (extensor)."""
         x = np.stack([self.group.variables["x1"].get_value(), self.group.variables["x2"].get_value()], axis=1)
         return np.maximum(x, 0.0)
+
+    def update_vigour(self) -> None:
+        """Low-pass the rate of ``drive_from`` over the spikes since the last update (collective
+        when there are several ranks) and set the oscillators' tonic input from it."""
+        cpg, sim = self.cpg, self.sim
+        idx, _ = sim.spikes.since(self._spike_pos)
+        self._spike_pos = len(sim.spikes)
+        sl = self.drive_slice
+        count = np.array([np.count_nonzero((idx >= sl.start) & (idx < sl.stop)) if sl is not None else 0],
+                         dtype=np.int64)
+        if sim.size > 1:
+            from mpi4py import MPI
+            sim.comm.Allreduce(MPI.IN_PLACE, count, op=MPI.SUM)
+        window = self.every * sim.dt
+        rate = count[0] / self.drive_size / window
+        self.drive_r += (rate - self.drive_r) * (window / cpg.drive_tau)
+        self.group.variables["u"].set_value(cpg.drive * self.drive_r / cpg.drive_rate)
 
     def add_drive(self, lam: np.ndarray) -> None:
         """Add the oscillators' current drive to this rank's expected events per step ``lam``."""
@@ -152,10 +175,15 @@ class CpgDriver:
     def capture(self) -> dict[str, np.ndarray]:
         t, y = self.recording()
         state = {v: np.array(self.group.variables[v].get_value(), copy=True) for v in self.VARIABLES}
-        return {**state, "record_t": t, "record_y": y}
+        return {**state, "record_t": t, "record_y": y, "drive_r": np.array([self.drive_r])}
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
         for v in self.VARIABLES:
             self.group.variables[v].set_value(np.asarray(state[v]))
         self.prefix = (np.asarray(state["record_t"]), np.asarray(state["record_y"]).reshape(-1, self.cpg.count, 2))
         self.t, self.y = [], []
+        if "drive_r" in state:
+            self.drive_r = float(np.asarray(state["drive_r"]).reshape(-1)[0])
+            if self.cpg.drive_from:
+                self.group.variables["u"].set_value(self.cpg.drive * self.drive_r / self.cpg.drive_rate)
+        self._spike_pos = len(self.sim.spikes)

@@ -583,7 +583,10 @@ class Simulation:
             self.group.variables["I_ext"].set_value(I_ext)
 
     def _drive_cpg(self, step: int) -> None:
-        """Set the CPG pools' Poisson rates from the oscillators' current outputs."""
+        """Set the CPG pools' Poisson rates from the oscillators' current outputs (and, with
+        ``drive_from``, the oscillators' tonic input from that population's rate)."""
+        if self.spec.cpg.drive_from:
+            self.cpg.update_vigour()
         r, idx = self.spec.cpg.receptor, self.cpg.targets
         lam = self.group.variables[f"lam_{r}"].get_value()
         lam[idx] = self._lam_base[idx]

@@ -127,6 +127,9 @@ weight = "4 nS"
 receptor = "ampa"
 update = "2 ms"
 record_interval = "10 ms"
+drive_from = "Thal"      # vigour: the tonic drive (the plan's amplitude) follows the motor thalamus
+drive_rate = "25 Hz"     # its rate at which the drive is 1 (about its intact rate)
+drive_tau = "200 ms"
 
 [[cpg.groups]]
 name = "shoulder"
@@ -189,8 +192,8 @@ PARAMETERS = {
     "CPG_TAUA": "200 ms",
     "CPG_RATE": "3000 Hz",
     "S1_RATE": "6000 Hz",
-    "OFFSET": [-0.01, 0.01, 0.0],
-    "AMPL": [1.2, 0.96, 0.53],
+    "OFFSET": [0.0, 0.0, 0.0],
+    "AMPL": [1.34, 1.05, 0.55],
     "LAG": "180 ms",
     "IO_BASE": "400 Hz",
     "IO_GAIN": "4000 Hz",
