@@ -80,7 +80,7 @@ for c in CH:
     proj(f"S1_{c}", f"MF_{c}", "ampa", "1 nS", 10, note="S1 feedback -> mossy fibres")
 for c in CH:
     proj(f"MF_{c}", f"GrC_{c}", "ampa", "W_MFGRC", 4, note="MF -> GrC (4 mossy fibres per granule cell)")
-    proj(f"GrC_{c}", f"GoC_{c}", "ampa", "0.5 nS", 20, note="GrC -> Golgi")
+    proj(f"GrC_{c}", f"GoC_{c}", "ampa", "W_GRCGOC", 20, note="GrC -> Golgi")
     proj(f"GoC_{c}", f"GrC_{c}", "gabaa", "0.5 nS", 4, note="Golgi -| GrC")
 for j in J:
     for s in S:
@@ -102,6 +102,7 @@ for c in CH:
 stim("D1", "BG_MSN"); stim("D2", "BG_MSN")
 stim("GPe", "BG_GPE"); stim("STN", "BG_STN"); stim("GPi", "BG_GPI"); stim("Thal", "BG_THAL")
 for c in CH: stim(f"GrC_{c}", "BG_GRC")
+for c in CH: stim(f"GoC_{c}", "BG_GOC")
 
 HEAD = """
 [simulation]
@@ -225,6 +226,8 @@ PARAMETERS = {
     "BG_GPI": "1500 Hz",
     "BG_THAL": "1350 Hz",
     "BG_GRC": "300 Hz",
+    "BG_GOC": "1000 Hz",
+    "W_GRCGOC": "2 nS",
     "BG_MF": "600 Hz",
     "W_M1MF": "8 nS",
 }
