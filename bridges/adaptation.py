@@ -208,9 +208,8 @@ def write(res: dict, path: Path) -> Path:
 
 def plot(res: dict, out: Path) -> list[Path]:
     """learning_curve.png, trajectories.png, weights.png, raster.png in ``out``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dtb.plots import _plt, save_png
+    plt = _plt()
 
     s: Schedule = res["schedule"]
     j = JOINTS.index(s.joint)
@@ -231,7 +230,7 @@ def plot(res: dict, out: Path) -> list[Path]:
     ax[0].legend()
     ax[0].set_title(f"adaptation to {s.joint} x{s.gain:g}" + (f" ({res['condition']})" if res["condition"] else ""))
     fig.tight_layout()
-    written.append(_save(fig, out / "learning_curve.png"))
+    written.append(save_png(fig, out / "learning_curve.png", dpi=100))
 
     picks = [("last baseline", s.baseline - 1), ("first perturbed", s.baseline), ("last perturbed", s.baseline + s.perturbation - 1),
              ("first washout", s.baseline + s.perturbation), ("last washout", s.n_trials - 1)]
@@ -247,7 +246,7 @@ def plot(res: dict, out: Path) -> list[Path]:
     np.atleast_1d(axes)[0].set_ylabel(f"{s.joint} angle (rad)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
-    written.append(_save(fig, out / "trajectories.png"))
+    written.append(save_png(fig, out / "trajectories.png", dpi=100))
 
     if res["plastic"]:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -260,14 +259,6 @@ def plot(res: dict, out: Path) -> list[Path]:
         ax.set_ylabel("PF-PC weight, mean (nS)")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        written.append(_save(fig, out / "weights.png"))
+        written.append(save_png(fig, out / "weights.png", dpi=100))
     return written
 
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path

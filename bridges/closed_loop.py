@@ -112,6 +112,5 @@ def plot(run_h5: Path, body_h5: Path, path: Path) -> Path:
     ax[4].set_ylabel("paw contact")
     ax[4].set_xlabel("time (s)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    from dtb.plots import save_png
+    return save_png(fig, path, dpi=100)

@@ -359,11 +359,23 @@ def cmd_check(args) -> int:
         f = natural_frequency(MatsuokaParameters(c.tau_r, c.tau_a, c.beta, c.w, c.drive))
         print(f"CPG: {c.count} Matsuoka half-centers in {len(c.groups)} group(s) "
               f"({', '.join(f'{g.name} phase {g.phase:g}' for g in c.groups)}), uncoupled frequency {f:.2f} Hz "
-              f"(Matsuoka's formula)")
+              f"(Matsuoka's formula)" + (f"; tonic drive follows {c.drive_from} (x rate / "
+                                         f"{c.drive_rate:g} Hz)" if c.drive_from else ""))
     if spec.bridge is not None:
         b = spec.bridge
         print(f"bridge: {b.mode}, every {b.period * 1e3:g} ms, motor {', '.join(b.motor)} -> {b.motor_topic}; "
               f"{b.sensory_topic} -> {', '.join(b.sensory)}")
+        if b.error is not None:
+            e = b.error
+            print(f"bridge.error: {len(e.cpg_groups)} joint angles after the sensory values -> olive "
+                  f"{', '.join(e.flexor + e.extensor)} (baseline {e.baseline:g} Hz, gain {e.gain:g} Hz/rad, "
+                  f"plan lag {e.lag * 1e3:g} ms)")
+    plastic = [pr for pr in spec.projections if pr.plasticity is not None]
+    if plastic:
+        print(f"plasticity: {len(plastic)} plastic projection(s) (PF->PC, climbing fibres from "
+              f"{', '.join(sorted({pr.plasticity.teacher for pr in plastic}))})")
+    for name, cond in spec.conditions.items():
+        print(f"condition {name}: {cond.description or '(no description)'}")
     part = partition_contiguous(spec, args.ranks)
     for r in range(part.n_ranks):
         gids = part.owned(r)

@@ -16,6 +16,17 @@ def _plt():
     return plt
 
 
+def save_png(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Save ``fig`` to ``path`` atomically (temporary file, then rename) and close it."""
+    import os
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    _plt().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def raster_and_rates(res: RunResults, path: str | Path, max_points: int = 200_000) -> Path:
     """Spike raster (coloured by population, subsampled to ``max_points``) above population rates."""
     plt = _plt()
@@ -43,9 +54,7 @@ def raster_and_rates(res: RunResults, path: str | Path, max_points: int = 200_00
     ax2.set_xlim(0, res.duration * 1e3)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def region_activity(res: RunResults, path: str | Path) -> Path:
@@ -63,6 +72,4 @@ def region_activity(res: RunResults, path: str | Path) -> Path:
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
