@@ -86,8 +86,11 @@ def analyse(run_h5: Path, body_h5: Path, schedule: Schedule) -> dict:
         t = f["bridge/error/t_ms"][()] / 1e3
         intended = f["bridge/error/intended"][()]
         angle = f["bridge/error/angle"][()]
-        pops = [p.decode() if isinstance(p, bytes) else str(p) for p in f["network/populations"]["name"]]
+        table = f["network/populations"]
+        pops = [p.decode() if isinstance(p, bytes) else str(p) for p in table["name"]]
+        regions = [r.decode() if isinstance(r, bytes) else str(r) for r in table["region"]]
         spikes = {p: f["spikes"][p]["timestamps"][()] / 1e3 for p in pops}
+        node_ids = {p: f["spikes"][p]["node_ids"][()] for p in pops}
         sizes = dict(zip(pops, f["network/populations"]["size"]))
         plastic = []
         for k in sorted(f.get("plasticity", {}), key=int):
@@ -124,6 +127,7 @@ def analyse(run_h5: Path, body_h5: Path, schedule: Schedule) -> dict:
             "rms_error": rms, "amplitude": amp, "rates": rates, "populations": pops,
             "weight_mean": w_mean, "weight_std": w_std,
             "plastic": [(s, tg) for s, tg, _, _ in plastic], "t": t, "intended": intended, "angle": angle,
+            "spikes": spikes, "node_ids": node_ids, "regions": regions, "sizes": sizes,
             "perturbed_fraction": float(perturbed.mean()) if len(perturbed) else 0.0}
 
 
@@ -207,7 +211,8 @@ def write(res: dict, path: Path) -> Path:
 
 
 def plot(res: dict, out: Path) -> list[Path]:
-    """learning_curve.png, trajectories.png, weights.png, raster.png in ``out``."""
+    """learning_curve.png, trajectories.png, weights.png and rasters.png (one panel per region,
+    the first and the last perturbed trial) in ``out``."""
     from dtb.plots import _plt, save_png
     plt = _plt()
 
@@ -260,5 +265,30 @@ def plot(res: dict, out: Path) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(save_png(fig, out / "weights.png", dpi=100))
+
+    regions = list(dict.fromkeys(res["regions"]))
+    trials = [k for k in (s.baseline, s.baseline + s.perturbation - 1) if 0 <= k < s.n_trials]
+    fig, axes = plt.subplots(len(regions), len(trials), figsize=(6 * len(trials), 1.3 * len(regions) + 1),
+                             sharex="col", squeeze=False)
+    for col, k in enumerate(trials):
+        lo, hi = k * s.trial, (k + 1) * s.trial
+        for row, region in enumerate(regions):
+            a = axes[row, col]
+            offset = 0
+            for i, (p, reg) in enumerate(zip(res["populations"], res["regions"])):
+                if reg != region:
+                    continue
+                ts, ids = res["spikes"][p], res["node_ids"][p]
+                m = (ts >= lo) & (ts < hi)
+                a.scatter(ts[m] - lo, ids[m] + offset, s=0.3, color=f"C{i % 10}", rasterized=True)
+                offset += res["sizes"][p]
+            a.set_yticks([])
+            if col == 0:
+                a.set_ylabel(region, rotation=0, ha="right", fontsize=8)
+            if row == 0:
+                a.set_title(f"trial {k} ({PHASES[res['phase'][k]]})", fontsize=9)
+        axes[-1, col].set_xlabel("s into the trial")
+    fig.tight_layout()
+    written.append(save_png(fig, out / "rasters.png", dpi=90))
     return written
 

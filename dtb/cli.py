@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "one continuous run. Writes OUT/run.h5, OUT/body.h5, OUT/experiment.h5 (per "
                                         "trial: tracking error, signed amplitude error, rates per region, PF-PC "
                                         "weights; layout in bridges/adaptation.py), OUT/experiment.json and PNGs "
-                                        "(learning curve, trajectories early and late, rasters, weights).")
+                                        "(learning curve, trajectories early and late, rasters per region, weights).")
     ad.add_argument("config", help="network config with [cpg], [bridge] and [bridge.error]")
     ad.add_argument("--trial", type=_time_arg, default=2.0, help="trial length (default 2 s)")
     ad.add_argument("--baseline", type=int, default=4, help="baseline trials (default 4)")

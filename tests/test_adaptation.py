@@ -85,7 +85,7 @@ def test_adaptation_runs_over_the_bridge_in_lockstep(tmp_path):
         assert f["trials/weight_mean"].shape == (4, 12)
     summary = json.loads((out / "experiment.json").read_text())
     assert summary["rates_hz"]["PC"] > 5 and summary["rates_hz"]["GPi"] > 5
-    for name in ("learning_curve.png", "trajectories.png", "weights.png", "raster.png"):
+    for name in ("learning_curve.png", "trajectories.png", "weights.png", "rasters.png", "raster.png"):
         assert (out / name).stat().st_size > 1000
 
 
@@ -119,3 +119,30 @@ def test_motor_circuit_identical_on_1_and_2_ranks(tmp_path):
             changed += int(np.any(a["plasticity"][k]["weight"][()] != 4.0))
         assert changed >= 6
         np.testing.assert_array_equal(a["cpg/y"][()], b["cpg/y"][()])
+
+
+def test_scale_knob_and_conditions_change_the_network_as_documented():
+    from dtb.errors import ConfigError
+    from dtb.spec import CurrentStep, apply_condition, load_spec
+    full = load_spec(CONFIG)
+    half = load_spec(CONFIG, overrides={"scale": 0.5})
+    assert half.n_neurons < 0.55 * full.n_neurons
+    assert [p.size for p in half.populations] == [max(1, round(p.size * 0.5)) for p in full.populations]
+    assert [p.indegree for p in half.projections] == [p.indegree for p in full.projections]
+    with pytest.raises(ConfigError) as e:
+        _bad_scale()
+    assert "simulation.scale" in str(e.value)
+    da = apply_condition(full, "dopamine_depleted")
+    for a, b in zip(full.projections, da.projections):
+        factor = {"D1": 0.3, "D2": 2.0}.get(b.target, 1.0) if a.source.startswith("M2") else 1.0
+        assert b.weight.value == pytest.approx(a.weight.value * factor)
+    lesion = apply_condition(full, "plasticity_lesion")
+    assert all(p.plasticity.ltp == 0 and p.plasticity.ltd == 0 for p in lesion.projections if p.plasticity)
+    pc = apply_condition(full, "purkinje_lesion")
+    silenced = {s.population for s in pc.stimuli if isinstance(s, CurrentStep)}
+    assert silenced == {p.name for p in full.populations if p.name.startswith("PC_")}
+
+
+def _bad_scale():
+    from dtb.spec import spec_from_dict
+    spec_from_dict({"simulation": {"scale": 0.0}, "populations": [{"name": "a", "size": 1, "kind": "excitatory"}]})
