@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
+MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 BINARIES = ("slurmctld", "slurmd", "sbatch", "scontrol", "munged")
 
 
@@ -88,11 +89,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     def start(self) -> None:
         ensure_installed()
         self.write_config()
-        if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode != 0:
-            Path("/run/munge").mkdir(parents=True, exist_ok=True)
-            shutil.chown("/run/munge", "munge", "munge")
-            subprocess.run(["runuser", "-u", "munge", "--", _sbin("munged")], check=True)
-            self._started_munged = True
+        self._start_munged()
         conf = str(self.root / "slurm.conf")
         subprocess.run([_sbin("slurmctld"), "-f", conf], check=True, env=self.env)
         subprocess.run([_sbin("slurmd"), "-f", conf], check=True, env=self.env)
@@ -102,20 +99,52 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             if p.returncode == 0 and p.stdout.strip() in ("idle", "mix", "alloc"):
                 return
             time.sleep(0.5)
+        self.stop()                        # leave nothing behind for the next session
         raise RuntimeError(f"Slurm did not come up; see {self.root / 'log'}")
+
+    def _start_munged(self) -> None:
+        """Start munged unless one is serving its socket; wait until it does. (A munged that a
+        previous session stopped may still be exiting: wait for it first.)"""
+        if _munged_running() and MUNGE_SOCKET.exists():
+            return
+        deadline = time.time() + 15
+        while _munged_running() and time.time() < deadline:
+            time.sleep(0.2)
+        Path("/run/munge").mkdir(parents=True, exist_ok=True)
+        shutil.chown("/run/munge", "munge", "munge")
+        subprocess.run(["runuser", "-u", "munge", "--", _sbin("munged")], check=True)
+        self._started_munged = True
+        deadline = time.time() + 15
+        while not MUNGE_SOCKET.exists() and time.time() < deadline:
+            time.sleep(0.1)
 
     def stop(self) -> None:
         subprocess.run(["scancel", "--full", "--user", "root"], env=self.env, capture_output=True)
+        pids = []
         for name in ("slurmd", "slurmctld"):
             pid_file = self.root / f"{name}.pid"
             if pid_file.exists():
                 try:
-                    os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+                    pid = int(pid_file.read_text().strip())
+                    os.kill(pid, signal.SIGTERM)
+                    pids.append(pid)
                 except (ProcessLookupError, ValueError):
                     pass
-        time.sleep(1)
+        # wait for the daemons to exit (a next session's daemons must not meet them on the ports)
+        deadline = time.time() + 15
+        while pids and time.time() < deadline:
+            pids = [p for p in pids if _alive(p)]
+            time.sleep(0.2)
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self._started_munged:
             subprocess.run(["pkill", "-x", "munged"], capture_output=True)
+            deadline = time.time() + 15
+            while _munged_running() and time.time() < deadline:
+                time.sleep(0.2)
 
     def job(self, job_id: str) -> dict[str, str]:
         """``scontrol show job`` as a dict (JobState, Restarts, ExitCode, ...)."""
@@ -130,3 +159,19 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 return info
             time.sleep(0.5)
         raise TimeoutError(f"job {job_id} did not reach {states}: {self.job(job_id)}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:                                   # a zombie child counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _munged_running() -> bool:
+    return subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0

@@ -59,7 +59,12 @@ def test_time_limit_warning_checkpoints_requeues_and_resumes(slurm, tmp_path):
     while time.time() < deadline and slurm.job(job).get("Restarts", "0") == "0":
         time.sleep(0.5)
     assert slurm.job(job)["Restarts"] == "1"
-    # release it (retrying: the update is refused while the job is still completing its first run)
+    # release it (retrying: the update is refused while the job is still completing its first run).
+    # Not within the second of the requeue: slurmd revokes the first run's job credential with a
+    # one-second resolution, and a restart in that same second is killed as "Job credential
+    # revoked" (the job then ends FAILED; seen in slurmctld.log). Slurm itself holds requeued jobs
+    # far longer; this test only shortens the hold.
+    time.sleep(3)
     deadline = time.time() + 150
     while time.time() < deadline and slurm.job(job).get("JobState") not in ("RUNNING", "COMPLETED", "FAILED"):
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm.env, capture_output=True)
