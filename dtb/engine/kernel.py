@@ -33,7 +33,8 @@ from dtb import connect, rng
 from dtb.errors import DtbError
 from dtb.engine.brian_setup import configure_brian
 from dtb.models.lif import RECEPTORS, lif_equations, neuron_update_code
-from dtb.models.plasticity import PLASTIC_ON_POST, PLASTIC_ON_PRE, PLASTIC_SLOT_EQUATIONS, PLASTIC_SYNAPSE_MODEL
+from dtb.models.plasticity import (PLASTIC_ON_POST, PLASTIC_ON_PRE, PLASTIC_SLOT_EQUATIONS, PLASTIC_STATE,
+                                   PLASTIC_SYNAPSE_MODEL)
 from dtb.partition import Partition, partition_contiguous
 from dtb.spec import CurrentStep, NetworkSpec, PoissonStimulus
 
@@ -369,7 +370,7 @@ class Simulation:
             if k in teacher_of:
                 kinds.append("teacher")
             if k in plastic:
-                self._set_plastic_slots(pr, post, np.unique(tgt_index))
+                self._set_plastic_slots(pr, post)
             for local in (True, False):
                 sel = is_local if local else ~is_local
                 n = int(sel.sum())
@@ -394,7 +395,6 @@ class Simulation:
                                                                inc.source[sel]], axis=1))
                 self.stats.per_receptor[pr.receptor] = self.stats.per_receptor.get(pr.receptor, 0) + n
         del drawn
-        self.local_syn = self.remote_syn = None
         self.synapse_sets: dict[bool, list] = {True: [], False: []}   # local? -> Synapses objects
         self.plastic_syn: dict[bool, object] = {}
         for (kind, local), chunks in parts.items():
@@ -428,16 +428,11 @@ class Simulation:
                 self._plastic_keys[local] = np.concatenate(self._plastic_keys[local])
             syn.pre.variables["delay"].get_value()[:] = delay * np.float32(dt)
             del pre, post, wq, delay
-            if kind == "plain":
-                if local:
-                    self.local_syn = syn
-                else:
-                    self.remote_syn = syn
             self.synapse_sets[local].append(syn)
             objects.append(syn)
         return objects
 
-    def _set_plastic_slots(self, pr, post: np.ndarray, targets: np.ndarray) -> None:
+    def _set_plastic_slots(self, pr, post: np.ndarray) -> None:
         """The rule's parameters (in weight quanta) at the input slots of a plastic projection."""
         q = self.spec.simulation.weight_quantum
         rule = pr.plasticity
@@ -947,13 +942,10 @@ class Simulation:
 
     def _capture_plastic(self) -> dict[str, np.ndarray]:
         """Plastic synapses' state, keyed as :meth:`plastic_weights` (weights in quanta)."""
-        keys, cols = [], {"w": [], "elig_a": [], "elig_b": [], "tlast": []}
-        for local, syn in self.plastic_syn.items():
-            keys.append(self._plastic_keys[local])
-            for name in cols:
-                cols[name].append(np.asarray(syn.variables[name].get_value(), dtype=float))
-        if not keys:
-            return {"key": np.zeros((0, 4), np.int64), "w": np.zeros(0), "elig": np.zeros(0), "tlast": np.zeros(0)}
+        keys = [np.zeros((0, 4), np.int64)] + [self._plastic_keys[local] for local in self.plastic_syn]
+        cols = {name: [np.zeros(0)] + [np.asarray(syn.variables[name].get_value(), dtype=float)
+                                       for syn in self.plastic_syn.values()]
+                for name in PLASTIC_STATE}
         return {"key": np.concatenate(keys).astype(np.int64), **{n: np.concatenate(c) for n, c in cols.items()}}
 
     def _restore_plastic(self, state: dict[str, np.ndarray]) -> None:
@@ -963,7 +955,7 @@ class Simulation:
         for local, syn in self.plastic_syn.items():
             mine = self._plastic_keys[local]
             pos = _find_rows(key, mine)
-            for name in ("w", "elig_a", "elig_b", "tlast"):
+            for name in PLASTIC_STATE:
                 syn.variables[name].get_value()[:] = np.asarray(state[name])[order][pos]
 
     def _state_record(self, k: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -43,6 +43,9 @@ elig_b : 1
 tlast : second
 """
 
+#: the per-synapse state a checkpoint holds
+PLASTIC_STATE = ("w", "elig_a", "elig_b", "tlast")
+
 PLASTIC_ON_PRE = """
 acc_post += w
 elig_b = (elig_b + elig_a * (t - tlast) / tau_e_post) * exp(-(t - tlast) / tau_e_post)
