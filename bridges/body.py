@@ -52,6 +52,25 @@ class SpinalMapping:
     lift_scale: float = 0.3       # q at which the distal joint is fully flexed
 
 
+def set_overrides(overrides: dict[int, float], actuators: list[str], names: list[str], ctrl: list[float],
+                  bounds: tuple[float, float], body: str) -> None:
+    """Apply a joint command to ``overrides`` (actuator id -> ctrl): ``ctrl`` (clipped to
+    ``bounds``) for the named actuators, or, with an empty ``ctrl``, hand them back. ValueError
+    for an unknown name or a length mismatch (nothing is applied then)."""
+    known = {n: i for i, n in enumerate(actuators)}
+    for n in names:
+        if n not in known:
+            raise ValueError(f"unknown actuator {n!r}; {body} has {', '.join(actuators)}")
+    if len(ctrl) == 0:
+        for n in names:
+            overrides.pop(known[n], None)
+        return
+    if len(names) != len(ctrl):
+        raise ValueError(f"{len(names)} names but {len(ctrl)} positions")
+    for n, c in zip(names, ctrl):
+        overrides[known[n]] = float(np.clip(c, *bounds))
+
+
 def rodent_xml() -> str:
     return resources.files("bridges").joinpath("assets/rodent.xml").read_text()
 
@@ -135,18 +154,7 @@ class RodentBody:
         ctrl in [-1, 1] (each actuator is a position servo over its joint's range); names with
         an empty ``ctrl`` go back to the mapping. ValueError for an unknown name or a length
         mismatch (nothing is applied then)."""
-        known = {n: i for i, n in enumerate(self.actuators)}
-        for n in names:
-            if n not in known:
-                raise ValueError(f"unknown actuator {n!r}; the rat has {', '.join(self.actuators)}")
-        if len(ctrl) == 0:
-            for n in names:
-                self.overrides.pop(known[n], None)
-            return
-        if len(names) != len(ctrl):
-            raise ValueError(f"{len(names)} names but {len(ctrl)} positions")
-        for n, c in zip(names, ctrl):
-            self.overrides[known[n]] = float(np.clip(c, -1.0, 1.0))
+        set_overrides(self.overrides, self.actuators, names, ctrl, (-1.0, 1.0), "the rat")
 
     def _support(self) -> None:
         d = self.data

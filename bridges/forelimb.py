@@ -25,6 +25,8 @@ from importlib import resources
 
 import numpy as np
 
+from bridges.body import set_overrides
+
 JOINTS = ("shoulder", "elbow", "wrist")
 MUSCLES = tuple(f"{j}_{side}" for j in JOINTS for side in ("flexor", "extensor"))
 
@@ -96,18 +98,7 @@ class ForelimbBody:
     def command(self, names: list[str], ctrl: list[float]) -> None:
         """Muscle activations (0..1) that replace the motor mapping for the named muscles; an
         empty ``ctrl`` hands them back. ValueError for an unknown name or a length mismatch."""
-        known = {n: i for i, n in enumerate(self.actuators)}
-        for n in names:
-            if n not in known:
-                raise ValueError(f"unknown actuator {n!r}; the forelimb has {', '.join(self.actuators)}")
-        if len(ctrl) == 0:
-            for n in names:
-                self.overrides.pop(known[n], None)
-            return
-        if len(names) != len(ctrl):
-            raise ValueError(f"{len(names)} names but {len(ctrl)} positions")
-        for n, c in zip(names, ctrl):
-            self.overrides[known[n]] = float(np.clip(c, 0.0, 1.0))
+        set_overrides(self.overrides, self.actuators, names, ctrl, (0.0, 1.0), "the forelimb")
 
     # -------------------------------------------------------------- readings
     def joint_positions(self) -> np.ndarray:
