@@ -148,8 +148,8 @@ class BodyCoupling:
                 raise DtbError(f"[bridge.error]: population {name!r} needs exactly one Poisson [[stimuli]] entry "
                                f"(its rate is set from the error)")
             self._olive.append(idx[0])
-        self._u: collections.deque = collections.deque(maxlen=int(round(ch.lag / self.s.period)) + 1)
         self._lag_periods = int(round(ch.lag / self.s.period))
+        self._u: collections.deque = collections.deque(maxlen=self._lag_periods + 1)
 
     def _plan(self) -> np.ndarray:
         """u_j: mean flexor - extensor output of each error joint's CPG group (every rank alike)."""

@@ -153,7 +153,11 @@ class CpgDriver:
         window = self.every * sim.dt
         rate = count[0] / self.drive_size / window
         self.drive_r += (rate - self.drive_r) * (window / cpg.drive_tau)
-        self.group.variables["u"].set_value(cpg.drive * self.drive_r / cpg.drive_rate)
+        self._set_tonic_input()
+
+    def _set_tonic_input(self) -> None:
+        """u = drive x (low-passed rate of drive_from) / drive_rate."""
+        self.group.variables["u"].set_value(self.cpg.drive * self.drive_r / self.cpg.drive_rate)
 
     def add_drive(self, lam: np.ndarray) -> None:
         """Add the oscillators' current drive to this rank's expected events per step ``lam``."""
@@ -185,5 +189,5 @@ class CpgDriver:
         if "drive_r" in state:
             self.drive_r = float(np.asarray(state["drive_r"]).reshape(-1)[0])
             if self.cpg.drive_from:
-                self.group.variables["u"].set_value(self.cpg.drive * self.drive_r / self.cpg.drive_rate)
+                self._set_tonic_input()
         self._spike_pos = len(self.sim.spikes)
