@@ -115,12 +115,13 @@ class Trajectory:
                 tmp.unlink()
 
 
-def read_motor(msg: dict, n: int = 8) -> np.ndarray:
-    """The ``n`` rates of a motor message; ValueError if it has another length."""
+def read_motor(msg: dict, labels) -> np.ndarray:
+    """The rates of a motor message, one per label of the body's motor inputs; ValueError if it
+    has another length."""
     data = np.asarray(msg.get("data", []), dtype=float)
-    if data.shape != (n,):
-        what = f"flexor, extensor of {', '.join(LIMBS)}" if n == 8 else "one per motor population"
-        raise ValueError(f"motor message with {data.size} values; the body needs {n} ({what})")
+    if data.shape != (len(labels),):
+        raise ValueError(f"motor message with {data.size} values; the body needs {len(labels)} "
+                         f"({', '.join(labels)})")
     return data
 
 
@@ -161,11 +162,11 @@ def run_body(settings: BodySettings, out: Path | None, mapping: SpinalMapping = 
                 msg = inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
-            motor = _accept(msg, motor, stats)
+            motor = _accept(msg, motor, body.motor_labels, stats)
         else:
             while True:
                 try:
-                    motor = _accept(inbox.get_nowait(), motor, stats)
+                    motor = _accept(inbox.get_nowait(), motor, body.motor_labels, stats)
                 except queue.Empty:
                     break
         while not commands.empty():
@@ -236,10 +237,10 @@ def _command(body, msg: dict, stats: dict) -> None:
         log.warning("body: joint command ignored: %s", e)
 
 
-def _accept(msg: dict, current: np.ndarray, stats: dict) -> np.ndarray:
+def _accept(msg: dict, current: np.ndarray, labels, stats: dict) -> np.ndarray:
     stats["messages_in"] += 1
     try:
-        return read_motor(msg, len(current))
+        return read_motor(msg, labels)
     except (ValueError, TypeError) as e:
         stats["bad_messages"] += 1
         if stats["bad_messages"] == 1:
