@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from assimilation.enkf import ar1_forecast, fc_matrix, fc_similarity, pearson_pe
 from assimilation.ensemble import ensemble_spec, scale_long_range
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
+from dtb.files import atomic_path
 from dtb.spec import NetworkSpec
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,7 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     f, an, hp = res["forecast"], res["analysis"], res["hp"]
     metrics = _metrics(observed, f.mean(axis=1), an.mean(axis=1))
     path = out / "assimilation.h5"
-    tmp = out / ".assimilation.h5.tmp"
-    with h5py.File(tmp, "w") as h:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h:
         h.attrs.update({"config": spec.text, "config_path": config_path, "seed": spec.simulation.seed,
                         "n_ranks": comm.Get_size(), "tr_s": tr, "members": s.members,
                         "hyperparameters": json.dumps(list(s.hyperparameters)), "n_train": n_train,
@@ -214,7 +213,6 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
             g.attrs[k] = float(np.nanmean(v))
         h.create_dataset("fc/observed", data=fc_matrix(observed))
         h.create_dataset("fc/forecast", data=fc_matrix(f.mean(axis=1)))
-    os.replace(tmp, path)
     return path
 
 
@@ -256,18 +254,17 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) 
     out = {"fc_r_members": float(np.mean(fc_members)), "fc_r_members_sd": float(np.std(fc_members)),
            "fc_r_ensemble": fc_similarity(fc_ens, fc_obs),
            "fc_r_sc": fc_similarity(np.log1p(sc + sc.T), fc_obs), "n_test": len(test), "wall_s": wall}
-    tmp = run_path.with_name(f".{run_path.name}.tmp")
     import shutil
-    shutil.copyfile(run_path, tmp)
-    with h5py.File(tmp, "a") as h:
-        if "validation" in h:
-            del h["validation"]
-        g = h.create_group("validation")
-        g.attrs.update(out)
-        g.create_dataset("fc/model", data=fc_ens)
-        g.create_dataset("fc/observed", data=fc_obs)
-        g.create_dataset("bold", data=model)
-    os.replace(tmp, run_path)
+    with atomic_path(run_path) as tmp:
+        shutil.copyfile(run_path, tmp)
+        with h5py.File(tmp, "a") as h:
+            if "validation" in h:
+                del h["validation"]
+            g = h.create_group("validation")
+            g.attrs.update(out)
+            g.create_dataset("fc/model", data=fc_ens)
+            g.create_dataset("fc/observed", data=fc_obs)
+            g.create_dataset("bold", data=model)
     return out
 
 

@@ -32,7 +32,6 @@ reported joint angles the inferior olive compared, every control period):
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import h5py
 import numpy as np
 
 from bridges.forelimb import JOINTS
+from dtb.files import atomic_path
 
 PHASES = ("baseline", "perturbation", "washout")
 
@@ -186,27 +186,21 @@ def table(res: dict) -> str:
 def write(res: dict, path: Path) -> Path:
     """experiment.h5, atomically (layout in the module doc)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            g = f.create_group("trials")
-            for name in ("phase", "signed_error", "rms_error", "amplitude", "rates", "weight_mean", "weight_std"):
-                g.create_dataset(name, data=res[name])
-            g["rates"].attrs["columns"] = res["populations"]
-            g["weight_mean"].attrs["source"] = [a for a, _ in res["plastic"]]
-            g["weight_mean"].attrs["target"] = [b for _, b in res["plastic"]]
-            tr = f.create_group("trajectory")
-            for name in ("t", "intended", "angle"):
-                tr.create_dataset(name, data=res[name])
-            tr.attrs["joints"] = list(JOINTS)
-            for k, v in asdict(res["schedule"]).items():
-                f.attrs[k if k != "trial" else "trial_s"] = v
-            f.attrs["condition"] = res["condition"]
-            f.attrs["summary"] = json.dumps(summary(res))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        g = f.create_group("trials")
+        for name in ("phase", "signed_error", "rms_error", "amplitude", "rates", "weight_mean", "weight_std"):
+            g.create_dataset(name, data=res[name])
+        g["rates"].attrs["columns"] = res["populations"]
+        g["weight_mean"].attrs["source"] = [a for a, _ in res["plastic"]]
+        g["weight_mean"].attrs["target"] = [b for _, b in res["plastic"]]
+        tr = f.create_group("trajectory")
+        for name in ("t", "intended", "angle"):
+            tr.create_dataset(name, data=res[name])
+        tr.attrs["joints"] = list(JOINTS)
+        for k, v in asdict(res["schedule"]).items():
+            f.attrs[k if k != "trial" else "trial_s"] = v
+        f.attrs["condition"] = res["condition"]
+        f.attrs["summary"] = json.dumps(summary(res))
     return path
 
 

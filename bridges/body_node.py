@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import signal
 import threading
@@ -44,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from bridges.body import LIMBS, RodentBody, SpinalMapping
+from dtb.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -85,34 +85,28 @@ class Trajectory:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         r = self.rows
         n = len(r["t"])
 
         def arr(rows, width):
             return np.array(rows, dtype=float).reshape(n, width)
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("t", data=np.array(r["t"], dtype=float))
-                j = f.create_group("joints")
-                nj = len(body.joint_names)
-                j.create_dataset("position", data=arr(r["q"], nj)).attrs["names"] = body.joint_names
-                j.create_dataset("velocity", data=arr(r["qd"], nj))
-                f.create_dataset("motor", data=arr(r["motor"], len(body.motor_labels))).attrs["labels"] = \
-                    list(body.motor_labels)
-                f.create_dataset("sensory", data=arr(r["sensory"], len(body.sensory_labels))).attrs["labels"] = \
-                    list(body.sensory_labels)
-                for key, rows in self.extra.items():
-                    f.create_dataset(key, data=np.array(rows, dtype=float).reshape(n, -1))
-                if "contacts" in f:
-                    f["contacts"].attrs["limbs"] = list(LIMBS)
-                f.attrs["body"] = body.kind
-                for k, v in attrs.items():
-                    f.attrs[k] = v
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("t", data=np.array(r["t"], dtype=float))
+            j = f.create_group("joints")
+            nj = len(body.joint_names)
+            j.create_dataset("position", data=arr(r["q"], nj)).attrs["names"] = body.joint_names
+            j.create_dataset("velocity", data=arr(r["qd"], nj))
+            f.create_dataset("motor", data=arr(r["motor"], len(body.motor_labels))).attrs["labels"] = \
+                list(body.motor_labels)
+            f.create_dataset("sensory", data=arr(r["sensory"], len(body.sensory_labels))).attrs["labels"] = \
+                list(body.sensory_labels)
+            for key, rows in self.extra.items():
+                f.create_dataset(key, data=np.array(rows, dtype=float).reshape(n, -1))
+            if "contacts" in f:
+                f["contacts"].attrs["limbs"] = list(LIMBS)
+            f.attrs["body"] = body.kind
+            for k, v in attrs.items():
+                f.attrs[k] = v
 
 
 def read_motor(msg: dict, labels) -> np.ndarray:

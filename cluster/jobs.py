@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dtb.engine.checkpoint import EXIT_CHECKPOINTED
 from dtb.errors import DtbError
+from dtb.files import atomic_path
 
 _TIME = re.compile(r"^(?:(\d+)-)?(?:(\d{1,2}):)?(\d{1,2}):(\d{2})$|^\d+$")
 
@@ -119,7 +120,6 @@ def write_job(config: str | Path, job_dir: str | Path, s: JobSettings, python: s
 
     The copy is what the job runs. A config that names other files by relative path (an atlas,
     an events file) is run from its original place instead, so those paths keep working."""
-    import os
     from dtb.spec import load_spec
 
     check_settings(s)
@@ -140,10 +140,9 @@ def write_job(config: str | Path, job_dir: str | Path, s: JobSettings, python: s
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", config.stem)
     text = job_script(used, out, s, python=python, name=f"dtb-{stem}")
     path = job_dir / "job.sh"
-    tmp = job_dir / ".job.sh.tmp"
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+        tmp.chmod(0o755)
     del spec
     return path
 

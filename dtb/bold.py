@@ -21,7 +21,6 @@ rest (s = 0, f = v = q = 1), so the first volumes show the rise to the network's
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import h5py
 import numpy as np
 
 from dtb.errors import DtbError
+from dtb.files import atomic_path
 from dtb.models.balloon import (BalloonIntegrator, BalloonParameters, BalloonState, bold_signal, fixed_point, preset,
                                 simulate_bold)
 
@@ -178,15 +178,10 @@ def add_bold_to_run(path: str | Path, signal: np.ndarray, settings: BoldSettings
     """Add /bold to an existing run file atomically (a copy is edited, then renamed over it)."""
     import shutil
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "r+") as f:
             write_bold_group(f, signal, settings, state)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def paint_regions(label_img, region_labels: dict[str, int], regions: list[str], signal: np.ndarray,
@@ -224,13 +219,8 @@ def save_nifti(img, path: str | Path) -> Path:
     """Save atomically (temporary name, then rename)."""
     import nibabel as nib
     path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -1196,9 +1196,9 @@ def cmd_atlas_build(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     header = (f"dtb atlas build: {len(a.regions)} regions from {a.connectome.source}, {spec.n_neurons} neurons, "
               f"indegree {args.indegree}, velocity {args.velocity:g} m/s, seed {args.seed}")
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(toml.dumps(net, header))
-    os.replace(tmp, out)
+    from dtb.files import atomic_path
+    with atomic_path(out) as tmp:
+        tmp.write_text(toml.dumps(net, header))
     print(f"{header}\n{len(spec.populations)} populations, {len(spec.projections)} projections -> {out}")
     if args.plots:
         from atlas import plots

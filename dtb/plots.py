@@ -18,12 +18,11 @@ def _plt():
 
 def save_png(fig, path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` to ``path`` atomically (temporary file, then rename) and close it."""
-    import os
+    from dtb.files import atomic_path
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     _plt().close(fig)
-    os.replace(tmp, path)
     return path
 
 

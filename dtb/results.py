@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 
 import dtb
 from dtb.engine.kernel import Simulation, regional_activity
+from dtb.files import atomic_path
 from dtb.spec import NetworkSpec
 
 SONATA_SORTING = h5py.enum_dtype({"none": 0, "by_id": 1, "by_time": 2}, basetype=np.uint8)
@@ -170,104 +170,97 @@ def write_results(res: RunResults, path: str | Path) -> Path:
     """Write ``res`` to ``path`` atomically (temporary file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     spec = res.spec
     dt = spec.simulation.dt
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["dtb_version"] = dtb.__version__
-            f.attrs["config"] = spec.text
-            f.attrs["config_path"] = spec.source
-            f.attrs["seed"] = spec.simulation.seed
-            f.attrs["n_ranks"] = res.n_ranks
-            f.attrs["dt_ms"] = dt * 1e3
-            f.attrs["duration_ms"] = res.duration * 1e3
-            f.attrs["versions"] = json.dumps(package_versions())
-            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            spikes = f.create_group("spikes")
-            pop = spec.population_index(res.spike_gids)
-            for k, p in enumerate(spec.populations):
-                sel = pop == k
-                g = spikes.create_group(p.name)
-                g.attrs.create("sorting", 2, dtype=SONATA_SORTING)
-                g.create_dataset("node_ids", data=(res.spike_gids[sel] - p.first_gid).astype(np.uint64))
-                ts = g.create_dataset("timestamps", data=res.spike_steps[sel] * (dt * 1e3))
-                ts.attrs["units"] = "ms"
-            net = f.create_group("network")
-            table = np.array([(p.name, p.region, p.kind, p.first_gid, p.size) for p in spec.populations],
-                             dtype=[("name", h5py.string_dtype()), ("region", h5py.string_dtype()),
-                                    ("kind", h5py.string_dtype()), ("first_gid", "<i8"), ("size", "<i8")])
-            net.create_dataset("populations", data=table)
-            net.create_dataset("regions", data=np.array(spec.regions, dtype=h5py.string_dtype()))
-            t_bins, rates = res.rates()
-            r = f.create_dataset("rates", data=rates)
-            r.attrs["bin_ms"] = spec.monitors.rate_bin * 1e3
-            r.attrs["columns"] = [p.name for p in spec.populations]
-            r.attrs["units"] = "Hz"
-            reg = f.create_group("regions")
-            reg.attrs["interval_ms"] = res.region_interval * 1e3
-            n = len(res.region_exc)
-            reg.create_dataset("t_ms", data=np.arange(1, n + 1) * res.region_interval * 1e3)
-            for name, arr, unit in (("I_exc", res.region_exc, "pA"), ("I_inh", res.region_inh, "pA"),
-                                    ("rate", res.region_rate, "Hz")):
-                d = reg.create_dataset(name, data=arr)
-                d.attrs["units"] = unit
-            reg.create_dataset("sizes", data=spec.region_sizes)
-            st = f.create_group("state")
-            for name, gids, t, data in res.states:
-                g = st.create_group(name)
-                g.create_dataset("gids", data=gids)
-                g.create_dataset("t_ms", data=np.asarray(t) * 1e3)
-                for var, arr in data.items():
-                    g.create_dataset(var, data=arr)
-            if res.bold is not None:
-                from dtb.bold import write_bold_group
-                write_bold_group(f, res.bold, spec.bold, res.bold_state)
-            if res.cpg is not None:
-                from dtb.engine.cpg import group_index
-                c = f.create_group("cpg")
-                c.create_dataset("t_ms", data=res.cpg[0] * 1e3)
-                c.create_dataset("y", data=res.cpg[1])
-                c.create_dataset("group", data=group_index(spec.cpg))
-                c.attrs["groups"] = [g.name for g in spec.cpg.groups]
-            if res.plastic is not None:
-                for k in np.unique(res.plastic[:, 0]).astype(int):
-                    rows = res.plastic[res.plastic[:, 0] == k]
-                    g = f.create_group(f"plasticity/{k}")
-                    g.attrs["source"] = spec.projections[k].source
-                    g.attrs["target"] = spec.projections[k].target
-                    g.create_dataset("target", data=rows[:, 1].astype(np.int64))
-                    g.create_dataset("source", data=rows[:, 3].astype(np.int64))
-                    w = g.create_dataset("weight", data=rows[:, 4] * 1e9)
-                    w.attrs["units"] = "nS"
-            for k, (t, stats) in (res.plastic_history or {}).items():
-                g = f.require_group(f"plasticity/{k}")
-                g.create_dataset("history_t_ms", data=np.asarray(t) * 1e3)
-                h = g.create_dataset("history", data=np.asarray(stats).reshape(-1, 4) * 1e9)
-                h.attrs["columns"] = ["mean", "std", "min", "max"]
-                h.attrs["units"] = "nS"
-            if res.bridge_error:
-                g = f.create_group("bridge/error")
-                g.create_dataset("t_ms", data=np.array([x[0] for x in res.bridge_error]) * 1e3)
-                g.create_dataset("intended", data=np.array([x[1] for x in res.bridge_error]))
-                g.create_dataset("angle", data=np.array([x[2] for x in res.bridge_error]))
-                g.attrs["units"] = "rad"
-            summ = f.create_group("summary")
-            for k, v in res.summary.items():
-                summ.attrs[k] = v
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["dtb_version"] = dtb.__version__
+        f.attrs["config"] = spec.text
+        f.attrs["config_path"] = spec.source
+        f.attrs["seed"] = spec.simulation.seed
+        f.attrs["n_ranks"] = res.n_ranks
+        f.attrs["dt_ms"] = dt * 1e3
+        f.attrs["duration_ms"] = res.duration * 1e3
+        f.attrs["versions"] = json.dumps(package_versions())
+        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        spikes = f.create_group("spikes")
+        pop = spec.population_index(res.spike_gids)
+        for k, p in enumerate(spec.populations):
+            sel = pop == k
+            g = spikes.create_group(p.name)
+            g.attrs.create("sorting", 2, dtype=SONATA_SORTING)
+            g.create_dataset("node_ids", data=(res.spike_gids[sel] - p.first_gid).astype(np.uint64))
+            ts = g.create_dataset("timestamps", data=res.spike_steps[sel] * (dt * 1e3))
+            ts.attrs["units"] = "ms"
+        net = f.create_group("network")
+        table = np.array([(p.name, p.region, p.kind, p.first_gid, p.size) for p in spec.populations],
+                         dtype=[("name", h5py.string_dtype()), ("region", h5py.string_dtype()),
+                                ("kind", h5py.string_dtype()), ("first_gid", "<i8"), ("size", "<i8")])
+        net.create_dataset("populations", data=table)
+        net.create_dataset("regions", data=np.array(spec.regions, dtype=h5py.string_dtype()))
+        t_bins, rates = res.rates()
+        r = f.create_dataset("rates", data=rates)
+        r.attrs["bin_ms"] = spec.monitors.rate_bin * 1e3
+        r.attrs["columns"] = [p.name for p in spec.populations]
+        r.attrs["units"] = "Hz"
+        reg = f.create_group("regions")
+        reg.attrs["interval_ms"] = res.region_interval * 1e3
+        n = len(res.region_exc)
+        reg.create_dataset("t_ms", data=np.arange(1, n + 1) * res.region_interval * 1e3)
+        for name, arr, unit in (("I_exc", res.region_exc, "pA"), ("I_inh", res.region_inh, "pA"),
+                                ("rate", res.region_rate, "Hz")):
+            d = reg.create_dataset(name, data=arr)
+            d.attrs["units"] = unit
+        reg.create_dataset("sizes", data=spec.region_sizes)
+        st = f.create_group("state")
+        for name, gids, t, data in res.states:
+            g = st.create_group(name)
+            g.create_dataset("gids", data=gids)
+            g.create_dataset("t_ms", data=np.asarray(t) * 1e3)
+            for var, arr in data.items():
+                g.create_dataset(var, data=arr)
+        if res.bold is not None:
+            from dtb.bold import write_bold_group
+            write_bold_group(f, res.bold, spec.bold, res.bold_state)
+        if res.cpg is not None:
+            from dtb.engine.cpg import group_index
+            c = f.create_group("cpg")
+            c.create_dataset("t_ms", data=res.cpg[0] * 1e3)
+            c.create_dataset("y", data=res.cpg[1])
+            c.create_dataset("group", data=group_index(spec.cpg))
+            c.attrs["groups"] = [g.name for g in spec.cpg.groups]
+        if res.plastic is not None:
+            for k in np.unique(res.plastic[:, 0]).astype(int):
+                rows = res.plastic[res.plastic[:, 0] == k]
+                g = f.create_group(f"plasticity/{k}")
+                g.attrs["source"] = spec.projections[k].source
+                g.attrs["target"] = spec.projections[k].target
+                g.create_dataset("target", data=rows[:, 1].astype(np.int64))
+                g.create_dataset("source", data=rows[:, 3].astype(np.int64))
+                w = g.create_dataset("weight", data=rows[:, 4] * 1e9)
+                w.attrs["units"] = "nS"
+        for k, (t, stats) in (res.plastic_history or {}).items():
+            g = f.require_group(f"plasticity/{k}")
+            g.create_dataset("history_t_ms", data=np.asarray(t) * 1e3)
+            h = g.create_dataset("history", data=np.asarray(stats).reshape(-1, 4) * 1e9)
+            h.attrs["columns"] = ["mean", "std", "min", "max"]
+            h.attrs["units"] = "nS"
+        if res.bridge_error:
+            g = f.create_group("bridge/error")
+            g.create_dataset("t_ms", data=np.array([x[0] for x in res.bridge_error]) * 1e3)
+            g.create_dataset("intended", data=np.array([x[1] for x in res.bridge_error]))
+            g.create_dataset("angle", data=np.array([x[2] for x in res.bridge_error]))
+            g.attrs["units"] = "rad"
+        summ = f.create_group("summary")
+        for k, v in res.summary.items():
+            summ.attrs[k] = v
     return path
 
 
 def write_json(data: dict, path: str | Path) -> Path:
     """Write ``data`` as indented JSON atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
     return path
 
 
