@@ -125,6 +125,9 @@ class BoldRecorder:
         from dtb.engine.kernel import regional_activity
         rows = np.array(self.sim._region_rows[self._row:], dtype=np.int64)
         self._row = len(self.sim._region_rows)
+        if not self.sim.keep_region_rows:           # used: drop them (see Simulation)
+            del self.sim._region_rows[:]
+            self._row = 0
         if self.sim.size > 1:
             from mpi4py import MPI
             self.sim.comm.Allreduce(MPI.IN_PLACE, rows, op=MPI.SUM)

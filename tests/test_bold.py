@@ -228,3 +228,17 @@ def test_nilearn_reads_the_painted_signal_back(bold_runs):
     # labels 10 and 20 are regions A and B; label 30 has no region and stays 0
     np.testing.assert_allclose(extracted[:, :2], signal, rtol=1e-6)
     assert np.all(extracted[:, 2] == 0)
+
+
+def test_dropping_used_region_samples_keeps_memory_flat_and_the_bold_equal(tmp_path):
+    from dtb.engine import Simulation
+    from dtb.spec import load_spec
+    cfg = tmp_path / "net.toml"
+    cfg.write_text(SMALL_NETWORK + BOLD_SECTION.split("atlas =")[0])
+    spec = load_spec(cfg)
+    kept, dropped = Simulation(spec), Simulation(spec, keep_region_rows=False)
+    for sim in (kept, dropped):
+        sim.run(0.35)
+    per_tr = dropped.bold.per_tr
+    assert len(kept._region_rows) == 175 and len(dropped._region_rows) <= per_tr     # a sample every 2 ms
+    np.testing.assert_array_equal(np.array(kept.bold.signal), np.array(dropped.bold.signal))
