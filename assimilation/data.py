@@ -116,8 +116,10 @@ def _nifti_region_means(path: Path, atlas: str | None, labels: str | None, regio
 
 
 def preprocess(data: np.ndarray, tr: float, detrend: bool = True, band_pass: tuple[float, float] | None = None,
-               zscore: bool = True) -> np.ndarray:
-    """Linear detrend, zero-phase Butterworth band-pass (order 2, Hz) and z-scoring, per region."""
+               zscore: bool = True, causal: bool = False) -> np.ndarray:
+    """Linear detrend, Butterworth band-pass (order 2, Hz; zero-phase forward-backward, or one
+    causal pass with ``causal``, so that each sample depends only on earlier ones) and
+    z-scoring, per region."""
     from scipy import signal
     out = np.asarray(data, dtype=np.float64)
     if detrend:
@@ -128,7 +130,11 @@ def preprocess(data: np.ndarray, tr: float, detrend: bool = True, band_pass: tup
         if hi >= nyq:
             raise DtbError(f"band_pass upper edge {hi:g} Hz is at or above the Nyquist frequency {nyq:g} Hz of TR {tr:g} s")
         b, a = signal.butter(2, [lo / nyq, hi / nyq] if lo > 0 else hi / nyq, btype="band" if lo > 0 else "low")
-        out = signal.filtfilt(b, a, out, axis=0)
+        if causal:        # started in the steady state of the first sample (no step transient)
+            zi = signal.lfilter_zi(b, a)[:, None] * out[:1]
+            out = signal.lfilter(b, a, out, axis=0, zi=zi)[0]
+        else:
+            out = signal.filtfilt(b, a, out, axis=0)
     if zscore:
         out = (out - out.mean(axis=0)) / out.std(axis=0)
     return out

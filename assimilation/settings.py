@@ -22,6 +22,10 @@ observation = "zscore"           # "zscore": the model BOLD standardised by its 
                                  # is compared with z-scored data; "model": data in model BOLD units
 detrend = true                   # data preprocessing: linear detrend,
 band_pass = []                   # [low, high] Hz Butterworth band-pass, e.g. [0.01, 0.1] (none: []),
+band_pass_causal = false         # false: zero-phase (forward-backward, as for FC); true: one causal
+                                 # pass, so each sample depends only on earlier data (use it when
+                                 # one-TR-ahead forecasts are judged: the zero-phase filter would
+                                 # put later data into every sample)
 zscore = true                    # and z-scoring per region
 coupling = []                    # global coupling candidates: factors on every long-range
                                  # (between-region) weight; with any, dtb assimilate first runs the
@@ -63,3 +67,4 @@ class AssimilationSettings:
     detrend: bool = True
     zscore: bool = True
     band_pass: tuple[float, float] | None = None   # [Hz]
+    band_pass_causal: bool = False

@@ -752,7 +752,8 @@ def _read_assimilation(r: _Reader):
         spinup=r.quantity("spinup", "time", d.spinup, nonnegative=True),
         observation=r.str("observation", d.observation, choices=("zscore", "model")),
         detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
-        band_pass=tuple(float(x) for x in band) if band else None)
+        band_pass=tuple(float(x) for x in band) if band else None,
+        band_pass_causal=r.bool("band_pass_causal", d.band_pass_causal))
     r.done()
     return settings
 

@@ -98,3 +98,15 @@ def test_ar1_baseline_recovers_the_process():
     f = ar1_forecast(y[: T // 2], y)
     r = pearson_per_column(f, y[1:])
     assert np.all(np.abs(r - phi) < 0.03)      # the AR(1) one-step forecast correlates at phi
+
+
+def test_causal_band_pass_uses_only_earlier_samples():
+    from assimilation.data import preprocess
+    x = np.random.default_rng(3).standard_normal((400, 3)).cumsum(axis=0)
+    full = preprocess(x, 0.72, False, (0.01, 0.1), False, causal=True)
+    head = preprocess(x[:250], 0.72, False, (0.01, 0.1), False, causal=True)
+    assert np.allclose(full[:250], head)
+    zero_phase = preprocess(x, 0.72, False, (0.01, 0.1), False)
+    assert not np.allclose(zero_phase[:250], preprocess(x[:250], 0.72, False, (0.01, 0.1), False))
+    # the same magnitude response: the two differ in phase, not in power
+    assert np.std(full[100:]) == pytest.approx(np.std(zero_phase[100:]), rel=0.3)
