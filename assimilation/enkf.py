@@ -143,3 +143,21 @@ def fc_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r between the upper triangles of two FC (or SC) matrices."""
     iu = np.triu_indices(len(a), k=1)
     return float(np.corrcoef(a[iu], b[iu])[0, 1])
+
+
+def fcd_values(bold: np.ndarray, window: int, step: int) -> np.ndarray:
+    """Functional connectivity dynamics: the upper triangle of the FCD matrix, the Pearson r
+    between the FC upper triangles of sliding windows (``window`` and ``step`` in samples) of
+    (T, R) BOLD (Hansen et al. 2015). Empty when fewer than two windows fit."""
+    starts = range(0, len(bold) - window + 1, step)
+    iu = np.triu_indices(bold.shape[1], k=1)
+    fcs = np.array([np.corrcoef(bold[s:s + window].T)[iu] for s in starts])
+    if len(fcs) < 2:
+        return np.zeros(0)
+    return np.corrcoef(fcs)[np.triu_indices(len(fcs), k=1)]
+
+
+def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance (the largest gap between the empirical CDFs) of two samples."""
+    from scipy.stats import ks_2samp
+    return float(ks_2samp(np.ravel(a), np.ravel(b)).statistic)
