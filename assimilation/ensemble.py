@@ -83,7 +83,7 @@ def set_scales(sim, receptors: tuple[str, ...], gamma: np.ndarray, hp_local: np.
 
 
 def load_fitted(path, spec: NetworkSpec) -> tuple[tuple[str, ...], np.ndarray, float]:
-    """The posterior-mean hyperparameters (R, H) of an assimilation file for ``spec``'s regions,
+    """The fitted hyperparameters (R, H; /hp/fitted averaged over members) of an assimilation file for ``spec``'s regions,
     with their receptor names and the Gamma shape used. DtbError when they do not fit."""
     import json
     import h5py
@@ -92,7 +92,7 @@ def load_fitted(path, spec: NetworkSpec) -> tuple[tuple[str, ...], np.ndarray, f
         with h5py.File(path, "r") as f:
             regions = [r.decode() if isinstance(r, bytes) else str(r) for r in f["network/regions"][()]]
             receptors = tuple(json.loads(f.attrs["hyperparameters"]))
-            hp = f["hp/final"][()].mean(axis=0)
+            hp = f["hp/fitted" if "hp/fitted" in f else "hp/final"][()].mean(axis=0)
             shape = float(json.loads(f.attrs["settings"]).get("gamma_shape", 4.0))
     except FileNotFoundError:
         raise DtbError(f"{path}: file not found") from None

@@ -13,12 +13,18 @@ Output ``assimilation.h5`` (written to a temporary name, then renamed):
     /analysis/mean, std     (n_train, R) the analysed observation
     /hp/mean, std           (n_train, R, H) hyperparameters after each analysis
     /hp/final               (M, R, H) the final posterior ensemble; /hp/x_final (M, R*H) unbounded
+    /hp/fitted              (M, R, H) the fitted twin: each member's mean over the last half of the
+                            training TRs (dtb validate and --hyperparameters use it)
     /operator/mu, sigma     (R,) the zscore observation operator's spin-up statistics
     /metrics                attrs: mean Pearson r over regions of forecast, analysis, persistence and
                             AR(1) forecasts; datasets r_forecast, r_analysis, r_persistence, r_ar1 (R,)
     /fc/observed, /fc/forecast   (R, R) functional connectivity of the training data and forecast
-    /validation             (after dtb validate) attrs fc_r_members (mean), fc_r_ensemble, fc_r_sc;
-                            fc/model, fc/observed, bold (n_test, M, R)
+    /validation             (after dtb validate) attrs fc_r_members (mean over members of each
+                            member's FC r), fc_r_ensemble (r of the members' mean FC), fc_r_sc,
+                            fcd_ks (KS distance of the FCD values, 30-TR windows, step 5; when
+                            at least two windows fit);
+                            fc/model (the members' mean FC), fc/observed, bold (n_test, M, R);
+                            model BOLD goes through the data's preprocessing before its FC
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ def load_observed(spec: NetworkSpec, path: str, key: str | None) -> np.ndarray:
     s = spec.assimilation
     raw = load_bold(path, len(spec.regions), key=key, atlas=spec.bold.atlas, labels=spec.bold.labels,
                     regions=spec.regions)
-    return preprocess(raw, spec.bold.tr, s.detrend, s.band_pass, s.zscore)
+    return preprocess(raw, spec.bold.tr, s.detrend, s.band_pass, s.zscore, s.band_pass_causal)
 
 
 def _metrics(observed: np.ndarray, forecast: np.ndarray, analysis: np.ndarray) -> dict[str, np.ndarray]:
@@ -80,6 +86,14 @@ def _metrics(observed: np.ndarray, forecast: np.ndarray, analysis: np.ndarray) -
             "r_analysis": pearson_per_column(analysis, observed),
             "r_persistence": pearson_per_column(persistence_forecast(observed), observed[1:]),
             "r_ar1": pearson_per_column(ar1_forecast(observed, observed), observed[1:])}
+
+
+def fitted_hyperparameters(hp: np.ndarray) -> np.ndarray:
+    """The fitted twin's hyperparameters (M, R, H) from their trace (T, M, R, H): each member's
+    mean over the last half of the TRs. Under the random walk the hyperparameters also follow the
+    data's fluctuations from TR to TR (they act as a slowly varying drive); their mean over time
+    is the twin to run freely, and with a small random walk it equals the final value, less noisy."""
+    return hp[len(hp) // 2:].mean(axis=0)
 
 
 def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> tuple[float, dict[float, float]]:
@@ -95,12 +109,12 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> t
     scores: dict[float, float] = {}
     for g in candidates:
         t0 = time.perf_counter()
-        sim = Simulation(scale_long_range(spec, g), comm=comm)
+        sim = Simulation(scale_long_range(spec, g), comm=comm, keep_region_rows=False)
         sim.run((spinup_tr + len(observed)) * tr)
         sim.finish_exchange()
         bold = np.array(sim.bold.signal)[spinup_tr:]
         ok = bold.ndim == 2 and np.all(np.isfinite(bold)) and np.all(bold.std(axis=0) > 0)
-        scores[g] = fc_similarity(fc_matrix(bold), fc_obs) if ok else float("nan")
+        scores[g] = fc_similarity(fc_matrix(model_preprocessed(bold, spec)), fc_obs) if ok else float("nan")
         log.info("global coupling %g: FC r %.3f on the training data (%.0f s)", g, scores[g], time.perf_counter() - t0)
         del sim
     finite = {g: r for g, r in scores.items() if np.isfinite(r)}
@@ -137,7 +151,7 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     meta = dict(meta or {}, coupling=coupling)
     t0 = time.perf_counter()
     ens = ensemble_spec(spec, s.members)
-    sim = Simulation(ens, comm=comm, per_neuron_scales=True)
+    sim = Simulation(ens, comm=comm, per_neuron_scales=True, keep_region_rows=False)
     a = Assimilator(sim, spec, s, observed, sc=region_connectivity(spec))
     if resume is not None:
         ckpt.restore(sim, resume, extra=a)
@@ -205,6 +219,7 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
         h.create_dataset("hp/std", data=hp.std(axis=1))
         h.create_dataset("hp/final", data=hp[-1])
         h.create_dataset("hp/x_final", data=res["x_final"])
+        h.create_dataset("hp/fitted", data=fitted_hyperparameters(hp))
         h.create_dataset("operator/mu", data=res["mu"])
         h.create_dataset("operator/sigma", data=res["sigma"])
         g = h.create_group("metrics")
@@ -216,13 +231,48 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     return path
 
 
+def model_preprocessed(bold: np.ndarray, spec: NetworkSpec) -> np.ndarray:
+    """A model's BOLD (T, R) through the data's preprocessing (detrend, band-pass, z-score), so
+    that model and data FC are computed alike."""
+    from assimilation.data import preprocess
+    s = spec.assimilation
+    return preprocess(bold, spec.bold.tr, s.detrend, s.band_pass, True, s.band_pass_causal)
+
+
+#: sliding windows of the FCD: 30 TRs, step 5 (Hansen et al. 2015 use about a minute; held-out
+#: halves of resting-state scans leave room for a few dozen windows)
+FCD_WINDOW, FCD_STEP = 30, 5
+
+
+def held_out_metrics(model: np.ndarray, test: np.ndarray, spec: NetworkSpec) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Free-run model BOLD (T, M, R) against held-out data (T, R): FC r of each member (mean, sd),
+    FC r of the members' mean FC, the structural connectome's FC r, and the KS distance between
+    the FCD values of the members (pooled) and of the data. Returns (metrics, model FC, data FC)."""
+    from assimilation.enkf import fcd_values, ks_distance
+    fc_obs = fc_matrix(test)
+    each = [model_preprocessed(model[:, m], spec) for m in range(model.shape[1])]
+    fc_each = [fc_matrix(b) for b in each]
+    fc_members = [fc_similarity(f, fc_obs) for f in fc_each]
+    fc_ens = np.mean(fc_each, axis=0)
+    sc = region_connectivity(spec)
+    out = {"fc_r_members": float(np.mean(fc_members)), "fc_r_members_sd": float(np.std(fc_members)),
+           "fc_r_ensemble": fc_similarity(fc_ens, fc_obs),
+           "fc_r_sc": fc_similarity(np.log1p(sc + sc.T), fc_obs)}
+    fcd_data = fcd_values(test, FCD_WINDOW, FCD_STEP)
+    if len(fcd_data):
+        fcd_model = np.concatenate([fcd_values(b, FCD_WINDOW, FCD_STEP) for b in each])
+        out["fcd_ks"] = ks_distance(fcd_model, fcd_data)
+    return out, fc_ens, fc_obs
+
+
 def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) -> dict | None:
-    """Run the fitted twin (each member at its final posterior) freely over the held-out TRs and
+    """Run the fitted twin (each member at its fitted hyperparameters, /hp/fitted) freely over the held-out TRs and
     compare functional connectivity; rank 0 adds /validation to the run file."""
     from dtb.engine import Simulation
     with h5py.File(run_path, "r") as h:
         n_train = int(h.attrs["n_train"])
         n_total = int(h.attrs["n_total"])
+        fitted = h["hp/fitted"][()] if "hp/fitted" in h else None
         x_final = h["hp/x_final"][()]
         mu, sigma = h["operator/mu"][()], h["operator/sigma"][()]
         coupling = float(h.attrs.get("coupling", 1.0))
@@ -235,8 +285,11 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) 
     tr = spec.bold.tr
     spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
     spec = scale_long_range(spec, coupling)              # the global coupling fitted with it
-    sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True)
-    a = Assimilator(sim, spec, s, test, sc=None, n_assimilate=0, x0=x_final)
+    sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True,
+                     keep_region_rows=False)
+    from assimilation.enkf import to_unbounded
+    x0 = x_final if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high)
+    a = Assimilator(sim, spec, s, test, sc=None, n_assimilate=0, x0=x0)
     t0 = time.perf_counter()
     sim.run(spinup_tr * tr)
     a.active = True
@@ -247,13 +300,8 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) 
     if comm.Get_rank() != 0:
         return None
     model = np.array(a.forecast)                    # (n_test, M, R)
-    fc_obs = fc_matrix(test)
-    fc_members = [fc_similarity(fc_matrix(model[:, m]), fc_obs) for m in range(model.shape[1])]
-    fc_ens = fc_matrix(model.reshape(-1, model.shape[2]))
-    sc = region_connectivity(spec)
-    out = {"fc_r_members": float(np.mean(fc_members)), "fc_r_members_sd": float(np.std(fc_members)),
-           "fc_r_ensemble": fc_similarity(fc_ens, fc_obs),
-           "fc_r_sc": fc_similarity(np.log1p(sc + sc.T), fc_obs), "n_test": len(test), "wall_s": wall}
+    out, fc_ens, fc_obs = held_out_metrics(model, test, spec)
+    out.update({"n_test": len(test), "wall_s": wall})
     import shutil
     with atomic_path(run_path) as tmp:
         shutil.copyfile(run_path, tmp)

@@ -220,10 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "output folder), with the same config, data and options, on any number of ranks")
     assim.set_defaults(func=cmd_assimilate)
     val = sub.add_parser("validate", help="run a fitted twin freely on held-out BOLD",
-                         description="Run the twin fitted by dtb assimilate (every member at its final posterior "
-                                     "hyperparameters, no updates) for the held-out part of the data and report the "
-                                     "functional connectivity correlation (upper triangle, Pearson) with the data, "
-                                     "beside the structural connectome's; adds /validation to RUN.")
+                         description="Run the twin fitted by dtb assimilate (every member at its fitted "
+                                     "hyperparameters, /hp/fitted: its mean over the last half of the training TRs; "
+                                     "no updates) for the held-out part of the data and report the functional "
+                                     "connectivity correlation (upper triangle, Pearson) with the data, beside the "
+                                     "structural connectome's; adds /validation to RUN.")
     val.add_argument("run", help="assimilation.h5 written by dtb assimilate")
     val.add_argument("--bold", required=True, help="the same BOLD file given to dtb assimilate")
     val.add_argument("--key", default=None)
@@ -763,7 +764,9 @@ def cmd_validate(args) -> int:
         return 0
     print(f"dtb validate: fitted twin run freely for {res['n_test']} held-out TRs ({res['wall_s']:.1f} s)")
     print(f"  FC r (upper triangle) model vs held-out data: {res['fc_r_members']:.3f} +- {res['fc_r_members_sd']:.3f} "
-          f"over members, {res['fc_r_ensemble']:.3f} pooled; structural connectome vs data: {res['fc_r_sc']:.3f}")
+          f"over members, {res['fc_r_ensemble']:.3f} for their mean FC; structural connectome vs data: {res['fc_r_sc']:.3f}")
+    if "fcd_ks" in res:
+        print(f"  FCD (30-TR windows): KS distance model vs data {res['fcd_ks']:.3f} (0: the same distribution)")
     print("  per-region BOLD r is not reported: at rest the twin's fluctuations are its own, not the subject's")
     print(f"  results: {run}:/validation")
     return 0

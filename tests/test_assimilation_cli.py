@@ -41,6 +41,9 @@ def test_assimilate_and_validate(setup):
         assert f["hp/final"].shape == (4, R, 2) and f.attrs["n_ranks"] == 2
         hp = f["hp/mean"][()]
         assert np.all((hp > 0.5) & (hp < 2.0))
+        # the fitted twin: each member's mean over the last half of the training TRs
+        trace_mean = f["hp/mean"][10:].mean(axis=0)
+        np.testing.assert_allclose(f["hp/fitted"][()].mean(axis=0), trace_mean, rtol=1e-12)
         for k in ("r_forecast", "r_analysis", "r_persistence", "r_ar1"):
             assert np.isfinite(f["metrics"].attrs[k])
     for png in ("hyperparameters.png", "bold_fit.png", "metrics_fc.png"):
@@ -50,6 +53,11 @@ def test_assimilate_and_validate(setup):
     with h5py.File(run) as f:
         v = f["validation"]
         assert v["bold"].shape == (20, 4, R) and -1 <= v.attrs["fc_r_members"] <= 1
+        # the model's FC: the members' mean FC, their BOLD preprocessed like the data (detrend, z-score)
+        from assimilation.data import preprocess
+        from assimilation.enkf import fc_matrix
+        each = [fc_matrix(preprocess(v["bold"][:, m], 1.0, True, None, True)) for m in range(4)]
+        np.testing.assert_allclose(v["fc/model"][()], np.mean(each, axis=0), atol=1e-12)
 
 
 def test_same_result_on_one_and_two_ranks(setup):
