@@ -2,7 +2,9 @@
 split between simulating the ensemble and the filter (analysis + new conductances), on 1 and 2
 ranks, with the speed-up.
 
-    python benchmarks/assimilation_cost.py [--subject 101309] [--members 6] [--neurons-per-region 20 50] [--trs 40]
+    python benchmarks/assimilation_cost.py [--subject 101309] [--members 24] [--neurons-per-region 10 20] [--trs 40]
+
+The network and filter settings are benchmarks/assimilation_hcp.py's defaults.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from assimilation_hcp import config_for, subject_dir  # noqa: E402
+from assimilation_hcp import config_for, parser, subject_dir  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subject", default="101309")
-    ap.add_argument("--members", type=int, default=6)
-    ap.add_argument("--neurons-per-region", type=int, nargs="+", default=[20, 50])
+    ap.add_argument("--members", type=int, default=24)
+    ap.add_argument("--neurons-per-region", type=int, nargs="+", default=[10, 20])
     ap.add_argument("--indegree", type=int, default=50)
     ap.add_argument("--trs", type=int, default=40)
     ap.add_argument("--dt-ms", type=float, default=1.0)
@@ -41,8 +43,8 @@ def main() -> None:
         data = Path(d) / "bold.npy"
         np.save(data, tc)
         for npr in args.neurons_per_region:
-            ns = argparse.Namespace(neurons_per_region=npr, indegree=args.indegree, dt_ms=args.dt_ms,
-                                    members=args.members, obs_noise=0.5, inflation=1.05)
+            ns = parser().parse_args(["--neurons-per-region", str(npr), "--indegree", str(args.indegree),
+                                      "--dt-ms", str(args.dt_ms), "--members", str(args.members), "--coupling"])
             net = config_for(args.subject, ns)
             net["assimilation"]["spinup"] = "2 s"
             cfg = Path(d) / f"n{npr}.toml"
