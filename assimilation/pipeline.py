@@ -37,7 +37,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from assimilation.enkf import ar1_forecast, fc_matrix, fc_similarity, pearson_per_column, persistence_forecast
+from assimilation.enkf import (ar1_forecast, fc_matrix, fc_similarity, fcd_values, ks_distance, pearson_per_column,
+                               persistence_forecast, to_unbounded)
 from assimilation.ensemble import ensemble_spec, scale_long_range
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
@@ -73,11 +74,18 @@ def check_inputs(spec: NetworkSpec, tr: float | None) -> float:
 
 
 def load_observed(spec: NetworkSpec, path: str, key: str | None) -> np.ndarray:
-    from assimilation.data import load_bold, preprocess
-    s = spec.assimilation
+    from assimilation.data import load_bold
     raw = load_bold(path, len(spec.regions), key=key, atlas=spec.bold.atlas, labels=spec.bold.labels,
                     regions=spec.regions)
-    return preprocess(raw, spec.bold.tr, s.detrend, s.band_pass, s.zscore, s.band_pass_causal)
+    return preprocessed(raw, spec)
+
+
+def preprocessed(bold: np.ndarray, spec: NetworkSpec) -> np.ndarray:
+    """BOLD (T, R), measured or a model's, through the config's preprocessing (detrend,
+    band-pass, z-score), so that data and model FC are computed alike."""
+    from assimilation.data import preprocess
+    s = spec.assimilation
+    return preprocess(bold, spec.bold.tr, s.detrend, s.band_pass, s.zscore, s.band_pass_causal)
 
 
 def _metrics(observed: np.ndarray, forecast: np.ndarray, analysis: np.ndarray) -> dict[str, np.ndarray]:
@@ -114,7 +122,7 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> t
         sim.finish_exchange()
         bold = np.array(sim.bold.signal)[spinup_tr:]
         ok = bold.ndim == 2 and np.all(np.isfinite(bold)) and np.all(bold.std(axis=0) > 0)
-        scores[g] = fc_similarity(fc_matrix(model_preprocessed(bold, spec)), fc_obs) if ok else float("nan")
+        scores[g] = fc_similarity(fc_matrix(preprocessed(bold, spec)), fc_obs) if ok else float("nan")
         log.info("global coupling %g: FC r %.3f on the training data (%.0f s)", g, scores[g], time.perf_counter() - t0)
         del sim
     finite = {g: r for g, r in scores.items() if np.isfinite(r)}
@@ -231,14 +239,6 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     return path
 
 
-def model_preprocessed(bold: np.ndarray, spec: NetworkSpec) -> np.ndarray:
-    """A model's BOLD (T, R) through the data's preprocessing (detrend, band-pass, z-score), so
-    that model and data FC are computed alike."""
-    from assimilation.data import preprocess
-    s = spec.assimilation
-    return preprocess(bold, spec.bold.tr, s.detrend, s.band_pass, True, s.band_pass_causal)
-
-
 #: sliding windows of the FCD: 30 TRs, step 5 (Hansen et al. 2015 use about a minute; held-out
 #: halves of resting-state scans leave room for a few dozen windows)
 FCD_WINDOW, FCD_STEP = 30, 5
@@ -248,9 +248,8 @@ def held_out_metrics(model: np.ndarray, test: np.ndarray, spec: NetworkSpec) -> 
     """Free-run model BOLD (T, M, R) against held-out data (T, R): FC r of each member (mean, sd),
     FC r of the members' mean FC, the structural connectome's FC r, and the KS distance between
     the FCD values of the members (pooled) and of the data. Returns (metrics, model FC, data FC)."""
-    from assimilation.enkf import fcd_values, ks_distance
     fc_obs = fc_matrix(test)
-    each = [model_preprocessed(model[:, m], spec) for m in range(model.shape[1])]
+    each = [preprocessed(model[:, m], spec) for m in range(model.shape[1])]
     fc_each = [fc_matrix(b) for b in each]
     fc_members = [fc_similarity(f, fc_obs) for f in fc_each]
     fc_ens = np.mean(fc_each, axis=0)
@@ -287,7 +286,6 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) 
     spec = scale_long_range(spec, coupling)              # the global coupling fitted with it
     sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True,
                      keep_region_rows=False)
-    from assimilation.enkf import to_unbounded
     x0 = x_final if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high)
     a = Assimilator(sim, spec, s, test, sc=None, n_assimilate=0, x0=x0)
     t0 = time.perf_counter()

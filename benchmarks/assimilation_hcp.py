@@ -139,7 +139,7 @@ def run_subject(s: str, args, d: Path) -> dict:
         m = dict(h["metrics"].attrs)
         v = dict(h["validation"].attrs)
         observed = h["observed"][()]
-        row = {"wall_per_tr": float(h.attrs["wall_per_tr_s"]), "coupling": float(h.attrs.get("coupling", 1.0)),
+        row = {"s_per_tr": float(h.attrs["wall_per_tr_s"]), "coupling": float(h.attrs.get("coupling", 1.0)),
                "neurons_per_member": int(h.attrs["neurons_per_member"]),
                "simulate_s": float(h.attrs["simulate_s"]), "filter_s": float(h.attrs["filter_s"])}
     wall = time.time() - t0
@@ -154,7 +154,7 @@ def run_subject(s: str, args, d: Path) -> dict:
                 "persistence": m["r_persistence"], "ar1": m["r_ar1"],
                 "kalman": float(np.nanmean(pearson_per_column(kf[1:], observed[1:]))), "kalman_fit": info,
                 "fc_twin": v["fc_r_members"], "fc_twin_mean": v["fc_r_ensemble"], "fc_sc": fc_sc,
-                "fc_hopf": hopf[1], "hopf_K": hopf[0], "s_per_tr": row["wall_per_tr"], "wall_twin_s": wall})
+                "fc_hopf": hopf[1], "hopf_K": hopf[0], "wall_twin_s": wall})
     return row
 
 
