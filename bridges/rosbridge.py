@@ -172,7 +172,8 @@ class RosbridgeServer:
             self._drop(client)
 
     def _drop(self, client: Client) -> None:
-        self.clients.pop(client.cid, None)
+        """Forget everything ``client`` held. It leaves ``clients`` last, so another thread that sees
+        it gone also sees its services, subscriptions and calls gone."""
         client.fragments.clear()
         client.subscriptions.clear()
         for name in list(client.services):
@@ -189,6 +190,8 @@ class RosbridgeServer:
                          "result": False})))
         client.services.clear()
         client.advertised.clear()
+        self.clients.pop(client.cid, None)
+        self.stats["disconnections"] += 1
 
     async def _frame(self, client: Client, frame) -> None:
         self.stats["frames"] += 1
