@@ -106,23 +106,30 @@ def fitted_hyperparameters(hp: np.ndarray) -> np.ndarray:
 
 def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> tuple[float, dict[float, float]]:
     """Global coupling on the training data, as a neural-mass model's K is fitted: for each
-    candidate factor on the long-range weights, run the network (one member, no filter) freely
-    over the spin-up and the training TRs, and keep the factor whose BOLD FC is closest (Pearson r
-    of the upper triangles) to the data's. Returns (factor, {factor: FC r})."""
+    candidate factor on the long-range weights, run ``coupling_members`` independent networks (no
+    filter) freely over the spin-up and the training TRs, and keep the factor whose mean FC over
+    them is closest (Pearson r of the upper triangles) to the data's. Returns (factor, {factor: FC r})."""
     from dtb.engine import Simulation
     s = spec.assimilation
     tr = spec.bold.tr
     spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
+    n_regions = len(spec.regions)
     fc_obs = fc_matrix(observed)
     scores: dict[float, float] = {}
     for g in candidates:
         t0 = time.perf_counter()
-        sim = Simulation(scale_long_range(spec, g), comm=comm, keep_region_rows=False)
+        sim = Simulation(ensemble_spec(scale_long_range(spec, g), s.coupling_members), comm=comm,
+                         keep_region_rows=False)
         sim.run((spinup_tr + len(observed)) * tr)
         sim.finish_exchange()
         bold = np.array(sim.bold.signal)[spinup_tr:]
         ok = bold.ndim == 2 and np.all(np.isfinite(bold)) and np.all(bold.std(axis=0) > 0)
-        scores[g] = fc_similarity(fc_matrix(preprocessed(bold, spec)), fc_obs) if ok else float("nan")
+        if ok:
+            bold = bold.reshape(len(bold), s.coupling_members, n_regions)
+            fc = np.mean([fc_matrix(preprocessed(bold[:, m], spec)) for m in range(s.coupling_members)], axis=0)
+            scores[g] = fc_similarity(fc, fc_obs)
+        else:
+            scores[g] = float("nan")
         log.info("global coupling %g: FC r %.3f on the training data (%.0f s)", g, scores[g], time.perf_counter() - t0)
         del sim
     finite = {g: r for g, r in scores.items() if np.isfinite(r)}

@@ -91,3 +91,19 @@ def best_kalman_forecast(y: np.ndarray, tr: float, params: BalloonParameters | s
             if best is None or ll > best[0]:
                 best = (ll, f, {"tau_u": tau_u, "phi": phi, "loglik": ll})
     return best[1], best[2]
+
+
+def linear_fc(weights: np.ndarray, gain: float) -> np.ndarray:
+    """Stationary correlation matrix of the linear stochastic network of a connectome,
+    dx = (-x + gain W x / rho(W)) dt + dW_t (rho: spectral radius; gain < 1 is stable), from the
+    Lyapunov equation A P + P A^T + I = 0. The simplest model of how a connectome shapes FC (as
+    in Galan 2008, Saggio 2016): the reference for choosing how a spiking network realises it."""
+    from scipy.linalg import solve_continuous_lyapunov
+    w = np.asarray(weights, dtype=np.float64)
+    rho = np.max(np.abs(np.linalg.eigvals(w)))
+    if not 0 <= gain < 1 or rho == 0:
+        raise ValueError(f"gain must lie in [0, 1) and the connectome must have a connection, got gain {gain}")
+    a = -np.eye(len(w)) + gain * w / rho
+    p = solve_continuous_lyapunov(a, -np.eye(len(w)))
+    d = np.sqrt(np.diag(p))
+    return p / np.outer(d, d)

@@ -32,6 +32,8 @@ coupling = []                    # global coupling candidates: factors on every 
                                  # network freely over the training TRs for each, keeps the one
                                  # whose FC is closest to the data's (as a neural-mass model's K is
                                  # fitted), then fits the regions' hyperparameters; [] keeps 1
+coupling_members = 4             # independent networks run per candidate; the candidate's FC is
+                                 # their mean FC (one short run's FC is too noisy to rank couplings)
 ```
 
 Hierarchy: neuron i of region r gets conductance scale ``g_i * hp[r, receptor]`` where the
@@ -61,6 +63,7 @@ class AssimilationSettings:
     inflation: float = 1.0
     localisation: str = "own"
     coupling: tuple[float, ...] = ()
+    coupling_members: int = 4
     gamma_shape: float = 4.0
     spinup: float = 10.0           # [s]
     observation: str = "zscore"

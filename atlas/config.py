@@ -10,6 +10,8 @@ turn them into populations, projections and background input (see :mod:`atlas.bu
     ei_ratio = 4.0
     indegree = 100                      # synapses per neuron
     long_range_fraction = 0.2
+    long_range_scaling = "uniform"      # or "in_strength": long-range in-degree per region in
+                                        # proportion to its incoming connectome strength
     velocity = "5 m/s"
     min_delay = "1 ms"
     w_exc = "0.6 nS"                    # local E -> E, I   (AMPA)
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from atlas import builtin
-from atlas.build import AtlasNetworkSettings, network_config
+from atlas.build import LONG_RANGE_SCALINGS, AtlasNetworkSettings, network_config
 from atlas.io import Connectome, match_regions, read_connectome, read_parcellation
 from dtb.errors import ConfigError, DtbError
 
@@ -96,6 +98,7 @@ def expand_atlas(data: dict, source: str, reader_cls) -> dict:
         ei_ratio=r.float("ei_ratio", d.ei_ratio, low=0.01, high=100.0),
         indegree=r.int("indegree", d.indegree, minimum=0),
         long_range_fraction=r.float("long_range_fraction", d.long_range_fraction, low=0.0, high=1.0),
+        long_range_scaling=r.str("long_range_scaling", d.long_range_scaling, choices=LONG_RANGE_SCALINGS),
         velocity=r.quantity("velocity", "velocity", d.velocity, positive=True),
         min_delay=r.quantity("min_delay", "time", d.min_delay, positive=True),
         dt=dt,

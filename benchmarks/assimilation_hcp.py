@@ -55,7 +55,7 @@ def config_for(subject: str, args) -> dict:
     n = args.neurons_per_region * len(sizes)
     s = AtlasNetworkSettings(neurons=n, min_neurons=max(args.neurons_per_region // 2, 10), indegree=args.indegree,
                              seed=1, dt=args.dt_ms * 1e-3, min_delay=max(args.dt_ms * 1e-3, 1e-3),
-                             long_range_fraction=args.long_range_fraction)
+                             long_range_fraction=args.long_range_fraction, long_range_scaling=args.long_range_scaling)
     net = network_config(list(c.names), sizes, c.weights, c.lengths, s)
     net["simulation"]["seed"] = 1
     net["bold"] = {"tr": f"{TR} s", "preset": "dtb", "drive": args.drive}
@@ -182,6 +182,9 @@ def parser() -> argparse.ArgumentParser:
                     help="BOLD drive (default synaptic: the regions' synaptic input, long-range input included)")
     ap.add_argument("--long-range-fraction", type=float, default=0.5,
                     help="of each neuron's synapses, from other regions (default 0.5)")
+    ap.add_argument("--long-range-scaling", choices=("uniform", "in_strength"), default="uniform",
+                    help="long-range in-degree per region: the same everywhere, or in proportion to the region's "
+                         "incoming connectome strength (atlas.build)")
     ap.add_argument("--coupling", type=float, nargs="*", default=[4.0, 6.0, 8.0, 10.0],
                     help="global coupling candidates (factors on the long-range weights, 0.5 nS), chosen by FC on "
                          "the training half (default 4 6 8 10; none: keep 1)")

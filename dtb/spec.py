@@ -741,6 +741,7 @@ def _read_assimilation(r: _Reader):
         raise r.error("coupling", f"expected a list of positive factors (e.g. [0.5, 1, 2]), got {coupling!r}")
     settings = AssimilationSettings(
         members=r.int("members", d.members, minimum=2), coupling=tuple(float(x) for x in coupling),
+        coupling_members=r.int("coupling_members", d.coupling_members, minimum=1),
         hyperparameters=tuple(hps), low=low, high=high, prior=prior,
         prior_spread=r.float("prior_spread", d.prior_spread, low=0.0),
         random_walk=r.float("random_walk", d.random_walk, low=0.0),

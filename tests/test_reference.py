@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from assimilation.enkf import ar1_forecast, pearson_per_column
-from assimilation.reference import best_kalman_forecast, kalman_forecast, linear_balloon
+from assimilation.reference import best_kalman_forecast, kalman_forecast, linear_balloon, linear_fc
 from dtb.models.balloon import preset, simulate_bold
 
 TR = 0.72
@@ -53,3 +53,26 @@ def test_kalman_reference_fits_and_beats_persistence_on_data_from_its_model():
     assert r_kf > max(r_persistence, r_ar1) + 0.015     # measured: 0.580 vs 0.553 (optimal, but a small margin)
     # the likelihood prefers the true signal fraction to a wrong one
     assert kalman_forecast(y, F, Q, C, 0.6)[1] > kalman_forecast(y, F, Q, C, 0.99)[1]
+
+
+def test_linear_fc_is_the_analytic_correlation_and_matches_a_simulation():
+    # two regions, W = [[0, 1], [1, 0]]: P = (I - gW)^-1 / 2, so their correlation is the gain itself
+    for g in (0.0, 0.3, 0.8):
+        assert linear_fc(np.array([[0, 1.0], [1.0, 0]]), g)[0, 1] == pytest.approx(g)
+    # an asymmetric 4-region connectome: Euler-Maruyama of dx = (-x + g W x / rho) dt + dW
+    w = np.array([[0, 2.0, 0.5, 0], [1.0, 0, 0, 0.2], [0, 1.5, 0, 1.0], [0.3, 0, 2.0, 0]])
+    g, dt, n = 0.7, 0.02, 2_000_000
+    fc = linear_fc(w, g)
+    a = -np.eye(4) + g * w / np.max(np.abs(np.linalg.eigvals(w)))
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal((n, 4)) * np.sqrt(dt)
+    x, xs = np.zeros(4), np.empty((n, 4))
+    step = np.eye(4) + dt * a
+    for t in range(n):
+        x = step @ x + noise[t]
+        xs[t] = x
+    sim = np.corrcoef(xs[1000:].T)
+    np.testing.assert_allclose(fc, sim, atol=0.03)
+    assert np.abs(fc - np.eye(4)).max() > 0.3                     # not trivially uncorrelated
+    with pytest.raises(ValueError, match="gain"):
+        linear_fc(w, 1.2)
