@@ -60,7 +60,7 @@ def config_for(subject: str, args) -> dict:
     net["simulation"]["seed"] = 1
     net["bold"] = {"tr": f"{TR} s", "preset": "dtb", "drive": args.drive}
     net["monitors"] = {"region_interval": f"{max(args.dt_ms, 1)} ms", "rate_bin": "10 ms"}
-    net["assimilation"] = {"members": args.members, "hyperparameters": ["ampa", "gabaa"], "spinup": "10 s",
+    net["assimilation"] = {"members": args.members, "hyperparameters": ["ampa", "gabaa"], "spinup": f"{args.spinup:g} s",
                            "obs_noise": args.obs_noise, "inflation": args.inflation, "localisation": "own",
                            "random_walk": args.random_walk, "hemodynamic_noise": args.hemodynamic_noise,
                            "detrend": True, "zscore": True, "band_pass": list(args.band_pass or []),
@@ -175,6 +175,8 @@ def parser() -> argparse.ArgumentParser:
                     help="z units (default 0.7: about half the variance of unfiltered HCP data is noise; 0.1 for "
                          "band-passed data)")
     ap.add_argument("--random-walk", type=float, default=0.5)
+    ap.add_argument("--spinup", type=float, default=10.0, help="[s] free run before assimilating; the observation "
+                    "operator's mean and sd come from it (default 10)")
     ap.add_argument("--hemodynamic-noise", type=float, default=0.0)
     ap.add_argument("--inflation", type=float, default=1.0)
     ap.add_argument("--ranks", type=int, default=1)
