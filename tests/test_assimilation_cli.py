@@ -152,8 +152,14 @@ def test_scale_long_range_scales_only_projections_between_regions(setup):
 def test_global_coupling_is_chosen_by_fc_on_the_training_data(setup, tmp_path):
     import json
     d, cfg, _ = setup
-    text = cfg.read_text().replace('[assimilation]\n', '[assimilation]\ncoupling = [0.5, 4.0]\n')
+    text = cfg.read_text().replace('[assimilation]\n', '[assimilation]\ncoupling = [0.5, 4.0]\ncoupling_members = 2\n')
     assert "coupling = [0.5, 4.0]" in text
+    from dtb.errors import ConfigError
+    from dtb.spec import load_spec
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("coupling_members = 2", "coupling_members = 0"))
+    with pytest.raises(ConfigError, match="assimilation.coupling_members"):
+        load_spec(bad)
     c2 = tmp_path / "coupled.toml"
     c2.write_text(text)
     p = run_dtb(["assimilate", str(c2), "--bold", str(d / "bold.npy"), "--out", str(tmp_path / "o"), "--no-plots"])
