@@ -8,14 +8,13 @@
   connectome weight w[i, j] (TVB's convention: row = target, column = source), again by largest
   remainder, so the counts are exact and reproducible; a region with no incoming weight gets all
   its input locally.
-* ``long_range_scaling`` sets how large that long-range in-degree is per region:
-  ``"uniform"``: ``long_range_fraction * indegree`` in every region (each region's input row
-  normalised, every neuron gets ``indegree`` synapses); ``"in_strength"``: in proportion to the
-  region's incoming connectome strength s_i = sum_j w[i, j], ``long_range_fraction * indegree *
-  s_i / mean(s)``, on top of the same local in-degree ``(1 - long_range_fraction) * indegree``
-  everywhere (the mean in-degree stays ``indegree``). The second is what a neural-mass model does
+* ``long_range_scaling`` sets how strong that long-range input is per region: ``"uniform"``:
+  ``w_long`` everywhere (each region's input row normalised); ``"in_strength"``: region i's
+  long-range synapses weigh ``w_long * s_i / mean(s)`` with s_i = sum_j w[i, j] its incoming
+  connectome strength, the synapse counts unchanged. The second is what a neural-mass model does
   with an unnormalised connectome (input sum_j w[i, j] x_j): hub regions receive more, and a
-  linear model's FC then predicts HCP resting-state FC far better than with normalised rows.
+  linear model's FC then predicts HCP resting-state FC far better than with normalised rows
+  (benchmarks/connectome_fc.py).
 * Delays: tract length / ``velocity`` (mm / (m/s) = ms), rounded to dt, never below ``min_delay``.
 * Regions listed in ``subcortical`` get ``subcortical_params`` (neuron parameter overrides).
 """
@@ -37,7 +36,7 @@ class AtlasNetworkSettings:
     ei_ratio: float = 4.0                 # excitatory : inhibitory
     indegree: int = 100                   # synapses onto each neuron
     long_range_fraction: float = 0.2      # of each neuron's synapses, from other regions
-    long_range_scaling: str = "uniform"   # "uniform" or "in_strength" (long-range in-degree per region)
+    long_range_scaling: str = "uniform"   # "uniform" or "in_strength" (long-range weight per target region)
     velocity: float = 5.0                 # [m/s = mm/ms] conduction velocity
     min_delay: float = 1e-3               # [s] no delay below this (also the local delay floor)
     dt: float = 1e-4                      # [s]
@@ -80,20 +79,25 @@ def neurons_per_region(volumes: np.ndarray, total: int, minimum: int) -> np.ndar
 LONG_RANGE_SCALINGS = ("uniform", "in_strength")
 
 
-def long_range_indegrees(weights: np.ndarray, k_long: int, scaling: str = "uniform") -> np.ndarray:
-    """K[i, j]: long-range synapses from region j onto each neuron of region i. Rows sum to
-    ``k_long`` (``"uniform"``) or to round(k_long * s_i / mean(s)) with s_i = sum_j w[i, j]
-    (``"in_strength"``); 0 where region i has no incoming weight."""
+def long_range_indegrees(weights: np.ndarray, k_long: int) -> np.ndarray:
+    """K[i, j]: long-range synapses from region j onto each neuron of region i (rows sum to
+    ``k_long``, or 0 where region i has no incoming weight)."""
+    w = np.array(weights, dtype=np.float64)
+    np.fill_diagonal(w, 0.0)
+    return np.vstack([apportion(k_long, row) for row in w])
+
+
+def long_range_weight_factors(weights: np.ndarray, scaling: str = "uniform") -> np.ndarray:
+    """Per target region i, the factor on its long-range synaptic weight: 1 (``"uniform"``) or
+    s_i / mean(s) with s_i = sum_j w[i, j] its incoming connectome strength (``"in_strength"``)."""
     w = np.array(weights, dtype=np.float64)
     np.fill_diagonal(w, 0.0)
     if scaling == "uniform":
-        totals = np.full(len(w), k_long, dtype=np.int64)
-    elif scaling == "in_strength":
+        return np.ones(len(w))
+    if scaling == "in_strength":
         s = w.sum(axis=1)
-        totals = np.rint(k_long * s / s.mean()).astype(np.int64) if s.sum() > 0 else np.zeros(len(w), np.int64)
-    else:
-        raise DtbError(f"atlas.long_range_scaling must be one of {', '.join(LONG_RANGE_SCALINGS)}, got {scaling!r}")
-    return np.vstack([apportion(int(t), row) for t, row in zip(totals, w)])
+        return s / s.mean() if s.sum() > 0 else np.ones(len(w))
+    raise DtbError(f"atlas.long_range_scaling must be one of {', '.join(LONG_RANGE_SCALINGS)}, got {scaling!r}")
 
 
 def delay_steps(lengths_mm: np.ndarray, velocity: float, dt: float, min_delay: float) -> np.ndarray:
@@ -114,7 +118,8 @@ def network_config(regions: list[str], volumes: np.ndarray, weights: np.ndarray,
     n_i = np.maximum(n - n_e, 1)
     n_e = n - n_i
     k_long = int(round(s.long_range_fraction * s.indegree))
-    K = long_range_indegrees(weights, k_long, s.long_range_scaling)
+    K = long_range_indegrees(weights, k_long)
+    w_long = s.w_long * long_range_weight_factors(weights, s.long_range_scaling)
     d = delay_steps(lengths, s.velocity, s.dt, s.min_delay)
     ms = lambda x: format_quantity(x, "ms")
     nS = lambda x: format_quantity(x, "nS")
@@ -130,7 +135,7 @@ def network_config(regions: list[str], volumes: np.ndarray, weights: np.ndarray,
             pops.append(pop)
             stims.append({"type": "poisson", "population": pop["name"], "rate": f"{s.background_rate:g} Hz",
                           "weight": nS(s.background_weight)})
-        k_local = s.indegree - (k_long if K[r].sum() or s.long_range_scaling == "in_strength" else 0)
+        k_local = s.indegree - (k_long if K[r].sum() else 0)
         k_le = int(round(k_local * s.ei_ratio / (1 + s.ei_ratio)))
         k_li = k_local - k_le
         for tgt in ("E", "I"):
@@ -148,7 +153,7 @@ def network_config(regions: list[str], volumes: np.ndarray, weights: np.ndarray,
         for j in np.flatnonzero(K[i]):
             for tgt in ("E", "I"):
                 projs.append({"source": f"{regions[j]}_E", "target": f"{target}_{tgt}", "rule": "fixed_indegree",
-                              "indegree": int(K[i, j]), "receptor": "ampa", "weight": nS(s.w_long),
+                              "indegree": int(K[i, j]), "receptor": "ampa", "weight": nS(w_long[i]),
                               "delay": ms(d[i, j] * s.dt)})
     return {"simulation": {"dt": ms(s.dt), "duration": f"{s.duration:g} s", "seed": s.seed},
             "populations": pops, "projections": projs, "stimuli": stims}

@@ -10,7 +10,7 @@ turn them into populations, projections and background input (see :mod:`atlas.bu
     ei_ratio = 4.0
     indegree = 100                      # synapses per neuron
     long_range_fraction = 0.2
-    long_range_scaling = "uniform"      # or "in_strength": long-range in-degree per region in
+    long_range_scaling = "uniform"      # or "in_strength": long-range weight per region in
                                         # proportion to its incoming connectome strength
     velocity = "5 m/s"
     min_delay = "1 ms"

@@ -185,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--long-range-fraction", type=float, default=0.5,
                     help="of each neuron's synapses, from other regions (default 0.5)")
     ap.add_argument("--long-range-scaling", choices=("uniform", "in_strength"), default="uniform",
-                    help="long-range in-degree per region: the same everywhere, or in proportion to the region's "
+                    help="long-range weight per region: the same everywhere, or in proportion to the region's "
                          "incoming connectome strength (atlas.build)")
     ap.add_argument("--coupling", type=float, nargs="*", default=[4.0, 6.0, 8.0, 10.0],
                     help="global coupling candidates (factors on the long-range weights, 0.5 nS), chosen by FC on "

