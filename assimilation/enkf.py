@@ -28,9 +28,14 @@ def to_bounded(x: np.ndarray, low, high) -> np.ndarray:
     return low + (np.asarray(high) - low) * expit(np.asarray(x, dtype=float))
 
 
-def to_unbounded(hp: np.ndarray, low, high) -> np.ndarray:
-    """The inverse of :func:`to_bounded` (hp strictly inside (low, high))."""
+def to_unbounded(hp: np.ndarray, low, high, saturated: bool = False) -> np.ndarray:
+    """The inverse of :func:`to_bounded` (hp strictly inside (low, high)). ``saturated``: hp
+    equal to a bound (a sigmoid of a large x rounds to 0 or 1 in floating point) maps to
+    x = -+36.7, the largest |x| that float64 still tells from the bound."""
     f = (np.asarray(hp, dtype=float) - low) / (np.asarray(high) - low)
+    if saturated:
+        eps = np.finfo(float).eps
+        f = np.where((f >= 0) & (f <= 1), np.clip(f, eps, 1.0 - eps), f)
     if np.any((f <= 0) | (f >= 1)):
         raise ValueError("hyperparameters must lie strictly inside their bounds")
     return np.log(f / (1.0 - f))

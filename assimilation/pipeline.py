@@ -293,7 +293,8 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) 
     spec = scale_long_range(spec, coupling)              # the global coupling fitted with it
     sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True,
                      keep_region_rows=False)
-    x0 = x_final if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high)
+    # a member whose hyperparameter sat on a bound (sigmoid saturated) has its mean there too
+    x0 = x_final if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high, saturated=True)
     a = Assimilator(sim, spec, s, test, sc=None, n_assimilate=0, x0=x0)
     t0 = time.perf_counter()
     sim.run(spinup_tr * tr)

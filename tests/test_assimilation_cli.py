@@ -48,6 +48,8 @@ def test_assimilate_and_validate(setup):
             assert np.isfinite(f["metrics"].attrs[k])
     for png in ("hyperparameters.png", "bold_fit.png", "metrics_fc.png"):
         assert (d / "out" / png).stat().st_size > 5000
+    with h5py.File(run, "a") as f:      # a member whose sigmoid saturated sits on the bound (HCP 102816 did)
+        f["hp/fitted"][0, 0, 0] = 2.0
     p = run_dtb(["validate", str(run), "--bold", str(d / "bold.npy")])
     assert p.returncode == 0, p.stderr
     with h5py.File(run) as f:

@@ -60,6 +60,13 @@ def test_bounded_transform_and_localisation_mask():
     assert to_bounded(np.array([-1e3, 1e3]), 0.5, 2.0).tolist() == [0.5, 2.0]
     with pytest.raises(ValueError):
         to_unbounded(np.array([2.0]), 0.5, 2.0)
+    # a bound reached by a saturated sigmoid: the largest finite x, and back to the bound
+    x = to_unbounded(np.array([2.0, 0.5, 1.0]), 0.5, 2.0, saturated=True)
+    assert np.all(np.isfinite(x)) and x[0] > 30 and x[1] < -30
+    np.testing.assert_allclose(to_bounded(x, 0.5, 2.0), [2.0, 0.5, 1.0])
+    assert to_bounded(np.array([40.0]), 0.5, 2.0)[0] == 2.0      # how a run gets there
+    with pytest.raises(ValueError):
+        to_unbounded(np.array([2.1]), 0.5, 2.0, saturated=True)
     sc = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=float)
     reach = neighbours(sc, hops=1)
     np.testing.assert_array_equal(reach, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
