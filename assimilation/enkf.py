@@ -150,6 +150,12 @@ def fc_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a[iu], b[iu])[0, 1])
 
 
+def sc_fc_similarity(sc: np.ndarray, fc: np.ndarray) -> float:
+    """The structural connectome's own FC r, the baseline of any model: Pearson r between the
+    upper triangles of log(1 + SC + SC^T) and an FC matrix."""
+    return fc_similarity(np.log1p(sc + sc.T), fc)
+
+
 def fcd_values(bold: np.ndarray, window: int, step: int) -> np.ndarray:
     """Functional connectivity dynamics: the upper triangle of the FCD matrix, the Pearson r
     between the FC upper triangles of sliding windows (``window`` and ``step`` in samples) of

@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 from assimilation.enkf import (ar1_forecast, fc_matrix, fc_similarity, fcd_values, ks_distance, pearson_per_column,
-                               persistence_forecast, to_unbounded)
+                               persistence_forecast, sc_fc_similarity, to_unbounded)
 from assimilation.ensemble import ensemble_spec, scale_long_range
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
@@ -88,6 +88,11 @@ def preprocessed(bold: np.ndarray, spec: NetworkSpec) -> np.ndarray:
     return preprocess(bold, spec.bold.tr, s.detrend, s.band_pass, s.zscore, s.band_pass_causal)
 
 
+def preprocessed_members(model: np.ndarray, spec: NetworkSpec) -> list[np.ndarray]:
+    """Each member's BOLD of a free run (T, M, R) through the config's preprocessing."""
+    return [preprocessed(model[:, m], spec) for m in range(model.shape[1])]
+
+
 def _metrics(observed: np.ndarray, forecast: np.ndarray, analysis: np.ndarray) -> dict[str, np.ndarray]:
     """Per region: r of the forecast (rows 1..), the analysis, persistence and AR(1) on the same rows."""
     return {"r_forecast": pearson_per_column(forecast[1:], observed[1:]),
@@ -113,7 +118,6 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> t
     s = spec.assimilation
     tr = spec.bold.tr
     spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
-    n_regions = len(spec.regions)
     fc_obs = fc_matrix(observed)
     scores: dict[float, float] = {}
     for g in candidates:
@@ -125,9 +129,8 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> t
         bold = np.array(sim.bold.signal)[spinup_tr:]
         ok = bold.ndim == 2 and np.all(np.isfinite(bold)) and np.all(bold.std(axis=0) > 0)
         if ok:
-            bold = bold.reshape(len(bold), s.coupling_members, n_regions)
-            fc = np.mean([fc_matrix(preprocessed(bold[:, m], spec)) for m in range(s.coupling_members)], axis=0)
-            scores[g] = fc_similarity(fc, fc_obs)
+            members = preprocessed_members(bold.reshape(len(bold), s.coupling_members, len(spec.regions)), spec)
+            scores[g] = fc_similarity(np.mean([fc_matrix(b) for b in members], axis=0), fc_obs)
         else:
             scores[g] = float("nan")
         log.info("global coupling %g: FC r %.3f on the training data (%.0f s)", g, scores[g], time.perf_counter() - t0)
@@ -256,14 +259,14 @@ def held_out_metrics(model: np.ndarray, test: np.ndarray, spec: NetworkSpec) -> 
     FC r of the members' mean FC, the structural connectome's FC r, and the KS distance between
     the FCD values of the members (pooled) and of the data. Returns (metrics, model FC, data FC)."""
     fc_obs = fc_matrix(test)
-    each = [preprocessed(model[:, m], spec) for m in range(model.shape[1])]
+    each = preprocessed_members(model, spec)
     fc_each = [fc_matrix(b) for b in each]
     fc_members = [fc_similarity(f, fc_obs) for f in fc_each]
     fc_ens = np.mean(fc_each, axis=0)
     sc = region_connectivity(spec)
     out = {"fc_r_members": float(np.mean(fc_members)), "fc_r_members_sd": float(np.std(fc_members)),
            "fc_r_ensemble": fc_similarity(fc_ens, fc_obs),
-           "fc_r_sc": fc_similarity(np.log1p(sc + sc.T), fc_obs)}
+           "fc_r_sc": sc_fc_similarity(sc, fc_obs)}
     fcd_data = fcd_values(test, FCD_WINDOW, FCD_STEP)
     if len(fcd_data):
         fcd_model = np.concatenate([fcd_values(b, FCD_WINDOW, FCD_STEP) for b in each])

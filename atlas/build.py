@@ -79,19 +79,24 @@ def neurons_per_region(volumes: np.ndarray, total: int, minimum: int) -> np.ndar
 LONG_RANGE_SCALINGS = ("uniform", "in_strength")
 
 
+def _between_regions(weights: np.ndarray) -> np.ndarray:
+    """A float copy of the connectome without its diagonal (a region's own weight is local)."""
+    w = np.array(weights, dtype=np.float64)
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
 def long_range_indegrees(weights: np.ndarray, k_long: int) -> np.ndarray:
     """K[i, j]: long-range synapses from region j onto each neuron of region i (rows sum to
     ``k_long``, or 0 where region i has no incoming weight)."""
-    w = np.array(weights, dtype=np.float64)
-    np.fill_diagonal(w, 0.0)
+    w = _between_regions(weights)
     return np.vstack([apportion(k_long, row) for row in w])
 
 
 def long_range_weight_factors(weights: np.ndarray, scaling: str = "uniform") -> np.ndarray:
     """Per target region i, the factor on its long-range synaptic weight: 1 (``"uniform"``) or
     s_i / mean(s) with s_i = sum_j w[i, j] its incoming connectome strength (``"in_strength"``)."""
-    w = np.array(weights, dtype=np.float64)
-    np.fill_diagonal(w, 0.0)
+    w = _between_regions(weights)
     if scaling == "uniform":
         return np.ones(len(w))
     if scaling == "in_strength":

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assimilation.data import preprocess  # noqa: E402
-from assimilation.enkf import fc_matrix, fc_similarity, pearson_per_column  # noqa: E402
+from assimilation.enkf import fc_matrix, fc_similarity, pearson_per_column, sc_fc_similarity  # noqa: E402
 
 TR = 0.72
 
@@ -146,9 +146,8 @@ def run_subject(s: str, args, d: Path) -> dict:
     z = preprocess_like(tc.T, TR, args)
     half = len(z) // 2
     kf, info = best_kalman_forecast(observed, TR)
-    sc = np.log1p(next(v_ for k_, v_ in loadmat(subject_dir(s) / "structural" / "DTI_CM.mat").items()
-                       if not k_.startswith("__")))
-    fc_sc = fc_similarity(sc + sc.T, fc_matrix(z[half:]))
+    sc = next(v_ for k_, v_ in loadmat(subject_dir(s) / "structural" / "DTI_CM.mat").items() if not k_.startswith("__"))
+    fc_sc = sc_fc_similarity(sc, fc_matrix(z[half:]))
     hopf = (None, float("nan")) if args.no_hopf else hopf_fc_r(s, z[:half], z[half:], args)
     row.update({"subject": s, "analysis": m["r_analysis"], "forecast": m["r_forecast"],
                 "persistence": m["r_persistence"], "ar1": m["r_ar1"],
@@ -184,7 +183,8 @@ def parser() -> argparse.ArgumentParser:
                     help="BOLD drive (default synaptic: the regions' synaptic input, long-range input included)")
     ap.add_argument("--long-range-fraction", type=float, default=0.5,
                     help="of each neuron's synapses, from other regions (default 0.5)")
-    ap.add_argument("--long-range-scaling", choices=("uniform", "in_strength"), default="uniform",
+    from atlas.build import LONG_RANGE_SCALINGS
+    ap.add_argument("--long-range-scaling", choices=LONG_RANGE_SCALINGS, default="uniform",
                     help="long-range weight per region: the same everywhere, or in proportion to the region's "
                          "incoming connectome strength (atlas.build)")
     ap.add_argument("--coupling", type=float, nargs="*", default=[4.0, 6.0, 8.0, 10.0],

