@@ -47,9 +47,15 @@ def inflate(X: np.ndarray, factor: float) -> np.ndarray:
     return mean + factor * (X - mean)
 
 
-def random_walk(X: np.ndarray, std, rng: np.random.Generator) -> np.ndarray:
-    """X + N(0, std^2), per column (``std`` scalar or (n,))."""
-    return X + rng.standard_normal(X.shape) * np.asarray(std)
+def random_walk(X: np.ndarray, std, rng: np.random.Generator, centered: bool = False) -> np.ndarray:
+    """X + N(0, std^2), per column (``std`` scalar or (n,)). ``centered``: the steps' mean over
+    the members (rows) is removed, so the walk widens the ensemble (its sample covariance grows by
+    std^2, as without centring) without moving its mean: with M members an uncentred walk shifts
+    the mean by noise of std / sqrt(M) every step."""
+    step = rng.standard_normal(X.shape)
+    if centered:
+        step -= step.mean(axis=0)
+    return X + step * np.asarray(std)
 
 
 def enkf_analysis(X: np.ndarray, HX: np.ndarray, y: np.ndarray, r, rng: np.random.Generator,

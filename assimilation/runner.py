@@ -130,7 +130,7 @@ class Assimilator:
             np.clip(st.lq, -5, 5, out=st.lq)
             self.analysis.append(Xa[:, -self.R:])
             self.hp_trace.append(self.hp())
-            self.x = random_walk(self.x, self.s.random_walk, rng)
+            self.x = random_walk(self.x, self.s.random_walk, rng, self.s.random_walk_centered)
             if self.s.hemodynamic_noise > 0:
                 for arr in (st.s, st.lf, st.lv, st.lq):
                     arr += self.s.hemodynamic_noise * rng.standard_normal(arr.shape)

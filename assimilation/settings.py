@@ -9,6 +9,8 @@ high = 2.0
 prior = 1.0                      # initial ensemble mean of every hyperparameter
 prior_spread = 0.3               # std of the initial ensemble in x (the unbounded variable)
 random_walk = 0.05               # std of x's diffusion per TR (the forecast of a static parameter)
+random_walk_centered = true      # remove the steps' mean over members: the walk spreads the
+                                 # ensemble without moving its mean by sampling noise
 hemodynamic_noise = 0.03         # std added per TR to each member's s, ln f, ln v, ln q (model error:
                                  # drive the network does not explain; keeps the ensemble spread)
 obs_noise = 0.5                  # observation noise std, in observation units
@@ -58,6 +60,7 @@ class AssimilationSettings:
     prior: float = 1.0
     prior_spread: float = 0.3
     random_walk: float = 0.05
+    random_walk_centered: bool = True
     hemodynamic_noise: float = 0.03
     obs_noise: float = 0.5
     inflation: float = 1.0

@@ -14,7 +14,9 @@
   connectome strength, the synapse counts unchanged. The second is what a neural-mass model does
   with an unnormalised connectome (input sum_j w[i, j] x_j): hub regions receive more, and a
   linear model's FC then predicts HCP resting-state FC far better than with normalised rows
-  (benchmarks/connectome_fc.py).
+  (benchmarks/connectome_fc.py). ``long_range_exponent`` p softens it: the factor is
+  s_i^p / mean(s^p) (p = 1: proportional; 0.5: the square root, which keeps the weakest regions
+  within a factor of about 3 of the mean instead of 10, and predicts FC as well).
 * Delays: tract length / ``velocity`` (mm / (m/s) = ms), rounded to dt, never below ``min_delay``.
 * Regions listed in ``subcortical`` get ``subcortical_params`` (neuron parameter overrides).
 """
@@ -37,6 +39,7 @@ class AtlasNetworkSettings:
     indegree: int = 100                   # synapses onto each neuron
     long_range_fraction: float = 0.2      # of each neuron's synapses, from other regions
     long_range_scaling: str = "uniform"   # "uniform" or "in_strength" (long-range weight per target region)
+    long_range_exponent: float = 1.0      # in_strength: weight factor s_i^p / mean(s^p)
     velocity: float = 5.0                 # [m/s = mm/ms] conduction velocity
     min_delay: float = 1e-3               # [s] no delay below this (also the local delay floor)
     dt: float = 1e-4                      # [s]
@@ -93,14 +96,17 @@ def long_range_indegrees(weights: np.ndarray, k_long: int) -> np.ndarray:
     return np.vstack([apportion(k_long, row) for row in w])
 
 
-def long_range_weight_factors(weights: np.ndarray, scaling: str = "uniform") -> np.ndarray:
+def long_range_weight_factors(weights: np.ndarray, scaling: str = "uniform", exponent: float = 1.0) -> np.ndarray:
     """Per target region i, the factor on its long-range synaptic weight: 1 (``"uniform"``) or
-    s_i / mean(s) with s_i = sum_j w[i, j] its incoming connectome strength (``"in_strength"``)."""
+    s_i^p / mean(s^p) with s_i = sum_j w[i, j] its incoming connectome strength and p =
+    ``exponent`` (``"in_strength"``; mean factor 1)."""
     w = _between_regions(weights)
     if scaling == "uniform":
         return np.ones(len(w))
     if scaling == "in_strength":
-        s = w.sum(axis=1)
+        if not 0 <= exponent <= 4:
+            raise DtbError(f"atlas.long_range_exponent must lie in [0, 4], got {exponent:g}")
+        s = w.sum(axis=1) ** exponent
         return s / s.mean() if s.sum() > 0 else np.ones(len(w))
     raise DtbError(f"atlas.long_range_scaling must be one of {', '.join(LONG_RANGE_SCALINGS)}, got {scaling!r}")
 
@@ -124,7 +130,7 @@ def network_config(regions: list[str], volumes: np.ndarray, weights: np.ndarray,
     n_e = n - n_i
     k_long = int(round(s.long_range_fraction * s.indegree))
     K = long_range_indegrees(weights, k_long)
-    w_long = s.w_long * long_range_weight_factors(weights, s.long_range_scaling)
+    w_long = s.w_long * long_range_weight_factors(weights, s.long_range_scaling, s.long_range_exponent)
     d = delay_steps(lengths, s.velocity, s.dt, s.min_delay)
     ms = lambda x: format_quantity(x, "ms")
     nS = lambda x: format_quantity(x, "nS")

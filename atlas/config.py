@@ -12,6 +12,7 @@ turn them into populations, projections and background input (see :mod:`atlas.bu
     long_range_fraction = 0.2
     long_range_scaling = "uniform"      # or "in_strength": long-range weight per region in
                                         # proportion to its incoming connectome strength
+    long_range_exponent = 1.0           # in_strength: weight factor s_i^p / mean(s^p) (0.5: square root)
     velocity = "5 m/s"
     min_delay = "1 ms"
     w_exc = "0.6 nS"                    # local E -> E, I   (AMPA)
@@ -99,6 +100,7 @@ def expand_atlas(data: dict, source: str, reader_cls) -> dict:
         indegree=r.int("indegree", d.indegree, minimum=0),
         long_range_fraction=r.float("long_range_fraction", d.long_range_fraction, low=0.0, high=1.0),
         long_range_scaling=r.str("long_range_scaling", d.long_range_scaling, choices=LONG_RANGE_SCALINGS),
+        long_range_exponent=r.float("long_range_exponent", d.long_range_exponent, low=0.0, high=4.0),
         velocity=r.quantity("velocity", "velocity", d.velocity, positive=True),
         min_delay=r.quantity("min_delay", "time", d.min_delay, positive=True),
         dt=dt,

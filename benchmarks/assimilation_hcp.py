@@ -55,7 +55,8 @@ def config_for(subject: str, args) -> dict:
     n = args.neurons_per_region * len(sizes)
     s = AtlasNetworkSettings(neurons=n, min_neurons=max(args.neurons_per_region // 2, 10), indegree=args.indegree,
                              seed=1, dt=args.dt_ms * 1e-3, min_delay=max(args.dt_ms * 1e-3, 1e-3),
-                             long_range_fraction=args.long_range_fraction, long_range_scaling=args.long_range_scaling)
+                             long_range_fraction=args.long_range_fraction, long_range_scaling=args.long_range_scaling,
+                             long_range_exponent=args.long_range_exponent)
     net = network_config(list(c.names), sizes, c.weights, c.lengths, s)
     net["simulation"]["seed"] = 1
     net["bold"] = {"tr": f"{TR} s", "preset": "dtb", "drive": args.drive}
@@ -64,7 +65,8 @@ def config_for(subject: str, args) -> dict:
                            "obs_noise": args.obs_noise, "inflation": args.inflation, "localisation": "own",
                            "random_walk": args.random_walk, "hemodynamic_noise": args.hemodynamic_noise,
                            "detrend": True, "zscore": True, "band_pass": list(args.band_pass or []),
-                           "band_pass_causal": not args.zero_phase, "coupling": args.coupling}
+                           "band_pass_causal": not args.zero_phase, "coupling": args.coupling,
+                           "random_walk_centered": not args.uncentred_walk}
     return net
 
 
@@ -187,6 +189,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--long-range-scaling", choices=LONG_RANGE_SCALINGS, default="uniform",
                     help="long-range weight per region: the same everywhere, or in proportion to the region's "
                          "incoming connectome strength (atlas.build)")
+    ap.add_argument("--long-range-exponent", type=float, default=1.0,
+                    help="with in_strength: weight factor s_i^p / mean(s^p) (default 1; 0.5: square root)")
+    ap.add_argument("--uncentred-walk", action="store_true",
+                    help="random walk steps not centred over the members (assimilation.random_walk_centered = false)")
     ap.add_argument("--coupling", type=float, nargs="*", default=[4.0, 6.0, 8.0, 10.0],
                     help="global coupling candidates (factors on the long-range weights, 0.5 nS), chosen by FC on "
                          "the training half (default 4 6 8 10; none: keep 1)")
@@ -217,7 +223,9 @@ def main() -> None:
     print_table(rows)
     print(f"BOLD drive {args.drive}, long-range fraction {args.long_range_fraction:g}, band-pass "
           f"{args.band_pass or 'none'} ({'zero-phase' if args.zero_phase else 'causal'}), random walk "
-          f"{args.random_walk:g}, observation noise {args.obs_noise:g}")
+          f"{args.random_walk:g} ({'uncentred' if args.uncentred_walk else 'centred'}), observation noise "
+          f"{args.obs_noise:g}, long-range scaling {args.long_range_scaling}"
+          + (f" (exponent {args.long_range_exponent:g})" if args.long_range_scaling == "in_strength" else ""))
     print(f"members {args.members}, {rows[0]['neurons_per_member']} neurons per member "
           f"({args.neurons_per_region} per region on average, indegree {args.indegree}), dt {args.dt_ms:g} ms, "
           f"{args.trs} TRs (first half assimilated, second half held out), {args.ranks} rank(s); "

@@ -745,6 +745,7 @@ def _read_assimilation(r: _Reader):
         hyperparameters=tuple(hps), low=low, high=high, prior=prior,
         prior_spread=r.float("prior_spread", d.prior_spread, low=0.0),
         random_walk=r.float("random_walk", d.random_walk, low=0.0),
+        random_walk_centered=r.bool("random_walk_centered", d.random_walk_centered),
         hemodynamic_noise=r.float("hemodynamic_noise", d.hemodynamic_noise, low=0.0),
         obs_noise=r.float("obs_noise", d.obs_noise, low=1e-9),
         inflation=r.float("inflation", d.inflation, low=1.0, high=10.0),

@@ -99,6 +99,12 @@ def test_in_strength_scaling_gives_hubs_stronger_long_range_input(tmp_path):
             assert q.weight == p.weight
     with pytest.raises(DtbError, match="long_range_scaling"):
         long_range_weight_factors(w, "sqrt")
+    root = long_range_weight_factors(w, "in_strength", 0.5)                # s_i^p / mean(s^p)
+    np.testing.assert_allclose(root, np.sqrt(strength) / np.sqrt(strength).mean())
+    assert root.mean() == pytest.approx(1.0) and np.ptp(root) < np.ptp(f)
+    np.testing.assert_allclose(long_range_weight_factors(w, "in_strength", 0.0), 1.0)
+    with pytest.raises(DtbError, match="long_range_exponent"):
+        long_range_weight_factors(w, "in_strength", -1.0)
 
 
 def test_delays_are_length_over_velocity_rounded_to_dt(tmp_path):
@@ -222,6 +228,14 @@ def test_run_an_atlas_config_on_1_and_2_ranks(tmp_path):
     assert weight["A_E"] == pytest.approx(0.5e-9 * 3 / (6.5 / 3), rel=1e-4)     # w_long x s_A / mean(s)
     bad.write_text(ATLAS_CONFIG + 'long_range_scaling = "sqrt"\n')
     with pytest.raises(ConfigError, match="atlas.long_range_scaling"):
+        load_spec(bad)
+    hubs.write_text(ATLAS_CONFIG + 'long_range_fraction = 0.3\nlong_range_scaling = "in_strength"\n'
+                    'long_range_exponent = 0.5\n')
+    weight = {p.target: p.weight.value for p in load_spec(hubs).projections if p.source[0] != p.target[0]}
+    root = np.sqrt([3, 2, 1.5])
+    assert weight["A_E"] == pytest.approx(0.5e-9 * root[0] / root.mean(), rel=1e-4)
+    bad.write_text(ATLAS_CONFIG + 'long_range_exponent = "half"\n')
+    with pytest.raises(ConfigError, match="atlas.long_range_exponent"):
         load_spec(bad)
 
 

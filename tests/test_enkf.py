@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from assimilation.enkf import (ar1_forecast, enkf_analysis, kalman_update, neighbours, region_domains,
+from assimilation.enkf import (ar1_forecast, enkf_analysis, kalman_update, neighbours, random_walk, region_domains,
                                pearson_per_column, to_bounded, to_unbounded)
 
 MEAN = np.array([1.0, -0.5, 2.0])
@@ -73,6 +73,19 @@ def test_bounded_transform_and_localisation_mask():
     np.testing.assert_array_equal(neighbours(sc, hops=0), np.eye(3, dtype=bool))
     doms = region_domains(reach, lambda i: [2 * i, 2 * i + 1])
     assert [d[1].tolist() for d in doms] == [[0, 1], [0, 1], [2]]
+
+
+def test_centred_random_walk_keeps_the_ensemble_mean_and_the_step_variance():
+    X = np.random.default_rng(0).standard_normal((24, 4000))
+    std = np.array([0.5, 0.1] * 2000)
+    plain = random_walk(X, std, np.random.default_rng(1)) - X
+    centred = random_walk(X, std, np.random.default_rng(1), centered=True) - X
+    np.testing.assert_allclose(centred.mean(axis=0), 0.0, atol=1e-12)      # the mean does not move
+    assert np.abs(plain.mean(axis=0)[::2]).mean() == pytest.approx(0.5 * np.sqrt(2 / np.pi / 24), rel=0.05)
+    for s in (0.5, 0.1):                                    # the ensemble's sample variance grows by std^2
+        var = centred[:, std == s].var(axis=0, ddof=1).mean()
+        assert var == pytest.approx(s ** 2, rel=0.02)
+        assert plain[:, std == s].var(axis=0, ddof=1).mean() == pytest.approx(s ** 2, rel=0.02)
 
 
 def test_domain_localisation_uses_only_local_observations():
