@@ -80,6 +80,7 @@ def neurons_per_region(volumes: np.ndarray, total: int, minimum: int) -> np.ndar
 
 
 LONG_RANGE_SCALINGS = ("uniform", "in_strength")
+LONG_RANGE_EXPONENTS = (0.0, 4.0)       # the accepted range of long_range_exponent
 
 
 def _between_regions(weights: np.ndarray) -> np.ndarray:
@@ -104,8 +105,9 @@ def long_range_weight_factors(weights: np.ndarray, scaling: str = "uniform", exp
     if scaling == "uniform":
         return np.ones(len(w))
     if scaling == "in_strength":
-        if not 0 <= exponent <= 4:
-            raise DtbError(f"atlas.long_range_exponent must lie in [0, 4], got {exponent:g}")
+        low, high = LONG_RANGE_EXPONENTS
+        if not low <= exponent <= high:
+            raise DtbError(f"atlas.long_range_exponent must lie in [{low:g}, {high:g}], got {exponent:g}")
         s = w.sum(axis=1) ** exponent
         return s / s.mean() if s.sum() > 0 else np.ones(len(w))
     raise DtbError(f"atlas.long_range_scaling must be one of {', '.join(LONG_RANGE_SCALINGS)}, got {scaling!r}")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from atlas import builtin
-from atlas.build import LONG_RANGE_SCALINGS, AtlasNetworkSettings, network_config
+from atlas.build import LONG_RANGE_EXPONENTS, LONG_RANGE_SCALINGS, AtlasNetworkSettings, network_config
 from atlas.io import Connectome, match_regions, read_connectome, read_parcellation
 from dtb.errors import ConfigError, DtbError
 
@@ -100,7 +100,7 @@ def expand_atlas(data: dict, source: str, reader_cls) -> dict:
         indegree=r.int("indegree", d.indegree, minimum=0),
         long_range_fraction=r.float("long_range_fraction", d.long_range_fraction, low=0.0, high=1.0),
         long_range_scaling=r.str("long_range_scaling", d.long_range_scaling, choices=LONG_RANGE_SCALINGS),
-        long_range_exponent=r.float("long_range_exponent", d.long_range_exponent, low=0.0, high=4.0),
+        long_range_exponent=r.float("long_range_exponent", d.long_range_exponent, *LONG_RANGE_EXPONENTS),
         velocity=r.quantity("velocity", "velocity", d.velocity, positive=True),
         min_delay=r.quantity("min_delay", "time", d.min_delay, positive=True),
         dt=dt,

@@ -8,8 +8,9 @@ region j, K[i, j] synapses per neuron times their weight, with ``long_range_scal
 (every region the same total: rows normalised), ``"in_strength"`` (weights in proportion to
 the region's incoming strength) and ``"in_strength"`` with ``long_range_exponent = 0.5`` (in
 proportion to its square root); the linear model's FC of each, with its gain chosen on the
-training half (first half of the first N TRs) among 0.5 ... 0.95; FC r on the held-out half, beside the structural connectome's own FC r (log(1 + SC), as in the
-HCP assimilation benchmark, with the same preprocessing and split).
+training half (first half of the first N TRs) among 0.5 ... 0.95; FC r on the held-out half,
+beside the structural connectome's own FC r (log(1 + SC + SC^T), enkf.sc_fc_similarity, as in
+the HCP assimilation benchmark, with the same preprocessing and split).
 """
 
 from __future__ import annotations
