@@ -12,7 +12,8 @@ import numpy as np
 from scipy.special import gammaincinv
 
 from dtb import rng
-from dtb.spec import NetworkSpec
+from dtb.errors import DtbError
+from dtb.spec import NetworkSpec, PoissonStimulus
 
 #: counter stream of the per-neuron Gamma multipliers (one counter per receptor)
 STREAM_GAMMA = 40
@@ -52,6 +53,42 @@ def scale_long_range(spec: NetworkSpec, factor: float) -> NetworkSpec:
     projs = tuple(dataclasses.replace(pr, weight=scaled(pr.weight)) if region[pr.source] != region[pr.target] else pr
                   for pr in spec.projections)
     return dataclasses.replace(spec, projections=projs)
+
+
+def balance_long_range(spec: NetworkSpec, rates: dict[str, float]) -> NetworkSpec:
+    """``spec`` with each population's Poisson background lowered by the mean conductance its
+    long-range projections bring, receptor by receptor: expected indegree x mean weight x the
+    source population's rate in ``rates`` (Hz; its rate without long-range input). A region then
+    keeps its mean input, and its operating point, at every global coupling; the coupling only
+    sets how strongly fluctuations travel between regions (as feedback inhibition control keeps
+    every region's rate in Deco et al. 2014, J Neurosci 34:7886). Raises a DtbError where a
+    background would have to fall below 0 Hz."""
+    from dtb.partition import expected_projection_indegree
+    region = {p.name: p.region for p in spec.populations}
+    added: dict[tuple[str, str], float] = {}            # (population, receptor) -> S/s
+    for pr in spec.projections:
+        if region[pr.source] != region[pr.target]:
+            key = (pr.target, pr.receptor)
+            added[key] = added.get(key, 0.0) + (expected_projection_indegree(spec, pr) * pr.weight.expected
+                                                * rates[pr.source])
+    stims, done = [], set()
+    for st in spec.stimuli:
+        key = (st.population, st.receptor) if isinstance(st, PoissonStimulus) else None
+        if key in added and key not in done:
+            rate = st.rate - added[key] / st.weight
+            if rate < 0:
+                raise DtbError(f"assimilation.coupling_balance: population {st.population!r} gets "
+                               f"{added[key] / st.weight:.4g} Hz of {st.receptor} background's worth of long-range "
+                               f"input, more than its Poisson background ({st.rate:g} Hz) can give up; lower the "
+                               "global coupling")
+            st = dataclasses.replace(st, rate=rate)
+            done.add(key)
+        stims.append(st)
+    missing = sorted(set(added) - done)
+    if missing:
+        raise DtbError(f"assimilation.coupling_balance: population {missing[0][0]!r} has long-range "
+                       f"{missing[0][1]} input but no Poisson background on that receptor to balance it")
+    return dataclasses.replace(spec, stimuli=tuple(stims))
 
 
 def member_and_region(base: NetworkSpec, gids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,7 @@ import numpy as np
 
 from assimilation.enkf import (ar1_forecast, fc_matrix, fc_similarity, fcd_values, ks_distance, pearson_per_column,
                                persistence_forecast, sc_fc_similarity, to_unbounded)
-from assimilation.ensemble import ensemble_spec, scale_long_range
+from assimilation.ensemble import balance_long_range, ensemble_spec, scale_long_range
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
 from dtb.files import atomic_path
@@ -109,11 +109,45 @@ def fitted_hyperparameters(hp: np.ndarray) -> np.ndarray:
     return hp[len(hp) // 2:].mean(axis=0)
 
 
-def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> tuple[float, dict[float, float]]:
+def isolated_rates(spec: NetworkSpec, comm) -> dict[str, float]:
+    """Each population's rate (Hz) with every long-range weight at 0, over the spin-up (one
+    network, the config's seed): the operating point that ``coupling_balance`` keeps."""
+    from dtb.engine import Simulation
+    duration = max(spec.assimilation.spinup, 1.0)
+    sim = Simulation(scale_long_range(spec, 0.0), comm=comm, keep_region_rows=False)
+    sim.run(duration)
+    idx, _ = sim.spikes.since(0)
+    counts = np.bincount(sim.local_population[idx], minlength=len(spec.populations))
+    counts = sim.comm.allreduce(counts)
+    del sim
+    return {p.name: float(c) / p.size / duration for p, c in zip(spec.populations, counts)}
+
+
+def coupled(spec: NetworkSpec, coupling: float, rates: dict[str, float] | None) -> NetworkSpec:
+    """``spec`` at global coupling ``coupling``; balanced (ensemble.balance_long_range) when the
+    populations' ``rates`` without long-range input are given."""
+    spec = scale_long_range(spec, coupling)
+    return spec if rates is None else balance_long_range(spec, rates)
+
+
+def balance_rates(spec: NetworkSpec, comm) -> dict[str, float] | None:
+    """The rates ``coupled`` balances with: measured when ``coupling_balance`` is on, else None."""
+    if not spec.assimilation.coupling_balance:
+        return None
+    t0 = time.perf_counter()
+    rates = isolated_rates(spec, comm)
+    log.info("coupling balance: populations fire at %.1f Hz on average without long-range input (%.0f s)",
+             np.mean(list(rates.values())), time.perf_counter() - t0)
+    return rates
+
+
+def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
+                 rates: dict[str, float] | None = None) -> tuple[float, dict[float, float]]:
     """Global coupling on the training data, as a neural-mass model's K is fitted: for each
     candidate factor on the long-range weights, run ``coupling_members`` independent networks (no
     filter) freely over the spin-up and the training TRs, and keep the factor whose mean FC over
-    them is closest (Pearson r of the upper triangles) to the data's. Returns (factor, {factor: FC r})."""
+    them is closest (Pearson r of the upper triangles) to the data's; balanced with ``rates`` (see
+    ``coupled``), a candidate too strong to balance scores NaN. Returns (factor, {factor: FC r})."""
     from dtb.engine import Simulation
     s = spec.assimilation
     tr = spec.bold.tr
@@ -122,8 +156,13 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm) -> t
     scores: dict[float, float] = {}
     for g in candidates:
         t0 = time.perf_counter()
-        sim = Simulation(ensemble_spec(scale_long_range(spec, g), s.coupling_members), comm=comm,
-                         keep_region_rows=False)
+        try:
+            candidate = coupled(spec, g, rates)
+        except DtbError as e:
+            log.warning("global coupling %g: skipped (%s)", g, e)
+            scores[g] = float("nan")
+            continue
+        sim = Simulation(ensemble_spec(candidate, s.coupling_members), comm=comm, keep_region_rows=False)
         sim.run((spinup_tr + len(observed)) * tr)
         sim.finish_exchange()
         bold = np.array(sim.bold.signal)[spinup_tr:]
@@ -160,12 +199,13 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
     tr = spec.bold.tr
     spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
     coupling, coupling_scores = 1.0, {}
+    rates = balance_rates(spec, comm)
     if resume is not None:
         coupling = float(resume.manifest.get("coupling", 1.0))
     elif s.coupling:
-        coupling, coupling_scores = fit_coupling(spec, observed, s.coupling, comm)
+        coupling, coupling_scores = fit_coupling(spec, observed, s.coupling, comm, rates)
         log.info("global coupling: %g", coupling)
-    spec = scale_long_range(spec, coupling)
+    spec = coupled(spec, coupling, rates)
     meta = dict(meta or {}, coupling=coupling)
     t0 = time.perf_counter()
     ens = ensemble_spec(spec, s.members)
@@ -293,7 +333,7 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) 
     s = spec.assimilation
     tr = spec.bold.tr
     spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
-    spec = scale_long_range(spec, coupling)              # the global coupling fitted with it
+    spec = coupled(spec, coupling, balance_rates(spec, comm))     # the global coupling fitted with it
     sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True,
                      keep_region_rows=False)
     # a member whose hyperparameter sat on a bound (sigmoid saturated) has its mean there too

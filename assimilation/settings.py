@@ -36,6 +36,10 @@ coupling = []                    # global coupling candidates: factors on every 
                                  # fitted), then fits the regions' hyperparameters; [] keeps 1
 coupling_members = 4             # independent networks run per candidate; the candidate's FC is
                                  # their mean FC (one short run's FC is too noisy to rank couplings)
+coupling_balance = false         # true: each population's Poisson background gives up the mean
+                                 # input its long-range projections bring at its sources' rates
+                                 # without long-range input (measured over the spin-up), so the
+                                 # coupling moves fluctuations between regions, not their rates
 ```
 
 Hierarchy: neuron i of region r gets conductance scale ``g_i * hp[r, receptor]`` where the
@@ -67,6 +71,7 @@ class AssimilationSettings:
     localisation: str = "own"
     coupling: tuple[float, ...] = ()
     coupling_members: int = 4
+    coupling_balance: bool = False
     gamma_shape: float = 4.0
     spinup: float = 10.0           # [s]
     observation: str = "zscore"

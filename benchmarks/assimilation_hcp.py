@@ -3,7 +3,7 @@
     python benchmarks/assimilation_hcp.py [--subjects 101309 ...] [--members 24] [--neurons-per-region 10]
                                           [--trs 300] [--band-pass 0.01 0.1 [--zero-phase]]
                                           [--random-walk 0.5] [--obs-noise 0.7] [--ranks 1]
-                                          [--coupling 4 6 8 10] [--json rows.json]
+                                          [--coupling 4 6 8 10] [--balance] [--json rows.json]
     python benchmarks/assimilation_hcp.py --table rows1.json rows2.json ...   (print saved rows)
 
 For each subject: the AAL2 structural connectome (DTI_CM, DTI_LEN, nvoxel) becomes a network
@@ -66,7 +66,7 @@ def config_for(subject: str, args) -> dict:
                            "random_walk": args.random_walk, "hemodynamic_noise": args.hemodynamic_noise,
                            "detrend": True, "zscore": True, "band_pass": list(args.band_pass or []),
                            "band_pass_causal": not args.zero_phase, "coupling": args.coupling,
-                           "random_walk_centered": not args.uncentred_walk}
+                           "random_walk_centered": not args.uncentred_walk, "coupling_balance": args.balance}
     return net
 
 
@@ -196,6 +196,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--coupling", type=float, nargs="*", default=[4.0, 6.0, 8.0, 10.0],
                     help="global coupling candidates (factors on the long-range weights, 0.5 nS), chosen by FC on "
                          "the training half (default 4 6 8 10; none: keep 1)")
+    ap.add_argument("--balance", action="store_true",
+                    help="assimilation.coupling_balance: each population's background gives up the mean input "
+                         "its long-range projections bring, so the coupling moves fluctuations, not rates "
+                         "(candidates near 4: the balanced network loses its rest state near 5)")
     ap.add_argument("--no-hopf", action="store_true")
     ap.add_argument("--json", help="also write the rows here (JSON)")
     ap.add_argument("--table", nargs="+", help="print the table of rows saved with --json, and exit")
@@ -223,7 +227,8 @@ def main() -> None:
     print_table(rows)
     print(f"BOLD drive {args.drive}, long-range fraction {args.long_range_fraction:g}, band-pass "
           f"{args.band_pass or 'none'} ({'zero-phase' if args.zero_phase else 'causal'}), random walk "
-          f"{args.random_walk:g} ({'uncentred' if args.uncentred_walk else 'centred'}), observation noise "
+          f"{args.random_walk:g} ({'uncentred' if args.uncentred_walk else 'centred'}), "
+          f"coupling {'balanced' if args.balance else 'not balanced'}, observation noise "
           f"{args.obs_noise:g}, long-range scaling {args.long_range_scaling}"
           + (f" (exponent {args.long_range_exponent:g})" if args.long_range_scaling == "in_strength" else ""))
     print(f"members {args.members}, {rows[0]['neurons_per_member']} neurons per member "

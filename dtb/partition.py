@@ -92,15 +92,17 @@ def expected_synapse_matrix(spec: NetworkSpec) -> np.ndarray:
     index = {p.name: k for k, p in enumerate(spec.populations)}
     m = np.zeros((len(spec.populations),) * 2)
     for pr in spec.projections:
-        src, tgt = spec.population(pr.source), spec.population(pr.target)
-        if pr.rule == "fixed_indegree":
-            k = pr.indegree
-        elif pr.rule == "fixed_probability":
-            k = pr.probability * src.size
-        else:
-            k = 1
-        m[index[pr.source], index[pr.target]] += k * tgt.size
+        m[index[pr.source], index[pr.target]] += expected_projection_indegree(spec, pr) * spec.population(pr.target).size
     return m
+
+
+def expected_projection_indegree(spec: NetworkSpec, pr) -> float:
+    """Expected synapses of projection ``pr`` onto one neuron of its target population."""
+    if pr.rule == "fixed_indegree":
+        return float(pr.indegree)
+    if pr.rule == "fixed_probability":
+        return pr.probability * spec.population(pr.source).size
+    return 1.0
 
 
 def _population_cost(spec: NetworkSpec, synapse_cost: float) -> np.ndarray:

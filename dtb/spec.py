@@ -44,6 +44,15 @@ class Distribution:
     def lower_bound(self) -> float:
         return self.value if self.kind == "constant" else self.low
 
+    @property
+    def expected(self) -> float:
+        """The mean (of the unclipped distribution)."""
+        if self.kind == "constant":
+            return self.value
+        if self.kind == "uniform":
+            return 0.5 * (self.low + self.high)
+        return self.mean
+
 
 @dataclass(frozen=True)
 class Population:
@@ -742,6 +751,7 @@ def _read_assimilation(r: _Reader):
     settings = AssimilationSettings(
         members=r.int("members", d.members, minimum=2), coupling=tuple(float(x) for x in coupling),
         coupling_members=r.int("coupling_members", d.coupling_members, minimum=1),
+        coupling_balance=r.bool("coupling_balance", d.coupling_balance),
         hyperparameters=tuple(hps), low=low, high=high, prior=prior,
         prior_spread=r.float("prior_spread", d.prior_spread, low=0.0),
         random_walk=r.float("random_walk", d.random_walk, low=0.0),

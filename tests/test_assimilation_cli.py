@@ -170,3 +170,70 @@ def test_global_coupling_is_chosen_by_fc_on_the_training_data(setup, tmp_path):
         scores = {float(k): v for k, v in json.loads(f.attrs["coupling_scores"]).items()}
         assert set(scores) == {0.5, 4.0} and all(np.isfinite(list(scores.values())))
         assert f.attrs["coupling"] == max(scores, key=scores.get)
+
+
+def _long_range_input(spec, rates):
+    """(population, receptor) -> mean conductance per second its long-range projections bring."""
+    region = {p.name: p.region for p in spec.populations}
+    out = {}
+    for pr in spec.projections:
+        if region[pr.source] != region[pr.target]:
+            assert pr.rule == "fixed_indegree" and pr.weight.kind == "constant"
+            key = (pr.target, pr.receptor)
+            out[key] = out.get(key, 0.0) + pr.indegree * pr.weight.value * rates[pr.source]
+    return out
+
+
+def test_balance_lowers_each_background_by_its_long_range_mean_input(setup):
+    import dataclasses
+    from assimilation.ensemble import balance_long_range, scale_long_range
+    from dtb.errors import DtbError
+    from dtb.spec import load_spec
+    _, cfg, _ = setup
+    spec = scale_long_range(load_spec(cfg), 3.0)
+    rates = {p.name: 5.0 + i for i, p in enumerate(spec.populations)}
+    balanced = balance_long_range(spec, rates)
+    added = _long_range_input(spec, rates)
+    assert len(added) == 2 * R
+    for a, b in zip(spec.stimuli, balanced.stimuli):
+        assert b.rate == pytest.approx(a.rate - added[(a.population, a.receptor)] / a.weight, rel=1e-12)
+        assert b.rate < a.rate and b.weight == a.weight
+    # the mean conductance input (background + long-range) is the same as with no long-range weight
+    uncoupled = scale_long_range(spec, 0.0)
+    for a, b in zip(uncoupled.stimuli, balanced.stimuli):
+        assert b.rate * b.weight + added[(b.population, b.receptor)] == pytest.approx(a.rate * a.weight, rel=1e-12)
+    with pytest.raises(DtbError, match="lower the global coupling"):
+        balance_long_range(scale_long_range(spec, 100.0), rates)
+    with pytest.raises(DtbError, match="no Poisson background"):
+        balance_long_range(dataclasses.replace(spec, stimuli=spec.stimuli[1:]), rates)
+
+
+def test_balanced_coupling_keeps_the_regions_rates(setup, tmp_path):
+    """Unbalanced, a strong global coupling drives every region far above its own rate; balanced,
+    the regions keep the rate they fire at without long-range input."""
+    from assimilation.pipeline import coupled, isolated_rates
+    from dtb.engine import Simulation
+    from dtb.errors import ConfigError
+    from dtb.spec import load_spec
+    _, cfg, _ = setup
+    text = cfg.read_text().replace('[assimilation]\n', '[assimilation]\ncoupling_balance = true\n')
+    c2 = tmp_path / "balanced.toml"
+    c2.write_text(text)
+    spec = load_spec(c2)
+    assert spec.assimilation.coupling_balance and not load_spec(cfg).assimilation.coupling_balance
+    c2.write_text(text.replace("coupling_balance = true", 'coupling_balance = "yes"'))
+    with pytest.raises(ConfigError, match="assimilation.coupling_balance"):
+        load_spec(c2)
+    own = isolated_rates(spec, None)
+    exc = [p.name for p in spec.populations if p.kind == "excitatory"]
+    assert all(own[n] > 1.0 for n in exc)
+
+    def rates(s):
+        sim = Simulation(s, keep_region_rows=False)
+        sim.run(2.0)
+        idx, _ = sim.spikes.since(0)
+        counts = np.bincount(sim.local_population[idx], minlength=len(s.populations))
+        return {p.name: c / p.size / 2.0 for p, c in zip(s.populations, counts)}
+    plain, balanced = rates(coupled(spec, 4.0, None)), rates(coupled(spec, 4.0, own))
+    assert np.mean([plain[n] / own[n] for n in exc]) > 1.3
+    assert all(abs(balanced[n] / own[n] - 1) < 0.2 for n in exc)
