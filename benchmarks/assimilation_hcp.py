@@ -66,7 +66,8 @@ def config_for(subject: str, args) -> dict:
                            "random_walk": args.random_walk, "hemodynamic_noise": args.hemodynamic_noise,
                            "detrend": True, "zscore": True, "band_pass": list(args.band_pass or []),
                            "band_pass_causal": not args.zero_phase, "coupling": args.coupling,
-                           "random_walk_centered": not args.uncentred_walk, "coupling_balance": args.balance}
+                           "random_walk_centered": not args.uncentred_walk, "coupling_balance": args.balance,
+                           "gamma_shape": args.gamma_shape}
     return net
 
 
@@ -200,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
                     help="assimilation.coupling_balance: each population's background gives up the mean input "
                          "its long-range projections bring, so the coupling moves fluctuations, not rates "
                          "(candidates near 4: the balanced network loses its rest state near 5)")
+    ap.add_argument("--gamma-shape", type=float, default=4.0,
+                    help="shape k of the per-neuron Gamma multipliers (CV 1/sqrt(k); default 4)")
     ap.add_argument("--no-hopf", action="store_true")
     ap.add_argument("--json", help="also write the rows here (JSON)")
     ap.add_argument("--table", nargs="+", help="print the table of rows saved with --json, and exit")
