@@ -40,6 +40,8 @@ coupling_balance = false         # true: each population's Poisson background gi
                                  # input its long-range projections bring at its sources' rates
                                  # without long-range input (measured over the spin-up), so the
                                  # coupling moves fluctuations between regions, not their rates
+                                 # (on HCP data it raised the free run's FC but broke the filter:
+                                 # README, Data assimilation)
 ```
 
 Hierarchy: neuron i of region r gets conductance scale ``g_i * hp[r, receptor]`` where the
