@@ -77,10 +77,9 @@ def balance_long_range(spec: NetworkSpec, rates: dict[str, float]) -> NetworkSpe
         if key in added and key not in done:
             rate = st.rate - added[key] / st.weight
             if rate < 0:
-                raise DtbError(f"assimilation.coupling_balance: population {st.population!r} gets "
-                               f"{added[key] / st.weight:.4g} Hz of {st.receptor} background's worth of long-range "
-                               f"input, more than its Poisson background ({st.rate:g} Hz) can give up; lower the "
-                               "global coupling")
+                raise DtbError(f"assimilation.coupling_balance: population {st.population!r}: its long-range "
+                               f"{st.receptor} input equals {added[key] / st.weight:.4g} Hz of its Poisson "
+                               f"background, more than the background's {st.rate:g} Hz; lower the global coupling")
             st = dataclasses.replace(st, rate=rate)
             done.add(key)
         stims.append(st)

@@ -92,7 +92,8 @@ def expected_synapse_matrix(spec: NetworkSpec) -> np.ndarray:
     index = {p.name: k for k, p in enumerate(spec.populations)}
     m = np.zeros((len(spec.populations),) * 2)
     for pr in spec.projections:
-        m[index[pr.source], index[pr.target]] += expected_projection_indegree(spec, pr) * spec.population(pr.target).size
+        size = spec.population(pr.target).size
+        m[index[pr.source], index[pr.target]] += expected_projection_indegree(spec, pr) * size
     return m
 
 
