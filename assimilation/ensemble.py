@@ -40,17 +40,23 @@ def ensemble_spec(base: NetworkSpec, members: int) -> NetworkSpec:
                                monitors=dataclasses.replace(base.monitors, state=()), bold=bold, task=None)
 
 
+def is_long_range(spec: NetworkSpec):
+    """A predicate on ``spec``'s projections: true for one between two regions."""
+    region = {p.name: p.region for p in spec.populations}
+    return lambda pr: region[pr.source] != region[pr.target]
+
+
 def scale_long_range(spec: NetworkSpec, factor: float) -> NetworkSpec:
     """``spec`` with the weights of every projection between two regions multiplied by
     ``factor`` (global coupling); projections inside a region are unchanged."""
     if factor == 1.0:
         return spec
-    region = {p.name: p.region for p in spec.populations}
+    long_range = is_long_range(spec)
 
     def scaled(d):
         return dataclasses.replace(d, value=d.value * factor, low=d.low * factor, high=d.high * factor,
                                    mean=d.mean * factor, std=d.std * factor)
-    projs = tuple(dataclasses.replace(pr, weight=scaled(pr.weight)) if region[pr.source] != region[pr.target] else pr
+    projs = tuple(dataclasses.replace(pr, weight=scaled(pr.weight)) if long_range(pr) else pr
                   for pr in spec.projections)
     return dataclasses.replace(spec, projections=projs)
 
@@ -64,13 +70,11 @@ def balance_long_range(spec: NetworkSpec, rates: dict[str, float]) -> NetworkSpe
     every region's rate in Deco et al. 2014, J Neurosci 34:7886). Raises a DtbError where a
     background would have to fall below 0 Hz."""
     from dtb.partition import expected_projection_indegree
-    region = {p.name: p.region for p in spec.populations}
     added: dict[tuple[str, str], float] = {}            # (population, receptor) -> S/s
-    for pr in spec.projections:
-        if region[pr.source] != region[pr.target]:
-            key = (pr.target, pr.receptor)
-            added[key] = added.get(key, 0.0) + (expected_projection_indegree(spec, pr) * pr.weight.expected
-                                                * rates[pr.source])
+    for pr in filter(is_long_range(spec), spec.projections):
+        key = (pr.target, pr.receptor)
+        mean_input = expected_projection_indegree(spec, pr) * pr.weight.expected * rates[pr.source]
+        added[key] = added.get(key, 0.0) + mean_input
     stims, done = [], set()
     for st in spec.stimuli:
         key = (st.population, st.receptor) if isinstance(st, PoissonStimulus) else None

@@ -116,11 +116,14 @@ def isolated_rates(spec: NetworkSpec, comm) -> dict[str, float]:
     duration = max(spec.assimilation.spinup, 1.0)
     sim = Simulation(scale_long_range(spec, 0.0), comm=comm, keep_region_rows=False)
     sim.run(duration)
+    return population_rates(sim)
+
+
+def population_rates(sim) -> dict[str, float]:
+    """Each population's mean rate (Hz) since the simulation started, over all ranks."""
     idx, _ = sim.spikes.since(0)
-    counts = np.bincount(sim.local_population[idx], minlength=len(spec.populations))
-    counts = sim.comm.allreduce(counts)
-    del sim
-    return {p.name: float(c) / p.size / duration for p, c in zip(spec.populations, counts)}
+    counts = sim.comm.allreduce(np.bincount(sim.local_population[idx], minlength=len(sim.spec.populations)))
+    return {p.name: float(c) / p.size / sim.t for p, c in zip(sim.spec.populations, counts)}
 
 
 def coupled(spec: NetworkSpec, coupling: float, rates: dict[str, float] | None) -> NetworkSpec:

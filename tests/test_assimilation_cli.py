@@ -211,7 +211,7 @@ def test_balance_lowers_each_background_by_its_long_range_mean_input(setup):
 def test_balanced_coupling_keeps_the_regions_rates(setup, tmp_path):
     """Unbalanced, a strong global coupling drives every region far above its own rate; balanced,
     the regions keep the rate they fire at without long-range input."""
-    from assimilation.pipeline import coupled, isolated_rates
+    from assimilation.pipeline import coupled, isolated_rates, population_rates
     from dtb.engine import Simulation
     from dtb.errors import ConfigError
     from dtb.spec import load_spec
@@ -231,9 +231,7 @@ def test_balanced_coupling_keeps_the_regions_rates(setup, tmp_path):
     def rates(s):
         sim = Simulation(s, keep_region_rows=False)
         sim.run(2.0)
-        idx, _ = sim.spikes.since(0)
-        counts = np.bincount(sim.local_population[idx], minlength=len(s.populations))
-        return {p.name: c / p.size / 2.0 for p, c in zip(s.populations, counts)}
+        return population_rates(sim)
     plain, balanced = rates(coupled(spec, 4.0, None)), rates(coupled(spec, 4.0, own))
     assert np.mean([plain[n] / own[n] for n in exc]) > 1.3
     assert all(abs(balanced[n] / own[n] - 1) < 0.2 for n in exc)
