@@ -5,7 +5,8 @@
                                           [--random-walk 0.5] [--obs-noise 0.7] [--ranks 1]
                                           [--coupling 4 6 8 10] [--balance] [--json rows.json]
                                           [--hopf-runs N] [--baselines-only]
-    python benchmarks/assimilation_hcp.py --table rows1.json rows2.json ...   (print saved rows)
+    python benchmarks/assimilation_hcp.py --table rows1.json rows2.json ...
+        (print saved rows; a subject's later rows update its earlier ones, e.g. with --baselines-only)
 
 For each subject: the AAL2 structural connectome (DTI_CM, DTI_LEN, nvoxel) becomes a network
 (atlas.build, neurons per region by voxel count); ``dtb assimilate`` picks the global coupling
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -125,16 +127,18 @@ COLUMNS = (("analysis", "analysis", 8), ("forecast", "forecast", 8), ("persisten
 
 
 def print_row(name: str, row: dict) -> None:
-    print(f"{name:>8} " + " ".join(f"{row[k]:{w}.3f}" for k, _, w in COLUMNS), flush=True)
+    print(f"{name:>8} " + " ".join(f"{row.get(k, float('nan')):{w}.3f}" for k, _, w in COLUMNS), flush=True)
 
 
 def print_table(rows: list[dict]) -> None:
     print(f"{'subject':>8} " + " ".join(f"{h:>{w}}" for _, h, w in COLUMNS))
     for r in rows:
         print_row(r["subject"], r)
-    print_row("mean", {k: float(np.nanmean([r[k] for r in rows])) for k, _, _ in COLUMNS})
-    print(f"global coupling chosen on the training half: {[r['coupling'] for r in rows]}; "
-          f"Hopf K: {[r['hopf_K'] for r in rows]}")
+    with warnings.catch_warnings():                   # a column with no value (--baselines-only) gives nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        print_row("mean", {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k, _, _ in COLUMNS})
+    print(f"global coupling chosen on the training half: {[r.get('coupling') for r in rows]}; "
+          f"Hopf K: {[r.get('hopf_K') for r in rows]}")
 
 
 def baselines(s: str, tc: np.ndarray, args) -> dict:
@@ -178,6 +182,16 @@ def twin(s: str, tc: np.ndarray, args, d: Path) -> dict:
                 "kalman": float(np.nanmean(pearson_per_column(kf[1:], observed[1:]))), "kalman_fit": info,
                 "fc_twin": v["fc_r_members"], "fc_twin_mean": v["fc_r_ensemble"], "wall_twin_s": time.time() - t0})
     return row
+
+
+def merged_rows(rows: list[dict]) -> list[dict]:
+    """One row per subject, in order of first appearance: later rows' values (those that are not
+    nan or None) replace earlier ones, so a --baselines-only file updates a twin run's baselines."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        row = out.setdefault(r["subject"], {})
+        row.update({k: v for k, v in r.items() if v is not None and not (isinstance(v, float) and np.isnan(v))})
+    return list(out.values())
 
 
 def run_subject(s: str, args, d: Path) -> dict:
@@ -251,7 +265,7 @@ def main() -> None:
     if args.band_pass is not None and len(args.band_pass) not in (0, 2):
         ap.error("--band-pass takes two frequencies (Hz) or none")
     if args.table:
-        print_table([r for f in args.table for r in json.loads(Path(f).read_text())])
+        print_table(merged_rows([r for f in args.table for r in json.loads(Path(f).read_text())]))
         return
     from atlas.builtin import hcp_subjects
     subjects = args.subjects or hcp_subjects()
@@ -264,6 +278,9 @@ def main() -> None:
             if args.json:
                 Path(args.json).write_text(json.dumps(rows))
     print_table(rows)
+    if args.baselines_only:
+        print(f"Hopf: {args.hopf_runs or args.members} runs per subject at the chosen K")
+        return
     print(f"BOLD drive {args.drive}, long-range fraction {args.long_range_fraction:g}, band-pass "
           f"{args.band_pass or 'none'} ({'zero-phase' if args.zero_phase else 'causal'}), random walk "
           f"{args.random_walk:g} ({'uncentred' if args.uncentred_walk else 'centred'}), "
