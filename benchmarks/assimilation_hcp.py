@@ -93,7 +93,7 @@ def hopf_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
     cmat = next(v for k, v in cmat.items() if not k.startswith("__"))
     dmat = loadmat(d / "DTI_LEN.mat")
     dmat = next(v for k, v in dmat.items() if not k.startswith("__"))
-    seconds = 10.0 + len(test) * TR
+    seconds = 2.0 * np.ceil((10.0 + len(test) * TR) / 2.0)    # whole BOLD samples (every 2 s), or neurolib drops them
 
     def fc_of(k: float, seed: int) -> np.ndarray | None:
         m = HopfModel(Cmat=cmat / cmat.max(), Dmat=dmat)
