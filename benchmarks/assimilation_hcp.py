@@ -93,7 +93,7 @@ def hopf_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
     seconds = 2.0 * np.ceil((10.0 + len(test) * TR) / 2.0)    # whole BOLD samples (every 2 s), or neurolib drops them
 
     def fc_of(k: float, seed: int) -> np.ndarray | None:
-        m = HopfModel(Cmat=c.weights / c.weights.max(), Dmat=c.lengths)
+        m = HopfModel(Cmat=c.weights / c.weights.max(), Dmat=c.lengths, seed=seed)   # seeds the initial state too
         m.params.update({"K_gl": k, "duration": seconds * 1000.0, "sigma_ou": 0.14, "seed": seed})
         m.run(bold=True)
         bold = m.BOLD.BOLD[:, 5:].T                       # drop the first 10 s (neurolib samples BOLD every 2 s)
