@@ -18,6 +18,10 @@ fraction of the z-scored data). The process is discretised exactly over one TR (
 :func:`best_kalman_forecast` fits (tau_u, phi) by maximum likelihood on a grid, per data set,
 and returns the filter's one-TR-ahead forecasts. All regions share the parameters, so the
 gains are computed once and applied to every region at once.
+
+The FC reference is the linear stochastic network of a connectome: :func:`linear_fc`, its
+stationary correlation (infinite data), and :func:`linear_network_bold`, finite runs of it seen
+through the balloon model, to compare with the twin and the Hopf model like for like.
 """
 
 from __future__ import annotations
@@ -93,17 +97,62 @@ def best_kalman_forecast(y: np.ndarray, tr: float, params: BalloonParameters | s
     return best[1], best[2]
 
 
-def linear_fc(weights: np.ndarray, gain: float) -> np.ndarray:
-    """Stationary correlation matrix of the linear stochastic network of a connectome,
+def linear_covariance(weights: np.ndarray, gain: float) -> np.ndarray:
+    """Stationary covariance P of the linear stochastic network of a connectome,
     dx = (-x + gain W x / rho(W)) dt + dW_t (rho: spectral radius; gain < 1 is stable), from the
-    Lyapunov equation A P + P A^T + I = 0. The simplest model of how a connectome shapes FC (as
-    in Galan 2008, Saggio 2016): the reference for choosing how a spiking network realises it."""
+    Lyapunov equation A P + P A^T + I = 0."""
     from scipy.linalg import solve_continuous_lyapunov
+    a = _linear_drift(weights, gain)
+    return solve_continuous_lyapunov(a, -np.eye(len(a)))
+
+
+def _linear_drift(weights: np.ndarray, gain: float) -> np.ndarray:
+    """A = -I + gain W / rho(W), checked."""
     w = np.asarray(weights, dtype=np.float64)
     rho = np.max(np.abs(np.linalg.eigvals(w)))
     if not 0 <= gain < 1 or rho == 0:
         raise ValueError(f"gain must lie in [0, 1) and the connectome must have a connection, got gain {gain}")
-    a = -np.eye(len(w)) + gain * w / rho
-    p = solve_continuous_lyapunov(a, -np.eye(len(w)))
+    return -np.eye(len(w)) + gain * w / rho
+
+
+def linear_fc(weights: np.ndarray, gain: float) -> np.ndarray:
+    """Stationary correlation matrix of the linear stochastic network of a connectome
+    (:func:`linear_covariance`). The simplest model of how a connectome shapes FC (as in Galan
+    2008, Saggio 2016): the reference for choosing how a spiking network realises it."""
+    p = linear_covariance(weights, gain)
     d = np.sqrt(np.diag(p))
     return p / np.outer(d, d)
+
+
+def linear_network_bold(weights: np.ndarray, gain: float, n_tr: int, tr: float, runs: int = 1, seed: int = 0,
+                        tau: float = 0.02, dt: float = 0.004, drive: float = 0.01, depth: float = 0.2,
+                        discard: float = 10.0, params: BalloonParameters | str = "dtb") -> np.ndarray:
+    """BOLD (runs, n_tr, regions) of the linear stochastic network, the like-for-like version of
+    :func:`linear_fc`: finite runs seen through the haemodynamics, as the twin and the Hopf model
+    are. Per region, tau dx/dt = -x + gain W x / rho(W) + sqrt(2 tau) xi(t) [tau in s] (Euler-
+    Maruyama, step ``dt`` s, from x = 0), and the balloon model of :mod:`dtb.models.balloon`,
+    started at its steady state, is driven by u = drive (1 + depth x / sd(x)) (sd: the stationary
+    one, so every region is modulated by the same fraction; ``drive`` in the balloon's units,
+    0.01 = a 10 Hz rate). Sampled every ``tr`` s after ``discard`` s; ``tr`` must be a whole
+    number of ``dt``. Runs are independent (one generator keyed by ``seed``)."""
+    from dtb.models.balloon import BalloonIntegrator, bold_signal, fixed_point
+    p = preset(params) if isinstance(params, str) else params
+    per_tr = int(round(tr / dt))
+    if abs(per_tr * dt - tr) > 1e-9 * tr or per_tr < 1:
+        raise ValueError(f"tr ({tr} s) must be a whole multiple of dt ({dt} s)")
+    a = _linear_drift(weights, gain)
+    sd = np.sqrt(2.0 * np.diag(linear_covariance(weights, gain)))
+    rng = np.random.default_rng(seed)
+    x = np.zeros((runs, len(a)))
+    step = (np.eye(len(a)) + a * (dt / tau)).T                # x_{t+1} = x_t (I + A dt/tau)^T + noise
+    noise = np.sqrt(2.0 * dt / tau)
+    integ = BalloonIntegrator(p, dt, fixed_point(np.full(x.shape, drive), p)[0])
+    first = int(round(discard / tr))
+    out = np.empty((runs, n_tr, len(a)))
+    for t in range((first + n_tr) * per_tr):
+        x = x @ step + noise * rng.standard_normal(x.shape)
+        integ.step(drive * (1.0 + depth * x / sd))
+        k = (t + 1) // per_tr - 1 - first
+        if (t + 1) % per_tr == 0 and k >= 0:
+            out[:, k] = bold_signal(integ.state, p)
+    return out

@@ -1,11 +1,12 @@
-"""The analytic forecast reference: the linearised balloon model against the nonlinear one, and
-its Kalman filter on data it generated."""
+"""The analytic references: the linearised balloon model against the nonlinear one, its Kalman
+filter on data it generated, and the linear stochastic network (its FC analytically and through
+the haemodynamics)."""
 
 import numpy as np
 import pytest
 
 from assimilation.enkf import ar1_forecast, pearson_per_column
-from assimilation.reference import best_kalman_forecast, kalman_forecast, linear_balloon, linear_fc
+from assimilation.reference import best_kalman_forecast, kalman_forecast, linear_balloon, linear_fc, linear_network_bold
 from dtb.models.balloon import preset, simulate_bold
 
 TR = 0.72
@@ -76,3 +77,20 @@ def test_linear_fc_is_the_analytic_correlation_and_matches_a_simulation():
     assert np.abs(fc - np.eye(4)).max() > 0.3                     # not trivially uncorrelated
     with pytest.raises(ValueError, match="gain"):
         linear_fc(w, 1.2)
+
+
+def test_linear_network_bold_matches_the_slow_limit_of_two_coupled_regions():
+    # W = [[0, 1], [1, 0]]: the modes x1 + x2 and x1 - x2 relax at (1 -+ g) / tau, far faster than
+    # the haemodynamics (tau = 20 ms), so BOLD sees their zero-frequency power, 2 tau / (1 -+ g)^2,
+    # and the two regions' BOLD correlate by ((1+g)^2 - (1-g)^2) / ((1+g)^2 + (1-g)^2) = 2g / (1 + g^2)
+    w = np.array([[0, 1.0], [1.0, 0]])
+    for g in (0.0, 0.5, 0.8):
+        b = linear_network_bold(w, g, n_tr=100, tr=1.0, runs=200, seed=1)
+        assert b.shape == (200, 100, 2) and np.all(np.isfinite(b))
+        b = b - b.mean(axis=1, keepdims=True)
+        r = np.sum(b[..., 0] * b[..., 1]) / np.sqrt(np.sum(b[..., 0] ** 2) * np.sum(b[..., 1] ** 2))
+        assert r == pytest.approx(2 * g / (1 + g * g), abs=0.02)
+    with pytest.raises(ValueError, match="whole multiple"):
+        linear_network_bold(w, 0.5, n_tr=10, tr=0.721, dt=0.004)
+    with pytest.raises(ValueError, match="gain"):
+        linear_network_bold(w, 1.0, n_tr=10, tr=0.72)
