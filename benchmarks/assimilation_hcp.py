@@ -4,7 +4,7 @@
                                           [--trs 300] [--band-pass 0.01 0.1 [--zero-phase]]
                                           [--random-walk 0.5] [--obs-noise 0.7] [--ranks 1]
                                           [--coupling 4 6 8 10] [--balance] [--json rows.json]
-                                          [--hopf-runs N] [--baselines-only]
+                                          [--hopf-runs N] [--no-hopf] [--no-linear] [--baselines-only]
     python benchmarks/assimilation_hcp.py --table rows1.json rows2.json ...
         (print saved rows; a subject's later rows update its earlier ones, e.g. with --baselines-only)
 
@@ -20,7 +20,10 @@ what a forecast resting on the haemodynamics can reach), held-out FC r of the tw
 own, averaged; and of the members' mean FC), of the structural connectome, and of neurolib's Hopf
 model with its global coupling chosen on the training half (same split, same preprocessing; as
 many runs as the twin has members, each as long as the held-out half, so that "Hopf 1" compares
-with "FC twin" and "Hopf mn", the r of the runs' mean FC, with "FC mean").
+with "FC twin" and "Hopf mn", the r of the runs' mean FC, with "FC mean"), and of the linear
+stochastic network of the connectome, its gain chosen likewise ("Lin 1", "Lin mn": what a network
+that passes fluctuations between regions linearly, with no noise of its own beyond the white
+drive, gives at that gain; its chosen gain says how close to instability that takes it).
 Then the means, members, neurons and wall time per TR.
 """
 
@@ -119,9 +122,38 @@ def hopf_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
 HOPF_COUPLINGS = (0.5, 1.0, 2.0, 4.0)
 
 
+def linear_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
+    """The linear stochastic network of the subject's connectome (assimilation.reference.
+    linear_network_bold: no spikes, no saturation; its FC is set by the gain alone), like for
+    like: its gain is chosen among LINEAR_GAINS by the r of its runs' mean FC with the training
+    half's (as many runs as the Hopf model gets, each as long as the training half; seed 1); then
+    as many runs as long as the held-out half (seed 2) give the r of each run's own FC (averaged)
+    and of their mean FC. Its BOLD goes through the data's preprocessing.
+    Returns {"lin_gain", "fc_lin_runs", "fc_lin"}."""
+    from atlas.builtin import hcp_subject
+    from assimilation.reference import linear_network_bold
+    w = hcp_subject(subject)[0].weights
+    runs = max(args.hopf_runs or args.members, 1)
+
+    def fcs(gain: float, n_tr: int, seed: int) -> list[np.ndarray]:
+        bold = linear_network_bold(w, gain, n_tr, TR, runs=runs, seed=seed)
+        return [fc_matrix(preprocess_like(b, TR, args)) for b in bold]
+
+    fc_train, fc_test = fc_matrix(train), fc_matrix(test)
+    gain = max(LINEAR_GAINS, key=lambda g: fc_similarity(np.mean(fcs(g, len(train), 1), axis=0), fc_train))
+    held = fcs(gain, len(test), 2)
+    return {"lin_gain": gain, "fc_lin_runs": float(np.mean([fc_similarity(f, fc_test) for f in held])),
+            "fc_lin": fc_similarity(np.mean(held, axis=0), fc_test)}
+
+
+#: gains of the linear-network baseline (1: its stability limit)
+LINEAR_GAINS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
 COLUMNS = (("analysis", "analysis", 8), ("forecast", "forecast", 8), ("persistence", "persist", 8),
            ("ar1", "AR(1)", 7), ("kalman", "KF ref", 7), ("fc_twin", "FC twin", 8), ("fc_hopf_runs", "Hopf 1", 7),
-           ("fc_twin_mean", "FC mean", 8), ("fc_hopf", "Hopf mn", 8), ("fc_sc", "FC SC", 7), ("s_per_tr", "s/TR", 6))
+           ("fc_twin_mean", "FC mean", 8), ("fc_hopf", "Hopf mn", 8), ("fc_lin_runs", "Lin 1", 6), ("fc_lin", "Lin mn", 7),
+           ("fc_sc", "FC SC", 7), ("s_per_tr", "s/TR", 6))
 
 
 def print_row(name: str, row: dict) -> None:
@@ -136,17 +168,20 @@ def print_table(rows: list[dict]) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)
         print_row("mean", {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k, _, _ in COLUMNS})
     print(f"global coupling chosen on the training half: {[r.get('coupling') for r in rows]}; "
-          f"Hopf K: {[r.get('hopf_K') for r in rows]}")
+          f"Hopf K: {[r.get('hopf_K') for r in rows]}; linear gain: {[r.get('lin_gain') for r in rows]}")
 
 
 def baselines(s: str, tc: np.ndarray, args) -> dict:
-    """The FC baselines on the held-out half: the structural connectome itself and neurolib's Hopf model."""
+    """The FC baselines on the held-out half: the structural connectome itself, neurolib's Hopf model
+    and the linear stochastic network."""
     from atlas.builtin import hcp_subject
     z = preprocess_like(tc.T, TR, args)
     half = len(z) // 2
     row = {"subject": s, "fc_sc": sc_fc_similarity(hcp_subject(s)[0].weights, fc_matrix(z[half:]))}
     if not args.no_hopf:
         row.update(hopf_fc_r(s, z[:half], z[half:], args))
+    if not args.no_linear:
+        row.update(linear_fc_r(s, z[:half], z[half:], args))
     return row
 
 
@@ -242,12 +277,13 @@ def parser() -> argparse.ArgumentParser:
                          "(candidates near 4: the balanced network loses its rest state near 5)")
     ap.add_argument("--gamma-shape", type=float, default=4.0,
                     help="shape k of the per-neuron Gamma multipliers (CV 1/sqrt(k); default 4)")
-    ap.add_argument("--no-hopf", action="store_true")
+    ap.add_argument("--no-hopf", action="store_true", help="leave out the Hopf baseline")
+    ap.add_argument("--no-linear", action="store_true", help="leave out the linear-network baseline")
     ap.add_argument("--hopf-runs", type=int, default=None,
                     help="runs of the Hopf baseline at its chosen coupling (default: --members, so that its mean FC "
                          "rests on as much simulated data as the twin's)")
     ap.add_argument("--baselines-only", action="store_true",
-                    help="only the FC baselines (connectome, Hopf); no twin")
+                    help="only the FC baselines (connectome, Hopf, linear network); no twin")
     ap.add_argument("--json", help="also write the rows here (JSON)")
     ap.add_argument("--table", nargs="+", help="print the table of rows saved with --json, and exit")
     return ap
