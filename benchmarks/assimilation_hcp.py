@@ -4,7 +4,8 @@
                                           [--trs 300] [--band-pass 0.01 0.1 [--zero-phase]]
                                           [--random-walk 0.5] [--obs-noise 0.7] [--ranks 1]
                                           [--coupling 4 6 8 10] [--balance] [--json rows.json]
-                                          [--hopf-runs N] [--no-hopf] [--no-linear] [--baselines-only]
+                                          [--hopf-runs N] [--no-hopf] [--no-linear] [--linear-gain G]
+                                          [--baselines-only]
     python benchmarks/assimilation_hcp.py --table rows1.json rows2.json ...
         (print saved rows; a subject's later rows update its earlier ones, e.g. with --baselines-only)
 
@@ -127,7 +128,7 @@ def linear_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict
     linear_network_bold: no spikes, no saturation; its FC is set by the gain alone), like for
     like: its gain is chosen among LINEAR_GAINS by the r of its runs' mean FC with the training
     half's (as many runs as the Hopf model gets, each as long as the training half; seed 1); then
-    as many runs as long as the held-out half (seed 2) give the r of each run's own FC (averaged)
+    as many runs as long as the held-out half (seed 2; or at ``args.linear_gain``, if given) give the r of each run's own FC (averaged)
     and of their mean FC. Its BOLD goes through the data's preprocessing.
     Returns {"lin_gain", "fc_lin_runs", "fc_lin"}."""
     from atlas.builtin import hcp_subject
@@ -140,7 +141,9 @@ def linear_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict
         return [fc_matrix(preprocess_like(b, TR, args)) for b in bold]
 
     fc_train, fc_test = fc_matrix(train), fc_matrix(test)
-    gain = max(LINEAR_GAINS, key=lambda g: fc_similarity(np.mean(fcs(g, len(train), 1), axis=0), fc_train))
+    gains = LINEAR_GAINS if args.linear_gain is None else (args.linear_gain,)
+    gain = gains[0] if len(gains) == 1 else max(
+        gains, key=lambda g: fc_similarity(np.mean(fcs(g, len(train), 1), axis=0), fc_train))
     held = fcs(gain, len(test), 2)
     return {"lin_gain": gain, "fc_lin_runs": float(np.mean([fc_similarity(f, fc_test) for f in held])),
             "fc_lin": fc_similarity(np.mean(held, axis=0), fc_test)}
@@ -279,6 +282,8 @@ def parser() -> argparse.ArgumentParser:
                     help="shape k of the per-neuron Gamma multipliers (CV 1/sqrt(k); default 4)")
     ap.add_argument("--no-hopf", action="store_true", help="leave out the Hopf baseline")
     ap.add_argument("--no-linear", action="store_true", help="leave out the linear-network baseline")
+    ap.add_argument("--linear-gain", type=float, default=None,
+                    help="run the linear network at this gain (in [0, 1)) instead of choosing it on the training half")
     ap.add_argument("--hopf-runs", type=int, default=None,
                     help="runs of the Hopf baseline at its chosen coupling (default: --members, so that its mean FC "
                          "rests on as much simulated data as the twin's)")
