@@ -101,8 +101,12 @@ def linear_covariance(weights: np.ndarray, gain: float) -> np.ndarray:
     """Stationary covariance P of the linear stochastic network of a connectome,
     dx = (-x + gain W x / rho(W)) dt + dW_t (rho: spectral radius; gain < 1 is stable), from the
     Lyapunov equation A P + P A^T + I = 0."""
+    return _stationary_covariance(_linear_drift(weights, gain))
+
+
+def _stationary_covariance(a: np.ndarray) -> np.ndarray:
+    """P with A P + P A^T + I = 0 (dx = A x dt + dW)."""
     from scipy.linalg import solve_continuous_lyapunov
-    a = _linear_drift(weights, gain)
     return solve_continuous_lyapunov(a, -np.eye(len(a)))
 
 
@@ -141,7 +145,7 @@ def linear_network_bold(weights: np.ndarray, gain: float, n_tr: int, tr: float, 
     if abs(per_tr * dt - tr) > 1e-9 * tr or per_tr < 1:
         raise ValueError(f"tr ({tr} s) must be a whole multiple of dt ({dt} s)")
     a = _linear_drift(weights, gain)
-    sd = np.sqrt(2.0 * np.diag(linear_covariance(weights, gain)))
+    sd = np.sqrt(2.0 * np.diag(_stationary_covariance(a)))   # noise sqrt(2 tau) per unit tau: twice P
     rng = np.random.default_rng(seed)
     x = np.zeros((runs, len(a)))
     step = (np.eye(len(a)) + a * (dt / tau)).T                # x_{t+1} = x_t (I + A dt/tau)^T + noise
@@ -152,7 +156,7 @@ def linear_network_bold(weights: np.ndarray, gain: float, n_tr: int, tr: float, 
     for t in range((first + n_tr) * per_tr):
         x = x @ step + noise * rng.standard_normal(x.shape)
         integ.step(drive * (1.0 + depth * x / sd))
-        k = (t + 1) // per_tr - 1 - first
-        if (t + 1) % per_tr == 0 and k >= 0:
-            out[:, k] = bold_signal(integ.state, p)
+        sample, rest = divmod(t + 1, per_tr)
+        if rest == 0 and sample > first:
+            out[:, sample - 1 - first] = bold_signal(integ.state, p)
     return out

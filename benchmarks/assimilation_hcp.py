@@ -126,11 +126,11 @@ HOPF_COUPLINGS = (0.5, 1.0, 2.0, 4.0)
 def linear_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
     """The linear stochastic network of the subject's connectome (assimilation.reference.
     linear_network_bold: no spikes, no saturation; its FC is set by the gain alone), like for
-    like: its gain is chosen among LINEAR_GAINS by the r of its runs' mean FC with the training
-    half's (as many runs as the Hopf model gets, each as long as the training half; seed 1); then
-    as many runs as long as the held-out half (seed 2; or at ``args.linear_gain``, if given) give the r of each run's own FC (averaged)
-    and of their mean FC. Its BOLD goes through the data's preprocessing.
-    Returns {"lin_gain", "fc_lin_runs", "fc_lin"}."""
+    like: its gain is ``args.linear_gain`` or else chosen among LINEAR_GAINS by the r of its runs'
+    mean FC with the training half's (as many runs as the Hopf model gets, each as long as the
+    training half; seed 1); then as many runs as long as the held-out half (seed 2) give the r of
+    each run's own FC (averaged) and of their mean FC. Its BOLD goes through the data's
+    preprocessing. Returns {"lin_gain", "fc_lin_runs", "fc_lin"}."""
     from atlas.builtin import hcp_subject
     from assimilation.reference import linear_network_bold
     w = hcp_subject(subject)[0].weights
