@@ -84,16 +84,24 @@ def preprocess_like(bold: np.ndarray, tr: float, args) -> np.ndarray:
     return preprocess(bold, tr, True, tuple(args.band_pass) if args.band_pass else None, True, not args.zero_phase)
 
 
-def hopf_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
-    """neurolib's Hopf model on the subject's connectome, compared with the data as the twin is:
+def baseline_runs(args) -> int:
+    """Runs per model baseline: ``--hopf-runs``, or as many as the twin has members."""
+    return max(args.hopf_runs or args.members, 1)
+
+
+def runs_fc_r(fcs: list[np.ndarray], fc_test: np.ndarray) -> tuple[float, float]:
+    """FC r of simulated runs against the held-out FC: each run's own (averaged), and their mean FC's."""
+    return float(np.mean([fc_similarity(f, fc_test) for f in fcs])), fc_similarity(np.mean(fcs, axis=0), fc_test)
+
+
+def hopf_fc_r(c, train: np.ndarray, test: np.ndarray, args) -> dict:
+    """neurolib's Hopf model on the subject's connectome ``c``, compared with the data as the twin is:
     its global coupling K is chosen by FC r on the training half (one run per K, seed 1); then
     ``args.hopf_runs`` runs (seeds 1, 2, ...; default: as many as the twin has members) as long as
     the held-out half, after 10 s dropped, give the FC r of each run's own FC (averaged) and of
     their mean FC: like the twin's members and their mean FC. Its BOLD (sampled every 2 s) goes
     through the data's preprocessing. Returns {"hopf_K", "fc_hopf_runs", "fc_hopf"}."""
-    from atlas.builtin import hcp_subject
     from neurolib.models.hopf import HopfModel
-    c, _ = hcp_subject(subject)
     seconds = 2.0 * np.ceil((10.0 + len(test) * TR) / 2.0)    # whole BOLD samples (every 2 s), or neurolib drops them
 
     def fc_of(k: float, seed: int) -> np.ndarray | None:
@@ -113,40 +121,35 @@ def hopf_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
         if r > best[0]:
             best = (r, k, fc)
     k = best[1]
-    runs = [best[2]] + [fc_of(k, seed) for seed in range(2, max(args.hopf_runs or args.members, 1) + 1)]
-    runs = [f for f in runs if f is not None]
-    return {"hopf_K": k, "fc_hopf_runs": float(np.mean([fc_similarity(f, fc_test) for f in runs])),
-            "fc_hopf": fc_similarity(np.mean(runs, axis=0), fc_test)}
+    runs = [best[2]] + [fc_of(k, seed) for seed in range(2, baseline_runs(args) + 1)]
+    each, of_mean = runs_fc_r([f for f in runs if f is not None], fc_test)
+    return {"hopf_K": k, "fc_hopf_runs": each, "fc_hopf": of_mean}
 
 
 #: global couplings of the Hopf baseline (neurolib's K_gl on the connectome scaled to max 1)
 HOPF_COUPLINGS = (0.5, 1.0, 2.0, 4.0)
 
 
-def linear_fc_r(subject: str, train: np.ndarray, test: np.ndarray, args) -> dict:
-    """The linear stochastic network of the subject's connectome (assimilation.reference.
+def linear_fc_r(c, train: np.ndarray, test: np.ndarray, args) -> dict:
+    """The linear stochastic network of the subject's connectome ``c`` (assimilation.reference.
     linear_network_bold: no spikes, no saturation; its FC is set by the gain alone), like for
     like: its gain is ``args.linear_gain`` or else chosen among LINEAR_GAINS by the r of its runs'
     mean FC with the training half's (as many runs as the Hopf model gets, each as long as the
     training half; seed 1); then as many runs as long as the held-out half (seed 2) give the r of
     each run's own FC (averaged) and of their mean FC. Its BOLD goes through the data's
     preprocessing. Returns {"lin_gain", "fc_lin_runs", "fc_lin"}."""
-    from atlas.builtin import hcp_subject
     from assimilation.reference import linear_network_bold
-    w = hcp_subject(subject)[0].weights
-    runs = max(args.hopf_runs or args.members, 1)
 
     def fcs(gain: float, n_tr: int, seed: int) -> list[np.ndarray]:
-        bold = linear_network_bold(w, gain, n_tr, TR, runs=runs, seed=seed)
+        bold = linear_network_bold(c.weights, gain, n_tr, TR, runs=baseline_runs(args), seed=seed)
         return [fc_matrix(preprocess_like(b, TR, args)) for b in bold]
 
     fc_train, fc_test = fc_matrix(train), fc_matrix(test)
     gains = LINEAR_GAINS if args.linear_gain is None else (args.linear_gain,)
     gain = gains[0] if len(gains) == 1 else max(
         gains, key=lambda g: fc_similarity(np.mean(fcs(g, len(train), 1), axis=0), fc_train))
-    held = fcs(gain, len(test), 2)
-    return {"lin_gain": gain, "fc_lin_runs": float(np.mean([fc_similarity(f, fc_test) for f in held])),
-            "fc_lin": fc_similarity(np.mean(held, axis=0), fc_test)}
+    each, of_mean = runs_fc_r(fcs(gain, len(test), 2), fc_test)
+    return {"lin_gain": gain, "fc_lin_runs": each, "fc_lin": of_mean}
 
 
 #: gains of the linear-network baseline (1: its stability limit)
@@ -180,11 +183,12 @@ def baselines(s: str, tc: np.ndarray, args) -> dict:
     from atlas.builtin import hcp_subject
     z = preprocess_like(tc.T, TR, args)
     half = len(z) // 2
-    row = {"subject": s, "fc_sc": sc_fc_similarity(hcp_subject(s)[0].weights, fc_matrix(z[half:]))}
+    c, _ = hcp_subject(s)
+    row = {"subject": s, "fc_sc": sc_fc_similarity(c.weights, fc_matrix(z[half:]))}
     if not args.no_hopf:
-        row.update(hopf_fc_r(s, z[:half], z[half:], args))
+        row.update(hopf_fc_r(c, z[:half], z[half:], args))
     if not args.no_linear:
-        row.update(linear_fc_r(s, z[:half], z[half:], args))
+        row.update(linear_fc_r(c, z[:half], z[half:], args))
     return row
 
 
@@ -315,7 +319,7 @@ def main() -> None:
     print_table(rows)
     if args.baselines_only:
         if not args.no_hopf:
-            print(f"Hopf: {args.hopf_runs or args.members} runs per subject at the chosen K")
+            print(f"Hopf: {baseline_runs(args)} runs per subject at the chosen K")
         return
     print(f"BOLD drive {args.drive}, long-range fraction {args.long_range_fraction:g}, band-pass "
           f"{args.band_pass or 'none'} ({'zero-phase' if args.zero_phase else 'causal'}), random walk "
