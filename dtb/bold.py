@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from dtb.errors import DtbError
-from dtb.files import atomic_path
+from dtb.files import atomic_edit, atomic_path
 from dtb.models.balloon import (BalloonIntegrator, BalloonParameters, BalloonState, bold_signal, fixed_point, preset,
                                 simulate_bold)
 
@@ -147,8 +147,9 @@ class BoldRecorder:
     def restore(self, saved: dict) -> None:
         self.signal = [row for row in np.asarray(saved["signal"])]
         self._row = int(saved["row"])
-        if saved.get("state") is not None:
-            self.integrator = BalloonIntegrator(self.params, self.interval, BalloonState.from_array(np.asarray(saved["state"])))
+        state = saved.get("state")
+        self.integrator = (None if state is None else
+                           BalloonIntegrator(self.params, self.interval, BalloonState.from_array(np.asarray(state))))
 
     @property
     def bold(self) -> np.ndarray:
@@ -179,10 +180,7 @@ def write_bold_group(f: h5py.File, signal: np.ndarray, settings: BoldSettings, s
 
 def add_bold_to_run(path: str | Path, signal: np.ndarray, settings: BoldSettings, state: BalloonState) -> None:
     """Add /bold to an existing run file atomically (a copy is edited, then renamed over it)."""
-    import shutil
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        shutil.copyfile(path, tmp)
+    with atomic_edit(path) as tmp:
         with h5py.File(tmp, "r+") as f:
             write_bold_group(f, signal, settings, state)
 

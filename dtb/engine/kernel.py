@@ -153,6 +153,26 @@ class SpikeBuffer:
     def since(self, start: int) -> tuple[np.ndarray, np.ndarray]:
         return self._idx[start:self._n].copy(), self._step[start:self._n].copy()
 
+    def truncate(self, n: int) -> None:
+        """Forget every spike after the first ``n`` (a rewind)."""
+        self._n = min(self._n, int(n))
+
+
+@dataclass
+class Snapshot:
+    """What :meth:`Simulation.rewind` needs besides Brian2's stored state (named ``name``)."""
+    name: str
+    step: int
+    n_spikes: int
+    mon_pos: int
+    region_spike_pos: int
+    region_rows: list
+    pending_exchange: tuple | None
+    capacity: int
+    rate_override: dict
+    bold: dict | None
+    plastic_history: dict
+
 
 class Simulation:
     """A rank's share of a network, ready to run in chunks.
@@ -897,6 +917,51 @@ class Simulation:
         gids = np.asarray(gids, dtype=np.int64)
         mine, idx = self._locate(gids)
         self.group.variables[f"scale_{receptor}"].get_value()[idx[mine]] = np.asarray(scale)[mine]
+
+    # ---------------------------------------------------------------- rewind
+    def snapshot(self) -> "Snapshot":
+        """The complete state between two run() calls, kept in memory, so that :meth:`rewind`
+        can come back to it: the network runs ahead (e.g. a forecast), then returns and goes on
+        exactly as if it had never left (the noise is keyed by step, so the same steps replay
+        the same input; tested). Local to this rank: no communication. Call after
+        :meth:`finish_exchange`."""
+        if self.cpg is not None:
+            raise DtbError("rewinding a network with CPGs is not supported")
+        self._snapshots = getattr(self, "_snapshots", 0) + 1
+        name = f"dtb_snapshot_{self._snapshots}"      # several may be held at once (nested)
+        self.net.store(name)
+        pending = self._pending_exchange
+        if pending is not None:
+            req, recv, cap, rest, k = pending
+            pending = (req, recv.copy(), cap, rest.copy(), k)
+        return Snapshot(name=name, step=self.current_step(), n_spikes=len(self.spikes), mon_pos=self._mon_pos,
+                        region_spike_pos=self._region_spike_pos, region_rows=list(self._region_rows),
+                        pending_exchange=pending, capacity=self._capacity, rate_override=dict(self._rate_override),
+                        bold=self.bold.capture() if self.bold is not None else None,
+                        plastic_history={k: (len(t), len(v)) for k, (t, v) in self.plastic_history.items()})
+
+    def rewind(self, snap: "Snapshot") -> None:
+        """Return to the state of :meth:`snapshot` ``snap`` (between run() calls; every rank
+        rewinds to the same snapshot step)."""
+        self.net.restore(snap.name)
+        self.spikes.truncate(snap.n_spikes)
+        self._mon_pos, self._region_spike_pos = snap.mon_pos, snap.region_spike_pos
+        self._region_rows = list(snap.region_rows)
+        self._pending_exchange = snap.pending_exchange
+        self._capacity = snap.capacity
+        self._rate_override = dict(snap.rate_override)
+        if self.bold is not None:
+            self.bold.restore(snap.bold)
+        for k, (n_t, n_v) in snap.plastic_history.items():
+            del self.plastic_history[k][0][n_t:], self.plastic_history[k][1][n_v:]
+        for k in set(self.plastic_history) - set(snap.plastic_history):
+            del self.plastic_history[k]
+        if self.current_step() != snap.step:
+            raise RuntimeError(f"rewind reached step {self.current_step()}, not the snapshot's {snap.step}")
+
+    def forget(self, snap: "Snapshot") -> None:
+        """Free the memory a snapshot holds."""
+        self.net._stored_state.pop(snap.name, None)
 
     # ----------------------------------------------------------- checkpoints
     def request_stop(self) -> None:
