@@ -35,7 +35,7 @@ def load_bold(path: str | Path, n_regions: int, key: str | None = None, atlas: s
         raise
     except Exception as e:        # the readers raise many types for unreadable files
         raise DtbError(f"{path}: cannot read BOLD data ({type(e).__name__}: {e})") from None
-    data = np.asarray(data, dtype=np.float64)
+    data = _as_real_array(data, path)
     if data.ndim != 2:
         raise DtbError(f"{path}: expected a 2-D array (regions x time), got shape {data.shape}")
     if data.shape[1] == n_regions and data.shape[0] != n_regions:
@@ -55,6 +55,20 @@ def load_bold(path: str | Path, n_regions: int, key: str | None = None, atlas: s
     if len(data) < 10:
         raise DtbError(f"{path}: only {len(data)} time points")
     return data
+
+
+def _as_real_array(data, path: Path) -> np.ndarray:
+    """float64 from what a reader returned; complex, text or object arrays and empty files are
+    errors (a complex array would otherwise lose its imaginary part with only a warning)."""
+    arr = np.asarray(data)
+    if arr.size == 0:
+        raise DtbError(f"{path}: empty file: no BOLD values (expected regions x time numbers)")
+    if np.iscomplexobj(arr):
+        raise DtbError(f"{path}: complex values (dtype {arr.dtype}); expected real BOLD values (regions x time)")
+    if arr.dtype.kind not in "biuf":
+        raise DtbError(f"{path}: values of type {arr.dtype} ({'text' if arr.dtype.kind in 'SU' else 'objects'}); "
+                       f"expected real numbers (regions x time)")
+    return arr.astype(np.float64)
 
 
 def _from_mat(path: Path, key: str | None):
@@ -86,6 +100,8 @@ def _from_hdf5(path: Path, key: str | None):
 
 def _from_text(path: Path):
     delim = "\t" if path.suffix.lower() == ".tsv" else ","
+    if not path.read_text().strip():
+        raise DtbError(f"{path}: empty file: no BOLD values (expected regions x time numbers)")
     try:
         return np.loadtxt(path, delimiter=delim, ndmin=2)
     except ValueError:
@@ -116,14 +132,24 @@ def _nifti_region_means(path: Path, atlas: str | None, labels: str | None, regio
 
 
 def preprocess(data: np.ndarray, tr: float, detrend: bool = True, band_pass: tuple[float, float] | None = None,
-               zscore: bool = True, causal: bool = False) -> np.ndarray:
-    """Linear detrend, Butterworth band-pass (order 2, Hz; zero-phase forward-backward, or one
-    causal pass with ``causal``, so that each sample depends only on earlier ones) and
-    z-scoring, per region."""
+               zscore: bool = True, causal: bool = True, fit_rows: int | None = None) -> np.ndarray:
+    """Linear detrend, Butterworth band-pass (order 2, Hz; one causal pass, so that each sample
+    depends only on earlier ones, or zero-phase forward-backward with ``causal=False``) and
+    z-scoring, per region.
+
+    ``fit_rows``: the trend line and the z-score's mean and sd are estimated on the first
+    ``fit_rows`` samples only (the training part) and applied to all, so that, with the causal
+    filter, no sample depends on a later one beyond the training part: what a forecast scored on
+    the rest needs. None: estimated on all samples (for FC, or a model's own BOLD)."""
     from scipy import signal
     out = np.asarray(data, dtype=np.float64)
+    n = len(out) if fit_rows is None else int(fit_rows)
+    if not 2 <= n <= len(out):
+        raise DtbError(f"preprocessing needs at least 2 samples to fit on, got {n} of {len(out)}")
     if detrend:
-        out = signal.detrend(out, axis=0)
+        t = np.arange(len(out), dtype=np.float64)
+        slope, intercept = np.polyfit(t[:n], out[:n], 1)
+        out = out - (intercept + t[:, None] * slope)
     if band_pass is not None:
         nyq = 0.5 / tr
         lo, hi = band_pass
@@ -136,5 +162,5 @@ def preprocess(data: np.ndarray, tr: float, detrend: bool = True, band_pass: tup
         else:
             out = signal.filtfilt(b, a, out, axis=0)
     if zscore:
-        out = (out - out.mean(axis=0)) / out.std(axis=0)
+        out = (out - out[:n].mean(axis=0)) / out[:n].std(axis=0)
     return out
