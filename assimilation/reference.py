@@ -57,9 +57,10 @@ def linear_balloon(p: BalloonParameters, tau_u: float, tr: float) -> tuple[np.nd
     return F, Q, C / np.sqrt(C @ S @ C)
 
 
-def kalman_forecast(y: np.ndarray, F: np.ndarray, Q: np.ndarray, C: np.ndarray, phi: float) -> tuple[np.ndarray, float]:
-    """One-step forecasts (T, R) of z-scored data ``y`` (T, R) (row t: the forecast of y[t]
-    from rows < t; row 0 the prior mean 0) and the log-likelihood, for signal fraction ``phi``."""
+def kalman_pass(y: np.ndarray, F: np.ndarray, Q: np.ndarray, C: np.ndarray, phi: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """One pass of the Kalman filter over z-scored data ``y`` (T, R) for signal fraction ``phi``:
+    one-step forecasts (T, R) (row t: the forecast of y[t] from rows < t; row 0 the prior mean 0),
+    the log-likelihood, and the filtered state means (T, n, R) (row t: given rows <= t)."""
     from scipy.linalg import solve_discrete_lyapunov
     y = np.asarray(y, dtype=float)
     Qs = Q * phi
@@ -67,6 +68,7 @@ def kalman_forecast(y: np.ndarray, F: np.ndarray, Q: np.ndarray, C: np.ndarray, 
     r = 1.0 - phi
     x = np.zeros((F.shape[0], y.shape[1]))
     out = np.empty_like(y)
+    filtered = np.empty((len(y), F.shape[0], y.shape[1]))
     ll = 0.0
     for t in range(len(y)):
         pred = C @ x
@@ -76,25 +78,58 @@ def kalman_forecast(y: np.ndarray, F: np.ndarray, Q: np.ndarray, C: np.ndarray, 
         ll += -0.5 * float(np.sum(np.log(2 * np.pi * s) + innov ** 2 / s))
         K = P @ C / s
         x = x + np.outer(K, innov)
+        filtered[t] = x
         P = P - np.outer(K, C @ P)
         x = F @ x
         P = F @ P @ F.T + Qs
+    return out, ll, filtered
+
+
+def kalman_forecast(y: np.ndarray, F: np.ndarray, Q: np.ndarray, C: np.ndarray, phi: float) -> tuple[np.ndarray, float]:
+    """One-step forecasts (T, R) of z-scored data ``y`` (T, R) and the log-likelihood (see
+    :func:`kalman_pass`)."""
+    out, ll, _ = kalman_pass(y, F, Q, C, phi)
     return out, ll
 
 
+#: grids of the maximum-likelihood fit: the drive's time constant tau_u (s) and the signal fraction phi
+TAU_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+PHI_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+
+
 def best_kalman_forecast(y: np.ndarray, tr: float, params: BalloonParameters | str = "dtb",
-                         tau_grid=(0.1, 0.3, 1.0, 3.0, 10.0),
-                         phi_grid=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)) -> tuple[np.ndarray, dict]:
+                         tau_grid=TAU_GRID, phi_grid=PHI_GRID) -> tuple[np.ndarray, dict]:
     """The maximum-likelihood (tau_u, phi) on the grids and that filter's forecasts (T, R)."""
+    fit = fit_kalman(y, tr, params, tau_grid, phi_grid)
+    return kalman_forecast(y, fit["F"], fit["Q"], fit["C"], fit["phi"])[0], \
+        {k: fit[k] for k in ("tau_u", "phi", "loglik")}
+
+
+def fit_kalman(train: np.ndarray, tr: float, params: BalloonParameters | str = "dtb",
+               tau_grid=TAU_GRID, phi_grid=PHI_GRID) -> dict:
+    """(tau_u, phi) of maximum likelihood on ``train`` (T, R), with the model's matrices:
+    {"tau_u", "phi", "loglik", "F", "Q", "C"}."""
     p = preset(params) if isinstance(params, str) else params
     best = None
     for tau_u in tau_grid:
         F, Q, C = linear_balloon(p, tau_u, tr)
         for phi in phi_grid:
-            f, ll = kalman_forecast(y, F, Q, C, phi)
-            if best is None or ll > best[0]:
-                best = (ll, f, {"tau_u": tau_u, "phi": phi, "loglik": ll})
-    return best[1], best[2]
+            ll = kalman_pass(train, F, Q, C, phi)[1]
+            if best is None or ll > best["loglik"]:
+                best = {"tau_u": tau_u, "phi": phi, "loglik": ll, "F": F, "Q": Q, "C": C}
+    return best
+
+
+def kalman_forecasts(y: np.ndarray, origins: np.ndarray, horizons, fit: dict) -> np.ndarray:
+    """(O, H, R) forecasts C F^h x(o | rows <= o) of the fitted filter ``fit`` (:func:`fit_kalman`)
+    run over all of ``y``; the filter's parameters do not change along the way."""
+    _, _, filtered = kalman_pass(y, fit["F"], fit["Q"], fit["C"], fit["phi"])
+    x = filtered[np.asarray(origins)]                  # (O, n, R)
+    out = np.empty((len(origins), max(horizons), y.shape[1]))
+    for h in range(max(horizons)):
+        x = np.einsum("ij,ojr->oir", fit["F"], x)
+        out[:, h] = np.einsum("j,ojr->or", fit["C"], x)
+    return out[:, np.asarray(horizons) - 1]
 
 
 def linear_covariance(weights: np.ndarray, gain: float) -> np.ndarray:
