@@ -1,30 +1,50 @@
-"""``dtb assimilate`` and ``dtb validate``: fit the twin to measured BOLD, then run the fitted twin
-freely on the held-out part. MPI and files live here; the science is in enkf/runner.
+"""``dtb assimilate``: fit the twin to measured BOLD on the training part, then run the filter on
+through the held-out part and score its forecasts there. MPI and files live here; the science is
+in enkf / runner / forecast; ``dtb validate`` is in :mod:`assimilation.validation`.
 
-Output ``assimilation.h5`` (written to a temporary name, then renamed):
+Data: the measured BOLD through the config's preprocessing, its statistics (trend line, z-score)
+from the training part (the first ``train_fraction`` of the TRs), the band-pass causal, so that
+no sample depends on a later one beyond the training part.
+
+Held-out forecasts: after the last training analysis the filter goes on through the held-out
+part, twice from the same state: ``updating`` (hyperparameters still updated by every analysis)
+and ``frozen`` (the hyperparameters of the last training analysis kept; the analyses update only
+the hemodynamic state). At every forecast origin (every ``forecast_stride`` TRs, from the last
+training TR) the ensemble first runs freely ``max(forecast_horizons)`` TRs ahead (no analysis),
+which gives the forecasts of every horizon, then rewinds (``Simulation.rewind``) and assimilates
+the next TRs. A forecast from origin o uses data up to row o only.
+
+Output ``assimilation.h5`` (written to a temporary name, then renamed; written at the end of
+training, then again with /heldout):
 
     /                       attrs: config (TOML text), config_path, seed, n_ranks, tr_s, members, coupling
                                    (the global coupling factor used), coupling_scores (JSON: factor -> FC r),
                                    hyperparameters, n_train, n_total, bold_path, settings (JSON),
-                                   wall_s, wall_per_tr_s, simulate_s, filter_s
+                                   wall_s, wall_per_tr_s, simulate_s, filter_s, forecast_label ("" or
+                                   "zero-phase: not a forecast")
     /network/regions        region names (column order)
-    /observed               (n_train, R) the preprocessed data that was assimilated
-    /forecast/mean, std     (n_train, R) one-TR-ahead forecast of the ensemble (observation units)
-    /analysis/mean, std     (n_train, R) the analysed observation
+    /observed               (n_total, R) the preprocessed data; rows < n_train were fitted
+    /forecast/mean, std     (n_train, R) the filter's one-TR-ahead forecast on the TRAINING part
+                            (in-sample: the same data fitted the hyperparameters)
+    /analysis/mean, std     (n_train, R) the analysed observation (training part)
     /hp/mean, std           (n_train, R, H) hyperparameters after each analysis
     /hp/final               (M, R, H) the final posterior ensemble; /hp/x_final (M, R*H) unbounded
     /hp/fitted              (M, R, H) the fitted twin: each member's mean over the last half of the
                             training TRs (dtb validate and --hyperparameters use it)
     /operator/mu, sigma     (R,) the zscore observation operator's spin-up statistics
-    /metrics                attrs: mean Pearson r over regions of forecast, analysis, persistence and
-                            AR(1) forecasts; datasets r_forecast, r_analysis, r_persistence, r_ar1 (R,)
-    /fc/observed, /fc/forecast   (R, R) functional connectivity of the training data and forecast
-    /validation             (after dtb validate) attrs fc_r_members (mean over members of each
-                            member's FC r), fc_r_ensemble (r of the members' mean FC), fc_r_sc,
-                            fcd_ks (KS distance of the FCD values, 30-TR windows, step 5; when
-                            at least two windows fit);
-                            fc/model (the members' mean FC), fc/observed, bold (n_test, M, R);
-                            model BOLD goes through the data's preprocessing before its FC
+    /metrics                TRAINING part, in-sample: attrs and datasets (R,) r_forecast, r_analysis,
+                            r_persistence (mean Pearson r over regions in the attrs)
+    /fc/observed, /fc/forecast   (R, R) FC of the training data and of the training forecast
+    /heldout                attrs horizons (TRs), stride, label; origins (O,) the forecast origins (rows)
+    /heldout/<mode>/forecast/mean, std   (O, len(horizons), R) the twin's forecasts, mode "updating"
+                            or "frozen"; NaN where the target lies beyond the data
+    /heldout/<mode>/filter/mean   (n_total - n_train, R) the filter's one-TR-ahead forecast of every
+                            held-out row; /heldout/<mode>/hp/mean (n_total - n_train, R, H)
+    /heldout/scores/<model> datasets r, skill, mse, n (len(horizons),), r_region (len(horizons), R)
+                            for "twin (updating)", "twin (frozen)" and every baseline of
+                            assimilation.forecast, on the same samples; attrs of /heldout/scores:
+                            ar_orders, mvar_penalty, kalman (JSON)
+    /validation             written by dtb validate (see assimilation.validation)
 """
 
 from __future__ import annotations
@@ -37,15 +57,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from assimilation.enkf import (ar1_forecast, fc_matrix, fc_similarity, fcd_values, ks_distance, pearson_per_column,
-                               persistence_forecast, sc_fc_similarity, to_unbounded)
+from assimilation import forecast
+from assimilation.enkf import fc_matrix, fc_similarity, pearson_per_column, persistence_forecast
 from assimilation.ensemble import balance_long_range, ensemble_spec, scale_long_range
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
-from dtb.files import atomic_path
+from dtb.files import atomic_edit, atomic_path
 from dtb.spec import NetworkSpec
 
 log = logging.getLogger(__name__)
+
+#: the label of forecast scores on zero-phase filtered data
+ZERO_PHASE_LABEL = "zero-phase: not a forecast"
 
 
 def region_connectivity(spec: NetworkSpec) -> np.ndarray:
@@ -60,7 +83,26 @@ def region_connectivity(spec: NetworkSpec) -> np.ndarray:
     return m
 
 
-def check_inputs(spec: NetworkSpec, tr: float | None) -> float:
+def region_delays(spec: NetworkSpec) -> np.ndarray:
+    """Mean delay (s) of the projections between regions (R, R) [target, source], weighted by
+    their expected synapses; 0 where none."""
+    from dtb.partition import expected_projection_indegree
+    regions = spec.regions
+    region = {p.name: regions.index(p.region) for p in spec.populations}
+    total, weight = np.zeros((len(regions),) * 2), np.zeros((len(regions),) * 2)
+    for pr in spec.projections:
+        i, j = region[pr.target], region[pr.source]
+        if i != j:
+            n = expected_projection_indegree(spec, pr) * spec.population(pr.target).size
+            total[i, j] += n * pr.delay.expected
+            weight[i, j] += n
+    return np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)
+
+
+def check_inputs(spec: NetworkSpec, tr: float | None, allow_zero_phase: bool = False) -> float:
+    """The config can be assimilated: [assimilation] and [bold], the data's TR, and a causal
+    band-pass (a zero-phase one puts later data into every sample: its forecasts are scored only
+    with ``allow_zero_phase``, and labelled)."""
     if spec.assimilation is None:
         raise DtbError(f"{spec.source}: dtb assimilate needs an [assimilation] section (see assimilation.settings)")
     if spec.bold is None:
@@ -70,22 +112,45 @@ def check_inputs(spec: NetworkSpec, tr: float | None) -> float:
     steps = spec.bold.tr / spec.simulation.dt
     if abs(steps - round(steps)) > 1e-6:
         raise DtbError(f"TR {spec.bold.tr:g} s is not a multiple of dt ({spec.simulation.dt * 1e3:g} ms)")
+    s = spec.assimilation
+    if s.band_pass is not None and not s.band_pass_causal and not allow_zero_phase:
+        raise DtbError(f"{spec.source}: assimilation.band_pass_causal = false filters forward and backward, so every "
+                       f"sample holds later data and forecasts cannot be scored; set band_pass_causal = true (or "
+                       f"pass --allow-zero-phase to score them anyway, labelled '{ZERO_PHASE_LABEL}')")
     return spec.bold.tr
 
 
-def load_observed(spec: NetworkSpec, path: str, key: str | None) -> np.ndarray:
+def forecast_label(spec: NetworkSpec) -> str:
+    s = spec.assimilation
+    return ZERO_PHASE_LABEL if s.band_pass is not None and not s.band_pass_causal else ""
+
+
+def training_rows(n_total: int, train_fraction: float) -> int:
+    """The number of leading TRs fitted: ``train_fraction`` of ``n_total``, at least 3."""
+    if not 0 < train_fraction <= 1:
+        raise DtbError(f"the training fraction must be in (0, 1], got {train_fraction:g}")
+    n_train = int(round(train_fraction * n_total))
+    if n_train < 3:
+        raise DtbError(f"only {n_train} training TRs: need at least 3")
+    return n_train
+
+
+def load_observed(spec: NetworkSpec, path: str, key: str | None, train_fraction: float) -> tuple[np.ndarray, int]:
+    """The measured BOLD (T, R) through the config's preprocessing, fitted on its training part,
+    and the number of training rows."""
     from assimilation.data import load_bold
     raw = load_bold(path, len(spec.regions), key=key, atlas=spec.bold.atlas, labels=spec.bold.labels,
                     regions=spec.regions)
-    return preprocessed(raw, spec)
+    n_train = training_rows(len(raw), train_fraction)
+    return preprocessed(raw, spec, fit_rows=n_train), n_train
 
 
-def preprocessed(bold: np.ndarray, spec: NetworkSpec) -> np.ndarray:
+def preprocessed(bold: np.ndarray, spec: NetworkSpec, fit_rows: int | None = None) -> np.ndarray:
     """BOLD (T, R), measured or a model's, through the config's preprocessing (detrend,
-    band-pass, z-score), so that data and model FC are computed alike."""
+    band-pass, z-score; their statistics from the first ``fit_rows`` rows, default all)."""
     from assimilation.data import preprocess
     s = spec.assimilation
-    return preprocess(bold, spec.bold.tr, s.detrend, s.band_pass, s.zscore, s.band_pass_causal)
+    return preprocess(bold, spec.bold.tr, s.detrend, s.band_pass, s.zscore, s.band_pass_causal, fit_rows)
 
 
 def preprocessed_members(model: np.ndarray, spec: NetworkSpec) -> list[np.ndarray]:
@@ -93,12 +158,12 @@ def preprocessed_members(model: np.ndarray, spec: NetworkSpec) -> list[np.ndarra
     return [preprocessed(model[:, m], spec) for m in range(model.shape[1])]
 
 
-def _metrics(observed: np.ndarray, forecast: np.ndarray, analysis: np.ndarray) -> dict[str, np.ndarray]:
-    """Per region: r of the forecast (rows 1..), the analysis, persistence and AR(1) on the same rows."""
-    return {"r_forecast": pearson_per_column(forecast[1:], observed[1:]),
+def _training_metrics(observed: np.ndarray, forecast_: np.ndarray, analysis: np.ndarray) -> dict[str, np.ndarray]:
+    """Per region, on the training part (in-sample): r of the filter's forecast (rows 1..), of the
+    analysis and of persistence on the same rows."""
+    return {"r_forecast": pearson_per_column(forecast_[1:], observed[1:]),
             "r_analysis": pearson_per_column(analysis, observed),
-            "r_persistence": pearson_per_column(persistence_forecast(observed), observed[1:]),
-            "r_ar1": pearson_per_column(ar1_forecast(observed, observed), observed[1:])}
+            "r_persistence": pearson_per_column(persistence_forecast(observed), observed[1:])}
 
 
 def fitted_hyperparameters(hp: np.ndarray) -> np.ndarray:
@@ -144,6 +209,11 @@ def balance_rates(spec: NetworkSpec, comm) -> dict[str, float] | None:
     return rates
 
 
+def spinup_trs(spec: NetworkSpec) -> int:
+    """TRs run before the filter starts (at least 2: the zscore operator's statistics)."""
+    return max(int(np.ceil(spec.assimilation.spinup / spec.bold.tr)), 2)
+
+
 def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
                  rates: dict[str, float] | None = None) -> tuple[float, dict[float, float]]:
     """Global coupling on the training data, as a neural-mass model's K is fitted: for each
@@ -153,8 +223,7 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
     ``coupled``), a candidate too strong to balance scores NaN. Returns (factor, {factor: FC r})."""
     from dtb.engine import Simulation
     s = spec.assimilation
-    tr = spec.bold.tr
-    spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
+    spinup_tr = spinup_trs(spec)
     fc_obs = fc_matrix(observed)
     scores: dict[float, float] = {}
     for g in candidates:
@@ -166,15 +235,14 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
             scores[g] = float("nan")
             continue
         sim = Simulation(ensemble_spec(candidate, s.coupling_members), comm=comm, keep_region_rows=False)
-        sim.run((spinup_tr + len(observed)) * tr)
+        sim.run((spinup_tr + len(observed)) * spec.bold.tr)
         sim.finish_exchange()
         bold = np.array(sim.bold.signal)[spinup_tr:]
         ok = bold.ndim == 2 and np.all(np.isfinite(bold)) and np.all(bold.std(axis=0) > 0)
+        scores[g] = float("nan")
         if ok:
             members = preprocessed_members(bold.reshape(len(bold), s.coupling_members, len(spec.regions)), spec)
             scores[g] = fc_similarity(np.mean([fc_matrix(b) for b in members], axis=0), fc_obs)
-        else:
-            scores[g] = float("nan")
         log.info("global coupling %g: FC r %.3f on the training data (%.0f s)", g, scores[g], time.perf_counter() - t0)
         del sim
     finite = {g: r for g, r in scores.items() if np.isfinite(r)}
@@ -183,94 +251,183 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
     return max(finite, key=finite.get), scores
 
 
-def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: float, out: Path, comm,
+def assimilate(spec: NetworkSpec, observed_all: np.ndarray, n_train: int, out: Path, comm,
                progress: bool = True, bold_path: str = "", config_path: str = "", checkpoint_every: float | None = None,
                resume=None, meta: dict | None = None) -> Path | int | None:
-    """Run the filter over the first ``train_fraction`` of the data; rank 0 writes the results
-    (returns their path; other ranks None). With ``checkpoint_every`` (s of biological time) the
-    network and the filter are checkpointed into OUT/checkpoint; ``resume``: a verified
-    CheckpointInfo to continue from. Stopped by SIGUSR1/SIGTERM: returns EXIT_CHECKPOINTED."""
-    from dtb.engine import Simulation
+    """Fit on the first ``n_train`` rows of ``observed_all`` (preprocessed, T x R), then forecast
+    the rest (see the module docstring); rank 0 writes the results (returns their path; other
+    ranks None). With ``checkpoint_every`` (s of biological time) the network and the filter are
+    checkpointed into OUT/checkpoint during the fit, and once at its end (from which --resume
+    redoes the held-out part); ``resume``: a verified CheckpointInfo to continue from. Stopped by
+    SIGUSR1/SIGTERM: returns EXIT_CHECKPOINTED."""
     from dtb.engine import checkpoint as ckpt
     s = spec.assimilation
-    if not 0 < train_fraction <= 1:
-        raise DtbError(f"--train-fraction must be in (0, 1], got {train_fraction:g}")
-    n_train = int(round(train_fraction * len(observed_all)))
-    if n_train < 3:
-        raise DtbError(f"only {n_train} training TRs: need at least 3")
-    observed = observed_all[:n_train]
-    tr = spec.bold.tr
-    spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
-    coupling, coupling_scores = 1.0, {}
+    if not 3 <= n_train <= len(observed_all):
+        raise DtbError(f"{n_train} training TRs of {len(observed_all)}: need at least 3 and no more than there are")
     rates = balance_rates(spec, comm)
+    coupling, coupling_scores = 1.0, {}
     if resume is not None:
         coupling = float(resume.manifest.get("coupling", 1.0))
     elif s.coupling:
-        coupling, coupling_scores = fit_coupling(spec, observed, s.coupling, comm, rates)
+        coupling, coupling_scores = fit_coupling(spec, observed_all[:n_train], s.coupling, comm, rates)
         log.info("global coupling: %g", coupling)
     spec = coupled(spec, coupling, rates)
-    meta = dict(meta or {}, coupling=coupling)
-    t0 = time.perf_counter()
-    ens = ensemble_spec(spec, s.members)
-    sim = Simulation(ens, comm=comm, per_neuron_scales=True, keep_region_rows=False)
-    a = Assimilator(sim, spec, s, observed, sc=region_connectivity(spec))
-    if resume is not None:
-        ckpt.restore(sim, resume, extra=a)
-        log.info("resumed at TR %d of %d (t = %g s)", a.t, n_train, sim.t)
-    build_s = time.perf_counter() - t0
-    rank = comm.Get_rank()
-    log.info("ensemble of %d members x %d neurons (%d regions) on %d rank(s), built in %.1f s; spin-up %g s",
-             s.members, spec.n_neurons, len(spec.regions), comm.Get_size(), build_s, spinup_tr * tr)
-    checkpointer = ckpt.Checkpointer(sim, out / "checkpoint", checkpoint_every, dict(meta or {}), extra=a)
-    ckpt.install_signal_handlers(sim)
-    per_tr = int(round(tr / spec.simulation.dt))
-    spin_steps = spinup_tr * per_tr
-    end_steps = spin_steps + n_train * per_tr
-    if sim.current_step() < spin_steps:
-        sim.run((spin_steps - sim.current_step()) * spec.simulation.dt)
-        if checkpointer.stopped:
-            return ckpt.EXIT_CHECKPOINTED
-    if not a.active:
-        a.start()
-    t_start = a.t
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
-        bar = tqdm(total=n_train, initial=a.t, unit="TR", desc="assimilating")
-
-    def _tick(_sim):
-        if bar is not None and a.forecast:
-            f = np.array(a.forecast)[:, :, :].mean(axis=1)
-            if len(f) > 2:
-                r = np.nanmean(pearson_per_column(f[1:], observed[1:len(f)]))
-                bar.set_postfix_str(f"forecast r {r:.3f}")
-            bar.update(1)
-    sim.add_hook(tr, _tick)
-    t1 = time.perf_counter()
-    sim.run((end_steps - sim.current_step()) * spec.simulation.dt)
-    wall = time.perf_counter() - t1
-    if bar is not None:
-        bar.close()
-    sim.finish_exchange()
-    if checkpointer.stopped:
+    fit = _Fit(spec, observed_all, n_train, comm, resume, dict(meta or {}, coupling=coupling), out, checkpoint_every)
+    if not fit.train(progress):
         return ckpt.EXIT_CHECKPOINTED
-    res = a.results()
-    if rank != 0:
-        return None
-    f, an, hp = res["forecast"], res["analysis"], res["hp"]
-    metrics = _metrics(observed, f.mean(axis=1), an.mean(axis=1))
+    attrs = {"config_path": config_path, "bold_path": bold_path, "coupling": coupling,
+             "coupling_scores": json.dumps({str(k): v for k, v in coupling_scores.items()})}
     path = out / "assimilation.h5"
+    if comm.Get_rank() == 0:
+        write_fit(path, fit, attrs)
+    if n_train == len(observed_all):
+        return path if comm.Get_rank() == 0 else None
+    heldout = fit.forecast_held_out(progress)
+    if heldout is None:
+        return ckpt.EXIT_CHECKPOINTED
+    if comm.Get_rank() != 0:
+        return None
+    write_heldout(path, heldout, observed_all, n_train, spec)
+    return path
+
+
+class _Fit:
+    """The ensemble and its filter, through the training part and then the held-out part."""
+
+    def __init__(self, spec: NetworkSpec, observed: np.ndarray, n_train: int, comm, resume, meta: dict,
+                 out: Path, checkpoint_every: float | None):
+        from dtb.engine import Simulation
+        from dtb.engine import checkpoint as ckpt
+        self.spec, self.s, self.observed, self.n_train, self.comm = spec, spec.assimilation, observed, n_train, comm
+        self.tr = spec.bold.tr
+        t0 = time.perf_counter()
+        self.sim = Simulation(ensemble_spec(spec, self.s.members), comm=comm, per_neuron_scales=True,
+                              keep_region_rows=False)
+        self.a = Assimilator(self.sim, spec, self.s, observed, sc=region_connectivity(spec), n_assimilate=n_train)
+        if resume is not None:
+            ckpt.restore(self.sim, resume, extra=self.a)
+            log.info("resumed at TR %d of %d (t = %g s)", self.a.t, n_train, self.sim.t)
+        self.build_s = time.perf_counter() - t0
+        self.resumed = resume is not None
+        log.info("ensemble of %d members x %d neurons (%d regions) on %d rank(s), built in %.1f s; spin-up %g s",
+                 self.s.members, spec.n_neurons, len(spec.regions), comm.Get_size(), self.build_s,
+                 spinup_trs(spec) * self.tr)
+        self.checkpointer = ckpt.Checkpointer(self.sim, out / "checkpoint", checkpoint_every, meta, extra=self.a)
+        self.checkpoint_every = checkpoint_every
+        ckpt.install_signal_handlers(self.sim)
+        self.wall = self.t_start = 0.0
+
+    def _steps(self, trs: int) -> int:
+        return trs * int(round(self.tr / self.spec.simulation.dt))
+
+    def train(self, progress: bool) -> bool:
+        """Spin-up, then the filter over the training rows; False if stopped by a signal."""
+        sim, a = self.sim, self.a
+        spin_steps = self._steps(spinup_trs(self.spec))
+        if sim.current_step() < spin_steps:
+            sim.run((spin_steps - sim.current_step()) * sim.dt)
+            if self.checkpointer.stopped:
+                return False
+        if not a.active:
+            a.start()
+        self.t_start = a.t
+        bar = _bar(progress and sim.rank == 0, self.n_train, a.t, "assimilating")
+        if bar is not None:
+            sim.add_hook(self.tr, lambda _sim: bar.update(1) if a.t <= self.n_train else None)
+        t1 = time.perf_counter()
+        sim.run((spin_steps + self._steps(self.n_train) - sim.current_step()) * sim.dt)
+        self.wall = time.perf_counter() - t1
+        if bar is not None:
+            bar.close()
+        sim.finish_exchange()
+        if self.checkpointer.stopped:
+            return False
+        if self.checkpoint_every and not self.resumed_at_end():
+            self.checkpointer.write(sim.current_step())       # --resume redoes the held-out part from here
+        return True
+
+    def resumed_at_end(self) -> bool:
+        return self.resumed and self.t_start == self.n_train
+
+    def forecast_held_out(self, progress: bool) -> dict | None:
+        """Both modes from the end of training (see the module docstring): {mode: {"forecast"
+        (O, H, M, R), "filter" (n_test, M, R), "hp" (n_test, M, R, H)}, "origins": (O,)}. None if
+        stopped by a signal."""
+        sim, a = self.sim, self.a
+        self.checkpointer.paused = True
+        a.n_assimilate = len(self.observed)          # the filter goes on through the held-out part
+        o = forecast.origins(self.n_train, len(self.observed), self.s.forecast_stride)
+        end_of_training = sim.snapshot()
+        x_end, x_analysis_end = a.x.copy(), a.x_analysis.copy()
+        out: dict = {"origins": o}
+        for mode in ("updating", "frozen"):
+            sim.rewind(end_of_training)              # the network as the last training analysis left it
+            a.truncate(self.n_train)
+            a.x, a.x_analysis, a.mode = x_end.copy(), x_analysis_end.copy(), "updating"
+            if mode == "frozen":
+                a.freeze()
+            run = self._forecast_mode(o, mode, progress)
+            if run is None:
+                return None
+            out[mode] = run
+        sim.forget(end_of_training)
+        return out
+
+    def _forecast_mode(self, o: np.ndarray, mode: str, progress: bool) -> dict | None:
+        sim, a, tr = self.sim, self.a, self.tr
+        horizons = np.array(self.s.forecast_horizons)
+        n_total = len(self.observed)
+        fc = np.full((len(o), len(horizons), a.M, a.R), np.nan)
+        bar = _bar(progress and sim.rank == 0, len(o), 0, f"held-out forecasts ({mode})")
+        for i, origin in enumerate(o):
+            if a.t != origin + 1:
+                raise RuntimeError(f"the filter is at TR {a.t}, not after origin {origin}")
+            ahead = min(int(horizons.max()), n_total - 1 - origin)
+            snap = sim.snapshot()
+            a.mode, a.branch = "free", []
+            sim.run(ahead * tr)
+            sim.finish_exchange()
+            inside = horizons <= ahead
+            fc[i, inside] = np.array(a.branch)[horizons[inside] - 1]
+            sim.rewind(snap)
+            sim.forget(snap)
+            a.mode = mode
+            nxt = o[i + 1] if i + 1 < len(o) else n_total - 1
+            sim.run((nxt - origin) * tr)
+            sim.finish_exchange()
+            if bar is not None:
+                bar.update(1)
+            if sim.stop_agreed:
+                return None
+        if bar is not None:
+            bar.close()
+        res = a.results()
+        n = self.n_train
+        return {"forecast": fc, "filter": res["forecast"][n:], "hp": res["hp"][n:]}
+
+
+def _bar(show: bool, total: int, initial: int, desc: str):
+    if not show:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit="TR" if "assimilating" in desc else "origin", desc=desc)
+
+
+def write_fit(path: Path, fit: _Fit, attrs: dict) -> None:
+    """assimilation.h5 with the fit on the training part (see the module docstring)."""
+    spec, s, n_train = fit.spec, fit.s, fit.n_train
+    res = fit.a.results()
+    f, an, hp = res["forecast"][:n_train], res["analysis"][:n_train], res["hp"][:n_train]
+    observed = fit.observed
+    metrics = _training_metrics(observed[:n_train], f.mean(axis=1), an.mean(axis=1))
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h:
-        h.attrs.update({"config": spec.text, "config_path": config_path, "seed": spec.simulation.seed,
-                        "n_ranks": comm.Get_size(), "tr_s": tr, "members": s.members,
-                        "hyperparameters": json.dumps(list(s.hyperparameters)), "n_train": n_train,
-                        "n_total": len(observed_all), "bold_path": bold_path, "train_fraction": train_fraction,
-                        "settings": json.dumps(s.__dict__, default=list), "wall_s": wall,
-                        "wall_per_tr_s": wall / max(n_train - t_start, 1),
-                        "build_s": build_s, "resumed": resume is not None,
-                        "neurons_per_member": spec.n_neurons, "filter_s": a.filter_seconds,
-                        "coupling": coupling, "coupling_scores": json.dumps({str(k): v for k, v in coupling_scores.items()}),
-                        "simulate_s": wall - a.filter_seconds})
+        h.attrs.update(dict(attrs, config=spec.text, seed=spec.simulation.seed, n_ranks=fit.comm.Get_size(),
+                            tr_s=fit.tr, members=s.members, hyperparameters=json.dumps(list(s.hyperparameters)),
+                            n_train=n_train, n_total=len(observed), train_fraction=n_train / len(observed),
+                            settings=json.dumps(s.__dict__, default=list), wall_s=fit.wall,
+                            wall_per_tr_s=fit.wall / max(n_train - fit.t_start, 1), build_s=fit.build_s,
+                            resumed=fit.resumed, neurons_per_member=spec.n_neurons, filter_s=fit.a.filter_seconds,
+                            simulate_s=fit.wall - fit.a.filter_seconds, forecast_label=forecast_label(spec)))
         h.create_dataset("network/regions", data=np.array(spec.regions, dtype="S"))
         h.create_dataset("observed", data=observed)
         for name, arr in (("forecast", f), ("analysis", an)):
@@ -279,152 +436,57 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, train_fraction: floa
         h.create_dataset("hp/mean", data=hp.mean(axis=1))
         h.create_dataset("hp/std", data=hp.std(axis=1))
         h.create_dataset("hp/final", data=hp[-1])
-        h.create_dataset("hp/x_final", data=res["x_final"])
+        h.create_dataset("hp/x_final", data=fit.a.x_analysis)
         h.create_dataset("hp/fitted", data=fitted_hyperparameters(hp))
         h.create_dataset("operator/mu", data=res["mu"])
         h.create_dataset("operator/sigma", data=res["sigma"])
         g = h.create_group("metrics")
+        g.attrs["scope"] = "training part (in-sample)"
         for k, v in metrics.items():
             g.create_dataset(k, data=v)
             g.attrs[k] = float(np.nanmean(v))
-        h.create_dataset("fc/observed", data=fc_matrix(observed))
+        h.create_dataset("fc/observed", data=fc_matrix(observed[:n_train]))
         h.create_dataset("fc/forecast", data=fc_matrix(f.mean(axis=1)))
-    return path
 
 
-#: sliding windows of the FCD: 30 TRs, step 5 (Hansen et al. 2015 use about a minute; held-out
-#: halves of resting-state scans leave room for a few dozen windows)
-FCD_WINDOW, FCD_STEP = 30, 5
+def heldout_scores(observed: np.ndarray, n_train: int, origins: np.ndarray, horizons, tr: float,
+                   twin: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Scores of the twin's held-out forecasts {mode: (O, H, M, R)} (ensemble means) and of every
+    baseline, on the same samples (:func:`assimilation.forecast.compare`)."""
+    models = {f"twin ({mode})": f.mean(axis=2) for mode, f in twin.items()}
+    return forecast.compare(observed, n_train, origins, horizons, tr, models)
 
 
-def held_out_metrics(model: np.ndarray, test: np.ndarray, spec: NetworkSpec) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Free-run model BOLD (T, M, R) against held-out data (T, R): FC r of each member (mean, sd),
-    FC r of the members' mean FC, the structural connectome's FC r, and the KS distance between
-    the FCD values of the members (pooled) and of the data. Returns (metrics, model FC, data FC)."""
-    fc_obs = fc_matrix(test)
-    each = preprocessed_members(model, spec)
-    fc_each = [fc_matrix(b) for b in each]
-    fc_members = [fc_similarity(f, fc_obs) for f in fc_each]
-    fc_ens = np.mean(fc_each, axis=0)
-    sc = region_connectivity(spec)
-    out = {"fc_r_members": float(np.mean(fc_members)), "fc_r_members_sd": float(np.std(fc_members)),
-           "fc_r_ensemble": fc_similarity(fc_ens, fc_obs),
-           "fc_r_sc": sc_fc_similarity(sc, fc_obs)}
-    fcd_data = fcd_values(test, FCD_WINDOW, FCD_STEP)
-    if len(fcd_data):
-        fcd_model = np.concatenate([fcd_values(b, FCD_WINDOW, FCD_STEP) for b in each])
-        out["fcd_ks"] = ks_distance(fcd_model, fcd_data)
-    return out, fc_ens, fc_obs
-
-
-def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm) -> dict | None:
-    """Run the fitted twin (each member at its fitted hyperparameters, /hp/fitted) freely over the held-out TRs and
-    compare functional connectivity; rank 0 adds /validation to the run file."""
-    from dtb.engine import Simulation
-    with h5py.File(run_path, "r") as h:
-        n_train = int(h.attrs["n_train"])
-        n_total = int(h.attrs["n_total"])
-        fitted = h["hp/fitted"][()] if "hp/fitted" in h else None
-        x_final = h["hp/x_final"][()]
-        mu, sigma = h["operator/mu"][()], h["operator/sigma"][()]
-        coupling = float(h.attrs.get("coupling", 1.0))
-    if len(observed_all) != n_total:
-        raise DtbError(f"the data has {len(observed_all)} TRs, but {run_path} was fitted on data with {n_total}")
-    test = observed_all[n_train:]
-    if len(test) < 10:
-        raise DtbError(f"only {len(test)} held-out TRs to validate on (--train-fraction was {n_train / n_total:.2f})")
+def write_heldout(path: Path, heldout: dict, observed: np.ndarray, n_train: int, spec: NetworkSpec) -> None:
+    """Add /heldout (forecasts and scores, see the module docstring) to assimilation.h5."""
     s = spec.assimilation
-    tr = spec.bold.tr
-    spinup_tr = max(int(np.ceil(s.spinup / tr)), 2)
-    spec = coupled(spec, coupling, balance_rates(spec, comm))     # the global coupling fitted with it
-    sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True,
-                     keep_region_rows=False)
-    # a member whose hyperparameter sat on a bound (sigmoid saturated) has its mean there too
-    x0 = x_final if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high, saturated=True)
-    a = Assimilator(sim, spec, s, test, sc=None, n_assimilate=0, x0=x0)
-    t0 = time.perf_counter()
-    sim.run(spinup_tr * tr)
-    a.active = True
-    a.mu, a.sigma = mu, sigma
-    sim.run(len(test) * tr)
-    wall = time.perf_counter() - t0
-    sim.finish_exchange()
-    if comm.Get_rank() != 0:
-        return None
-    model = np.array(a.forecast)                    # (n_test, M, R)
-    out, fc_ens, fc_obs = held_out_metrics(model, test, spec)
-    out.update({"n_test": len(test), "wall_s": wall})
-    import shutil
-    with atomic_path(run_path) as tmp:
-        shutil.copyfile(run_path, tmp)
-        with h5py.File(tmp, "a") as h:
-            if "validation" in h:
-                del h["validation"]
-            g = h.create_group("validation")
-            g.attrs.update(out)
-            g.create_dataset("fc/model", data=fc_ens)
-            g.create_dataset("fc/observed", data=fc_obs)
-            g.create_dataset("bold", data=model)
-    return out
+    o = heldout["origins"]
+    twin = {mode: heldout[mode]["forecast"] for mode in ("updating", "frozen")}
+    scores, fitted = heldout_scores(observed, n_train, o, s.forecast_horizons, spec.bold.tr, twin)
+    with atomic_edit(path) as tmp, h5py.File(tmp, "r+") as h:
+        g = h.create_group("heldout")
+        g.attrs.update({"horizons": list(s.forecast_horizons), "stride": s.forecast_stride,
+                        "label": forecast_label(spec)})
+        g.create_dataset("origins", data=o)
+        for mode in ("updating", "frozen"):
+            run = heldout[mode]
+            g.create_dataset(f"{mode}/forecast/mean", data=run["forecast"].mean(axis=2))
+            g.create_dataset(f"{mode}/forecast/std", data=run["forecast"].std(axis=2))
+            g.create_dataset(f"{mode}/filter/mean", data=run["filter"].mean(axis=1))
+            g.create_dataset(f"{mode}/hp/mean", data=run["hp"].mean(axis=1))
+        sg = g.create_group("scores")
+        sg.attrs.update({"ar_orders": np.asarray(fitted["ar_orders"]), "mvar_penalty": fitted["mvar_penalty"],
+                         "kalman": json.dumps(fitted["kalman"])})
+        for name, sc in scores.items():
+            m = sg.create_group(name)
+            for k, v in sc.items():
+                m.create_dataset(k, data=v)
 
 
-def plots(run_path: Path, out: Path) -> list[Path]:
-    """PNGs of an assimilation run: hyperparameters over time, BOLD, per-region r, FC."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    with h5py.File(run_path, "r") as h:
-        regions = [r.decode() for r in h["network/regions"][()]]
-        hps = json.loads(h.attrs["hyperparameters"])
-        tr = float(h.attrs["tr_s"])
-        obs, f_mean, f_sd = h["observed"][()], h["forecast/mean"][()], h["forecast/std"][()]
-        a_mean = h["analysis/mean"][()]
-        hp_m, hp_s = h["hp/mean"][()], h["hp/std"][()]
-        met = {k: h["metrics"][k][()] for k in h["metrics"]}
-        fc_o, fc_f = h["fc/observed"][()], h["fc/forecast"][()]
-    written = []
-    t = np.arange(len(obs)) * tr
-    fig, axes = plt.subplots(len(hps), 1, figsize=(10, 2.6 * len(hps)), squeeze=False)
-    for k, name in enumerate(hps):
-        ax = axes[k, 0]
-        for r in range(min(len(regions), 12)):
-            ax.plot(t[:len(hp_m)], hp_m[:, r, k], lw=1)
-            ax.fill_between(t[:len(hp_m)], hp_m[:, r, k] - hp_s[:, r, k], hp_m[:, r, k] + hp_s[:, r, k], alpha=0.15)
-        ax.set_ylabel(f"{name} scale")
-    axes[-1, 0].set_xlabel("time (s)")
-    axes[0, 0].set_title("posterior hyperparameters (ensemble mean +- sd; first 12 regions)")
-    fig.tight_layout()
-    fig.savefig(out / "hyperparameters.png", dpi=90)
-    plt.close(fig)
-    written.append(out / "hyperparameters.png")
-    order = np.argsort(-met["r_forecast"])[:4]
-    fig, axes = plt.subplots(len(order), 1, figsize=(10, 2.2 * len(order)), squeeze=False)
-    for ax, r in zip(axes[:, 0], order):
-        ax.plot(t, obs[:, r], "k", lw=1, label="observed")
-        ax.plot(t, f_mean[:, r], "C0", lw=1, label="forecast (1 TR ahead)")
-        ax.fill_between(t, f_mean[:, r] - f_sd[:, r], f_mean[:, r] + f_sd[:, r], color="C0", alpha=0.2)
-        ax.plot(t, a_mean[:, r], "C1--", lw=0.8, label="analysis")
-        ax.set_ylabel(regions[r][:14])
-    axes[0, 0].legend(fontsize=7, ncol=3)
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
-    fig.savefig(out / "bold_fit.png", dpi=90)
-    plt.close(fig)
-    written.append(out / "bold_fit.png")
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4))
-    x = np.arange(len(regions))
-    a1.bar(x - 0.3, met["r_forecast"], 0.3, label="forecast")
-    a1.bar(x, met["r_persistence"], 0.3, label="persistence")
-    a1.bar(x + 0.3, met["r_ar1"], 0.3, label="AR(1)")
-    a1.set_xlabel("region")
-    a1.set_ylabel("Pearson r")
-    a1.legend(fontsize=7)
-    a1.set_title("one-TR-ahead r per region")
-    for ax, m, title in ((a2, fc_o, "FC observed (training)"), (a3, fc_f, "FC forecast")):
-        im = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set_title(title)
-    fig.colorbar(im, ax=[a2, a3], shrink=0.8)
-    fig.savefig(out / "metrics_fc.png", dpi=90)
-    plt.close(fig)
-    written.append(out / "metrics_fc.png")
-    return written
+def read_scores(h: h5py.File) -> tuple[dict, list[int], str]:
+    """({model: {r, skill, mse, n, r_region}}, horizons, label) from an open assimilation.h5."""
+    g = h["heldout"]
+    scores = {name: {k: g["scores"][name][k][()] for k in g["scores"][name]} for name in g["scores"]}
+    order = list(forecast.BASELINES) + ["twin (updating)", "twin (frozen)"]
+    return ({k: scores[k] for k in order if k in scores}, [int(x) for x in g.attrs["horizons"]],
+            str(g.attrs.get("label", "")))

@@ -35,7 +35,15 @@ class Assimilator:
 
     ``sim``: a Simulation of ``ensemble_spec(base, M)`` built with ``per_neuron_scales=True`` and
     [bold]; ``sc``: the structural connectome (R, R) for neighbour localisation; ``n_assimilate``:
-    TRs with analyses (later TRs only record forecasts: a free run)."""
+    TRs with analyses (later TRs only record forecasts: a free run).
+
+    ``mode``: what each TR does while active — ``"updating"``: the analysis updates hyperparameters
+    and hemodynamic state, then the random walk (the filter); ``"frozen"``: the same analysis of
+    the hemodynamic state and predicted observation, the hyperparameters kept as they are;
+    ``"free"``: no analysis, the forecast is appended to :attr:`branch` (a forecast run ahead of
+    the filter, which the network then rewinds; the filter's own records are untouched)."""
+
+    MODES = ("updating", "frozen", "free")
 
     def __init__(self, sim, base: NetworkSpec, settings: AssimilationSettings, observed: np.ndarray,
                  sc: np.ndarray | None = None, n_assimilate: int | None = None, x0: np.ndarray | None = None):
@@ -55,7 +63,10 @@ class Assimilator:
         self.mu = np.zeros(self.R)
         self.sigma = np.ones(self.R)
         self.active = False
+        self.mode = "updating"
         self.t = 0
+        self.branch: list[np.ndarray] = []      # (M, R) per TR of a free forecast run
+        self.x_analysis = self.x.copy()          # x after the latest analysis, before the random walk
         self.filter_seconds = 0.0                # analysis + writing the new scales back
         self.forecast: list[np.ndarray] = []     # (M, R) per TR, observation units
         self.analysis: list[np.ndarray] = []     # (M, R)
@@ -106,43 +117,69 @@ class Assimilator:
 
     # --------------------------------------------------------------- analysis
     def _on_tr(self) -> None:
-        if not self.active or self.t >= len(self.observed):
+        if not self.active:
             return
-        rec = self.sim.bold
-        z = self.observe(np.asarray(rec.signal[-1]).reshape(self.M, self.R))
+        z = self.observe(np.asarray(self.sim.bold.signal[-1]).reshape(self.M, self.R))
+        if self.mode == "free":
+            self.branch.append(z)
+            return
+        if self.t >= len(self.observed):
+            return
         self.forecast.append(z)
         if self.t < self.n_assimilate:
             t0 = time.perf_counter()
-            st = rec.integrator.state
-            hemo = np.concatenate([a.reshape(self.M, self.R) for a in (st.s, st.lf, st.lv, st.lq)], axis=1)
-            X = np.concatenate([self.x, hemo, z], axis=1)
-            rng = np.random.default_rng([self.seed, _STREAM_ANALYSIS, self.t])
-            Xa = enkf_analysis(X, z, self.observed[self.t], self.s.obs_noise ** 2, rng, self.s.inflation,
-                               domains=self.domains)
-            RH = self.R * self.H
-            self.x = Xa[:, :RH]
-            hemo_a = Xa[:, RH:RH + 4 * self.R]
-            for k, a in enumerate((st.s, st.lf, st.lv, st.lq)):
-                a[:] = hemo_a[:, k * self.R:(k + 1) * self.R].reshape(-1)
-            np.clip(st.s, -10, 10, out=st.s)                # keep the balloon's states physical
-            np.clip(st.lf, -5, 5, out=st.lf)
-            np.clip(st.lv, -5, 5, out=st.lv)
-            np.clip(st.lq, -5, 5, out=st.lq)
-            self.analysis.append(Xa[:, -self.R:])
-            self.hp_trace.append(self.hp())
-            self.x = random_walk(self.x, self.s.random_walk, rng, self.s.random_walk_centered)
-            if self.s.hemodynamic_noise > 0:
-                for arr in (st.s, st.lf, st.lv, st.lq):
-                    arr += self.s.hemodynamic_noise * rng.standard_normal(arr.shape)
-            self.apply()
+            self._analyse(z)
             self.filter_seconds += time.perf_counter() - t0
         self.t += 1
+
+    def _analyse(self, z: np.ndarray) -> None:
+        """The analysis of TR ``self.t`` from the members' predicted observations ``z`` (M, R).
+        Frozen, the hyperparameters' rows of the analysis are dropped: each state variable's
+        update depends only on its own covariance with the observations, so the hemodynamic
+        state gets exactly the update it gets in the full analysis."""
+        st = self.sim.bold.integrator.state
+        hemo = np.concatenate([a.reshape(self.M, self.R) for a in (st.s, st.lf, st.lv, st.lq)], axis=1)
+        X = np.concatenate([self.x, hemo, z], axis=1)
+        rng = np.random.default_rng([self.seed, _STREAM_ANALYSIS, self.t])
+        Xa = enkf_analysis(X, z, self.observed[self.t], self.s.obs_noise ** 2, rng, self.s.inflation,
+                           domains=self.domains)
+        RH = self.R * self.H
+        hemo_a = Xa[:, RH:RH + 4 * self.R]
+        for k, a in enumerate((st.s, st.lf, st.lv, st.lq)):
+            a[:] = hemo_a[:, k * self.R:(k + 1) * self.R].reshape(-1)
+        np.clip(st.s, -10, 10, out=st.s)                # keep the balloon's states physical
+        np.clip(st.lf, -5, 5, out=st.lf)
+        np.clip(st.lv, -5, 5, out=st.lv)
+        np.clip(st.lq, -5, 5, out=st.lq)
+        self.analysis.append(Xa[:, -self.R:])
+        if self.mode == "updating":
+            self.x = self.x_analysis = Xa[:, :RH]
+        self.hp_trace.append(self.hp())
+        if self.mode == "updating":
+            self.x = random_walk(self.x, self.s.random_walk, rng, self.s.random_walk_centered)
+        if self.s.hemodynamic_noise > 0:
+            for arr in (st.s, st.lf, st.lv, st.lq):
+                arr += self.s.hemodynamic_noise * rng.standard_normal(arr.shape)
+        self.apply()
+
+    def freeze(self) -> None:
+        """Keep the hyperparameters of the latest analysis (without the random walk after it)
+        from now on: mode "frozen"."""
+        self.x = self.x_analysis.copy()
+        self.apply()
+        self.mode = "frozen"
+
+    def truncate(self, n: int) -> None:
+        """Forget the records after TR ``n`` (the filter rewinds to the end of training)."""
+        del self.forecast[n:], self.analysis[n:], self.hp_trace[n:]
+        self.t = n
 
     # ------------------------------------------------------------ checkpoints
     def capture(self) -> dict[str, np.ndarray]:
         """The filter's state for a checkpoint (the network's own state is the Simulation's)."""
         M, R, H = self.M, self.R, self.H
-        return {"x": self.x, "t": np.array(self.t), "active": np.array(int(self.active)), "mu": self.mu,
+        return {"x": self.x, "x_analysis": self.x_analysis, "t": np.array(self.t),
+                "active": np.array(int(self.active)), "mu": self.mu,
                 "sigma": self.sigma, "filter_seconds": np.array(self.filter_seconds),
                 "forecast": np.array(self.forecast).reshape(-1, M, R),
                 "analysis": np.array(self.analysis).reshape(-1, M, R),
@@ -155,6 +192,7 @@ class Assimilator:
             raise DtbError("the checkpoint was assimilating other BOLD data: resume with the same --bold file and "
                            "options")
         self.x = np.array(saved["x"], dtype=float)
+        self.x_analysis = np.array(saved.get("x_analysis", saved["x"]), dtype=float)
         self.t = int(saved["t"])
         self.active = bool(int(saved["active"]))
         self.mu, self.sigma = np.array(saved["mu"]), np.array(saved["sigma"])

@@ -24,11 +24,15 @@ observation = "zscore"           # "zscore": the model BOLD standardised by its 
                                  # is compared with z-scored data; "model": data in model BOLD units
 detrend = true                   # data preprocessing: linear detrend,
 band_pass = []                   # [low, high] Hz Butterworth band-pass, e.g. [0.01, 0.1] (none: []),
-band_pass_causal = false         # false: zero-phase (forward-backward, as for FC); true: one causal
-                                 # pass, so each sample depends only on earlier data (use it when
-                                 # one-TR-ahead forecasts are judged: the zero-phase filter would
-                                 # put later data into every sample)
-zscore = true                    # and z-scoring per region
+band_pass_causal = true          # true: one causal pass, so each sample depends only on earlier
+                                 # data; false: zero-phase (forward-backward), which puts later
+                                 # data into every sample: dtb assimilate then refuses to score
+                                 # forecasts unless given --allow-zero-phase (and labels them)
+zscore = true                    # and z-scoring per region; the trend line and the z-score's mean
+                                 # and sd are estimated on the training part only
+forecast_horizons = [1, 2, 5, 10]   # TRs ahead scored on the held-out part
+forecast_stride = 5              # TRs between forecast origins on the held-out part (each origin
+                                 # costs max(forecast_horizons) TRs of simulation per mode)
 coupling = []                    # global coupling candidates: factors on every long-range
                                  # (between-region) weight; with any, dtb assimilate first runs the
                                  # network freely over the training TRs for each, keeps the one
@@ -80,4 +84,6 @@ class AssimilationSettings:
     detrend: bool = True
     zscore: bool = True
     band_pass: tuple[float, float] | None = None   # [Hz]
-    band_pass_causal: bool = False
+    band_pass_causal: bool = True
+    forecast_horizons: tuple[int, ...] = (1, 2, 5, 10)   # [TR]
+    forecast_stride: int = 5                              # [TR]

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assimilation_hcp import TR, config_for, parser, preprocess_like, subject_dir  # noqa: E402
 from assimilation.ensemble import ensemble_spec  # noqa: E402
-from assimilation.pipeline import coupled, held_out_metrics  # noqa: E402
+from assimilation.pipeline import coupled  # noqa: E402
+from assimilation.validation import held_out_fc  # noqa: E402
 from dtb.spec import spec_from_dict  # noqa: E402
 
 
@@ -57,8 +58,8 @@ def main() -> None:
         for g in args.coupling:
             t0 = time.perf_counter()
             bold = free_run_bold(spec, g, args.members, len(z))
-            train, _, _ = held_out_metrics(bold[:half], z[:half], spec)
-            held, fc_model, _ = held_out_metrics(bold[half:], z[half:], spec)
+            train, _, _ = held_out_fc(bold[:half], z[:half], spec)
+            held, fc_model, _ = held_out_fc(bold[half:], z[half:], spec)
             mean_fc = float(fc_model[np.triu_indices(len(fc_model), 1)].mean())
             print(f"{s:>8} {g:8g} {train['fc_r_members']:8.3f} {train['fc_r_ensemble']:8.3f} "
                   f"{held['fc_r_members']:8.3f} {held['fc_r_ensemble']:8.3f} {mean_fc:8.3f} "

@@ -197,8 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     assim = sub.add_parser("assimilate", help="fit the twin to measured BOLD (ensemble Kalman filter)",
                            description="Fit CONFIG's region hyperparameters (its [assimilation] section) to measured "
                                        "BOLD with an ensemble Kalman filter over the first --train-fraction of the "
-                                       "data; writes OUT/assimilation.h5 (layout: assimilation.pipeline) and PNGs "
-                                       "(hyperparameters.png, bold_fit.png, metrics_fc.png).")
+                                       "data (the training part), then run the filter on through the rest (the "
+                                       "held-out part) and score its forecasts there at every horizon of "
+                                       "assimilation.forecast_horizons, hyperparameters still updating and frozen, "
+                                       "beside persistence, AR(2), AR(p), MVAR(1) and the Kalman reference fitted on "
+                                       "the training part; writes OUT/assimilation.h5 (layout: assimilation.pipeline) "
+                                       "and PNGs (hyperparameters.png, bold_fit.png, forecast_skill.png).")
     assim.add_argument("config", help="network config (TOML) with [bold] and [assimilation]")
     assim.add_argument("--bold", required=True, help="measured BOLD: regions x time (.h5, .npy, .mat, .csv/.tsv) or "
                        "a 4D NIfTI in the config's atlas space")
@@ -206,7 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     assim.add_argument("--tr", type=_time_arg, default=None, help="the data's TR (default: the config's [bold] tr; "
                        "they must agree)")
     assim.add_argument("--train-fraction", type=float, default=0.5, help="leading fraction of the data to fit "
-                       "(default 0.5; the rest is for dtb validate)")
+                       "(default 0.5; the rest is held out: forecast here, run freely by dtb validate)")
+    assim.add_argument("--allow-zero-phase", action="store_true", help="score forecasts even though "
+                       "assimilation.band_pass_causal = false put later data into every sample (labelled "
+                       "'zero-phase: not a forecast')")
     assim.add_argument("--ranks", "-n", type=int, default=None, help="MPI ranks (default 1, or the outer launcher's)")
     assim.add_argument("--out", "-o", default=None, help="output folder (default results/<config>_assimilation)")
     assim.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
@@ -222,14 +229,26 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="run a fitted twin freely on held-out BOLD",
                          description="Run the twin fitted by dtb assimilate (every member at its fitted "
                                      "hyperparameters, /hp/fitted: its mean over the last half of the training TRs; "
-                                     "no updates) for the held-out part of the data and report the functional "
-                                     "connectivity correlation (upper triangle, Pearson) with the data, beside the "
-                                     "structural connectome's; adds /validation to RUN.")
+                                     "no updates) freely for the held-out part of the data and report its functional "
+                                     "connectivity correlation (upper triangle, Pearson) with the data beside the "
+                                     "baselines' fitted on the training part: the structural connectome, the linear "
+                                     "network and neurolib's Hopf model (when installed); print the held-out forecast "
+                                     "comparison of dtb assimilate; add /validation to RUN (layout: "
+                                     "assimilation.validation) and write forecast_skill.png and fc.png beside it.")
     val.add_argument("run", help="assimilation.h5 written by dtb assimilate")
     val.add_argument("--bold", required=True, help="the same BOLD file given to dtb assimilate")
     val.add_argument("--key", default=None)
     val.add_argument("--tr", type=_time_arg, default=None)
     val.add_argument("--ranks", "-n", type=int, default=None)
+    val.add_argument("--baseline-runs", type=int, default=None, help="runs of the linear network and the Hopf "
+                     "model (default: one per member, like for like)")
+    val.add_argument("--no-hopf", action="store_true", help="leave out the Hopf model (minutes per subject)")
+    val.add_argument("--connectome", default=None, metavar="FILE", help="structural connectome of the FC baselines "
+                     "(a TVB zip, CSV, .npy or .mat, regions in the config's order; default: the network's own, "
+                     "expected synapses between regions)")
+    val.add_argument("--lengths", default=None, metavar="FILE", help="its tract lengths (mm) when not in FILE")
+    val.add_argument("--allow-zero-phase", action="store_true", help="as for dtb assimilate")
+    val.add_argument("--no-plots", action="store_true")
     val.add_argument("--quiet", "-q", action="store_true")
     val.set_defaults(func=cmd_validate)
 
@@ -336,11 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the packages whose INFO messages a run shows (other libraries' stay at WARNING)
+OWN_LOGGERS = ("dtb", "atlas", "assimilation", "bridges", "cluster")
+
+
 def _setup_logging(rank: int, quiet: bool) -> None:
     level = logging.WARNING if (quiet or rank != 0) else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s" if rank == 0 else
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s" if rank == 0 else
                         f"[rank {rank}] %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    logging.getLogger("dtb").setLevel(level)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def cmd_check(args) -> int:
@@ -687,18 +711,17 @@ def cmd_assimilate(args) -> int:
 
     def prepare():
         spec = load_spec(args.config, overrides={"seed": args.seed})
-        pipeline.check_inputs(spec, args.tr)
-        observed = pipeline.load_observed(spec, args.bold, args.key)
+        pipeline.check_inputs(spec, args.tr, args.allow_zero_phase)
         if not 0 < args.train_fraction <= 1:
             raise DtbError(f"--train-fraction must be in (0, 1], got {args.train_fraction:g}")
-        return spec, observed
+        return spec, *pipeline.load_observed(spec, args.bold, args.key, args.train_fraction)
     launched = _launch_ranks(args, prepare)
     if launched is not None:
         return launched
     comm = world_comm()
     rank = comm.Get_rank()
     _setup_logging(rank, args.quiet)
-    spec, observed = prepare()
+    spec, observed, n_train = prepare()
     out = Path(args.out) if args.out else Path("results") / f"{Path(args.config).stem}_assimilation"
     problem = comm.bcast(_check_writable(out) if rank == 0 else None, root=0)
     if problem:
@@ -706,7 +729,7 @@ def cmd_assimilate(args) -> int:
     resume = _load_checkpoint(args.resume, ensemble_spec(spec, spec.assimilation.members), comm) if args.resume else None
     meta = {"config_path": str(Path(args.config).resolve()), "seed": spec.simulation.seed, "out": str(out.resolve()),
             "command": "assimilate", "bold": str(Path(args.bold).resolve()), "duration_s": None}
-    path = pipeline.assimilate(spec, observed, args.train_fraction, out, comm, progress=not args.no_progress
+    path = pipeline.assimilate(spec, observed, n_train, out, comm, progress=not args.no_progress
                                and sys.stderr.isatty(), bold_path=str(Path(args.bold).resolve()),
                                config_path=str(Path(args.config).resolve()), checkpoint_every=args.checkpoint_every,
                                resume=resume, meta=meta)
@@ -717,23 +740,34 @@ def cmd_assimilate(args) -> int:
         return path
     if rank != 0:
         return 0
+    _print_assimilation(path, spec, out, args.no_plots)
+    return 0
+
+
+def _print_assimilation(path: Path, spec, out: Path, no_plots: bool) -> None:
     import h5py
+    from assimilation.plots import plots
+    from assimilation.validation import report
     with h5py.File(path) as h:
         m = dict(h["metrics"].attrs)
-        wall_tr = h.attrs["wall_per_tr_s"]
-        n_train = h.attrs["n_train"]
-    written = [] if args.no_plots else pipeline.plots(path, out)
-    print(f"dtb assimilate: {n_train} TRs of {len(spec.regions)} regions, {spec.assimilation.members} members x "
-          f"{spec.n_neurons} neurons, {wall_tr:.2f} s per TR")
-    print(f"  one-TR-ahead forecast r {m['r_forecast']:.3f} (persistence {m['r_persistence']:.3f}, AR(1) "
-          f"{m['r_ar1']:.3f}); analysis r {m['r_analysis']:.3f} (pulled toward the data by construction)")
+        wall_tr, n_train, n_total = h.attrs["wall_per_tr_s"], h.attrs["n_train"], h.attrs["n_total"]
+    written = [] if no_plots else plots(path, out)
+    print(f"dtb assimilate: fitted {n_train} of {n_total} TRs of {len(spec.regions)} regions, "
+          f"{spec.assimilation.members} members x {spec.n_neurons} neurons, {wall_tr:.2f} s per TR")
+    print(f"  training part (in-sample, not a forecast score): filter forecast r {m['r_forecast']:.3f}, "
+          f"persistence {m['r_persistence']:.3f}; analysis r {m['r_analysis']:.3f} (pulled toward the data)")
+    text = report(path)
+    if text:
+        print("\n".join("  " + line for line in text.splitlines()))
+    else:
+        print("  no held-out part (--train-fraction 1): nothing forecast")
     print(f"  results: {path}" + "".join(f", {p}" for p in written))
-    return 0
 
 
 def cmd_validate(args) -> int:
     import h5py
     from assimilation import pipeline
+    from assimilation.validation import validate
     from dtb.engine.kernel import world_comm
     from dtb.spec import spec_from_dict
 
@@ -745,31 +779,53 @@ def cmd_validate(args) -> int:
                 text = h.attrs["config"]
                 config_path = h.attrs["config_path"]
                 seed = int(h.attrs["seed"])
+                fraction = float(h.attrs["n_train"]) / float(h.attrs["n_total"])
         except FileNotFoundError:
             raise DtbError(f"{run}: file not found") from None
         except (OSError, KeyError) as e:
             raise DtbError(f"{run}: not an assimilation file written by dtb assimilate ({e})") from None
         import tomllib
         spec = spec_from_dict(tomllib.loads(text), source=str(config_path), text=text, overrides={"seed": seed})
-        pipeline.check_inputs(spec, args.tr)
-        return spec, pipeline.load_observed(spec, args.bold, args.key)
+        pipeline.check_inputs(spec, args.tr, args.allow_zero_phase)
+        return spec, pipeline.load_observed(spec, args.bold, args.key, fraction)[0], _baseline_connectome(args, spec)
+    if args.baseline_runs is not None and args.baseline_runs < 1:
+        raise DtbError(f"--baseline-runs must be at least 1, got {args.baseline_runs}")
     launched = _launch_ranks(args, prepare)
     if launched is not None:
         return launched
     comm = world_comm()
     _setup_logging(comm.Get_rank(), args.quiet)
-    spec, observed = prepare()
-    res = pipeline.validate(run, observed, spec, comm)
+    spec, observed, connectome = prepare()
+    res = validate(run, observed, spec, comm, args.baseline_runs, hopf=not args.no_hopf, connectome=connectome)
     if res is None:
         return 0
+    from assimilation.plots import fc_figure, forecast_skill
+    from assimilation.validation import report
     print(f"dtb validate: fitted twin run freely for {res['n_test']} held-out TRs ({res['wall_s']:.1f} s)")
-    print(f"  FC r (upper triangle) model vs held-out data: {res['fc_r_members']:.3f} +- {res['fc_r_members_sd']:.3f} "
-          f"over members, {res['fc_r_ensemble']:.3f} for their mean FC; structural connectome vs data: {res['fc_r_sc']:.3f}")
-    if "fcd_ks" in res:
-        print(f"  FCD (30-TR windows): KS distance model vs data {res['fcd_ks']:.3f} (0: the same distribution)")
-    print("  per-region BOLD r is not reported: at rest the twin's fluctuations are its own, not the subject's")
-    print(f"  results: {run}:/validation")
+    print("\n".join("  " + line for line in report(run).splitlines()))
+    written = []
+    if not args.no_plots:
+        with h5py.File(run) as h:
+            has_heldout = "heldout" in h
+        written = ([forecast_skill(run, run.parent / "forecast_skill.png")] if has_heldout else []) + \
+            [fc_figure(run, run.parent / "fc.png")]
+    print(f"  results: {run}:/validation" + "".join(f", {p}" for p in written))
     return 0
+
+
+def _baseline_connectome(args, spec):
+    """(weights, lengths or None) from --connectome / --lengths, checked against the config's regions."""
+    if args.connectome is None:
+        if args.lengths is not None:
+            raise DtbError("--lengths needs --connectome")
+        return None
+    from atlas.io import read_connectome
+    c = read_connectome(args.connectome, lengths=args.lengths)
+    if len(c.weights) != len(spec.regions):
+        raise DtbError(f"{args.connectome}: {len(c.weights)} regions, but the config has {len(spec.regions)}")
+    import numpy as np
+    lengths = c.lengths if np.any(c.lengths > 0) else None
+    return np.asarray(c.weights, dtype=float), lengths
 
 
 def _resolve_resume(args) -> None:

@@ -21,3 +21,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_edit(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary copy of the existing file ``path`` to edit; when the block ends without
+    an error the copy replaces ``path``, otherwise ``path`` stays as it was."""
+    import shutil
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        yield tmp

@@ -745,6 +745,11 @@ def _read_assimilation(r: _Reader):
     band = r.list("band_pass", list(d.band_pass) if d.band_pass else [])
     if band and (len(band) != 2 or not all(isinstance(x, (int, float)) and x >= 0 for x in band) or band[0] >= band[1]):
         raise r.error("band_pass", "expected [low, high] in Hz with low < high (or [] for none)")
+    horizons = r.list("forecast_horizons", list(d.forecast_horizons))
+    if not horizons or not all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 1000 for h in horizons) \
+            or len(set(horizons)) != len(horizons):
+        raise r.error("forecast_horizons", f"expected a non-empty list of distinct whole numbers of TRs in [1, 1000], "
+                                           f"got {horizons!r}")
     coupling = r.list("coupling", list(d.coupling))
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in coupling):
         raise r.error("coupling", f"expected a list of positive factors (e.g. [0.5, 1, 2]), got {coupling!r}")
@@ -765,7 +770,9 @@ def _read_assimilation(r: _Reader):
         observation=r.str("observation", d.observation, choices=("zscore", "model")),
         detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
         band_pass=tuple(float(x) for x in band) if band else None,
-        band_pass_causal=r.bool("band_pass_causal", d.band_pass_causal))
+        band_pass_causal=r.bool("band_pass_causal", d.band_pass_causal),
+        forecast_horizons=tuple(sorted(horizons)),
+        forecast_stride=r.int("forecast_stride", d.forecast_stride, minimum=1))
     r.done()
     return settings
 

@@ -22,7 +22,8 @@ def setup(tmp_path_factory):
                          AtlasNetworkSettings(neurons=100 * R, min_neurons=50, seed=1, dt=5e-4))
     net["bold"] = {"tr": "1 s", "preset": "dtb", "drive": "rate"}
     net["monitors"] = {"region_interval": "1 ms"}
-    net["assimilation"] = {"members": 4, "hyperparameters": ["ampa", "gabaa"], "spinup": "3 s"}
+    net["assimilation"] = {"members": 4, "hyperparameters": ["ampa", "gabaa"], "spinup": "3 s",
+                           "forecast_horizons": [1, 2, 5]}
     cfg = d / "net.toml"
     cfg.write_text(toml.dumps(net, "test"))
     data = np.cumsum(rng.standard_normal((R, 40)), axis=1)
@@ -34,43 +35,103 @@ def test_assimilate_and_validate(setup):
     d, cfg, _ = setup
     p = run_dtb(["assimilate", str(cfg), "--bold", str(d / "bold.npy"), "--out", str(d / "out"), "--ranks", "2"])
     assert p.returncode == 0, p.stderr
-    assert "forecast r" in p.stdout and "persistence" in p.stdout
+    assert "training part (in-sample, not a forecast score)" in p.stdout
+    for name in ("persistence", "AR(2)", "AR(p)", "MVAR(1)", "Kalman ref", "twin (updating)", "twin (frozen)"):
+        assert name in p.stdout
     run = d / "out" / "assimilation.h5"
     with h5py.File(run) as f:
-        assert f["observed"].shape == (20, R) and f["forecast/mean"].shape == (20, R)
+        assert f["observed"].shape == (40, R) and f["forecast/mean"].shape == (20, R)
         assert f["hp/final"].shape == (4, R, 2) and f.attrs["n_ranks"] == 2
         hp = f["hp/mean"][()]
         assert np.all((hp > 0.5) & (hp < 2.0))
         # the fitted twin: each member's mean over the last half of the training TRs
         trace_mean = f["hp/mean"][10:].mean(axis=0)
         np.testing.assert_allclose(f["hp/fitted"][()].mean(axis=0), trace_mean, rtol=1e-12)
-        for k in ("r_forecast", "r_analysis", "r_persistence", "r_ar1"):
+        for k in ("r_forecast", "r_analysis", "r_persistence"):
             assert np.isfinite(f["metrics"].attrs[k])
-    for png in ("hyperparameters.png", "bold_fit.png", "metrics_fc.png"):
+        assert "in-sample" in f["metrics"].attrs["scope"]
+        h = f["heldout"]
+        assert list(h.attrs["horizons"]) == [1, 2, 5] and h.attrs["stride"] == 5
+        np.testing.assert_array_equal(h["origins"][()], [19, 24, 29, 34])
+        up = h["updating/forecast/mean"][()]
+        assert up.shape == (4, 3, R) and np.isfinite(up).all()          # origin 34 + 5 = row 39, the last
+        # the one-TR-ahead forecast of a branch is the filter's own forecast of that row: the run
+        # ahead and the rewind leave the filter exactly where it was
+        for mode in ("updating", "frozen"):
+            filt = h[f"{mode}/filter/mean"][()]
+            assert filt.shape == (20, R)
+            np.testing.assert_array_equal(h[f"{mode}/forecast/mean"][:, 0], filt[[0, 5, 10, 15]])
+        # frozen: the hyperparameters stay those of the last training analysis
+        frozen = h["frozen/hp/mean"][()]
+        np.testing.assert_array_equal(frozen, np.repeat(frozen[:1], len(frozen), axis=0))
+        assert not np.allclose(h["updating/hp/mean"][()], frozen)
+        assert set(h["scores"]) == {"persistence", "AR(2)", "AR(p)", "MVAR(1)", "Kalman ref", "twin (updating)",
+                                    "twin (frozen)"}
+        np.testing.assert_array_equal(h["scores/persistence/skill"][()], 0.0)
+    for png in ("hyperparameters.png", "bold_fit.png", "forecast_skill.png"):
         assert (d / "out" / png).stat().st_size > 5000
     with h5py.File(run, "a") as f:      # a member whose sigmoid saturated sits on the bound (HCP 102816 did)
         f["hp/fitted"][0, 0, 0] = 2.0
-    p = run_dtb(["validate", str(run), "--bold", str(d / "bold.npy")])
+    p = run_dtb(["validate", str(run), "--bold", str(d / "bold.npy"), "--baseline-runs", "2"])
     assert p.returncode == 0, p.stderr
+    assert "linear network" in p.stdout and "structural connectome" in p.stdout and "twin (frozen)" in p.stdout
+    assert "Traceback" not in p.stderr and "Model initialized" not in p.stderr     # other libraries' INFO is off
     with h5py.File(run) as f:
         v = f["validation"]
         assert v["bold"].shape == (20, 4, R) and -1 <= v.attrs["fc_r_members"] <= 1
+        for k in ("fc_sc", "fc_lin", "fc_lin_runs", "fc_hopf", "lin_gain", "hopf_K"):
+            assert np.isfinite(v.attrs[k]), k
         # the model's FC: the members' mean FC, their BOLD preprocessed like the data (detrend, z-score)
         from assimilation.data import preprocess
         from assimilation.enkf import fc_matrix
         each = [fc_matrix(preprocess(v["bold"][:, m], 1.0, True, None, True)) for m in range(4)]
         np.testing.assert_allclose(v["fc/model"][()], np.mean(each, axis=0), atol=1e-12)
+    assert (d / "out" / "fc.png").stat().st_size > 5000
 
 
-def test_same_result_on_one_and_two_ranks(setup):
+@pytest.fixture(scope="module")
+def one_rank(setup):
+    """dtb assimilate on 1 rank (OUT = one/)."""
     d, cfg, _ = setup
     p = run_dtb(["assimilate", str(cfg), "--bold", str(d / "bold.npy"), "--out", str(d / "one"), "--no-plots"])
     assert p.returncode == 0, p.stderr
+    return d / "one" / "assimilation.h5"
+
+
+def test_held_out_forecasts_never_see_their_future(setup, one_rank, tmp_path):
+    """Data that differ only from row 30 on: every forecast issued at an origin before row 30
+    (the twin's in both modes, and the filter's own one-step forecasts of rows up to 30) is
+    bit for bit the same; the later ones differ."""
+    d, cfg, data = setup
+    changed = data.copy()
+    changed[:, 30:] = np.random.default_rng(11).standard_normal((R, 10)) * 5
+    np.save(tmp_path / "changed.npy", changed)
+    p = run_dtb(["assimilate", str(cfg), "--bold", str(tmp_path / "changed.npy"), "--out", str(tmp_path / "changed"),
+                 "--no-plots"])
+    assert p.returncode == 0, p.stderr
+    runs = {}
+    for name, path in (("same", one_rank), ("changed", tmp_path / "changed" / "assimilation.h5")):
+        with h5py.File(path) as f:
+            runs[name] = {k: f[f"heldout/{k}"][()] for k in ("updating/forecast/mean", "frozen/forecast/mean",
+                                                             "updating/filter/mean", "frozen/filter/mean")}
+    origins = np.array([19, 24, 29, 34])
+    for mode in ("updating", "frozen"):
+        a, b = runs["same"][f"{mode}/forecast/mean"], runs["changed"][f"{mode}/forecast/mean"]
+        np.testing.assert_array_equal(a[origins < 30], b[origins < 30])
+        assert not np.allclose(a[3, :3], b[3, :3])
+        fa, fb = runs["same"][f"{mode}/filter/mean"], runs["changed"][f"{mode}/filter/mean"]
+        np.testing.assert_array_equal(fa[:11], fb[:11])          # rows 20..30: issued from rows <= 29
+        assert not np.allclose(fa[12:], fb[12:])
+
+
+def test_same_result_on_one_and_two_ranks(setup, one_rank):
+    d, cfg, _ = setup
     if not (d / "out" / "assimilation.h5").exists():
         pytest.skip("needs test_assimilate_and_validate's 2-rank run")
-    with h5py.File(d / "one" / "assimilation.h5") as a, h5py.File(d / "out" / "assimilation.h5") as b:
-        np.testing.assert_array_equal(a["hp/final"][()], b["hp/final"][()])
-        np.testing.assert_array_equal(a["forecast/mean"][()], b["forecast/mean"][()])
+    with h5py.File(one_rank) as a, h5py.File(d / "out" / "assimilation.h5") as b:
+        for k in ("hp/final", "forecast/mean", "heldout/updating/forecast/mean", "heldout/frozen/forecast/mean",
+                  "heldout/updating/hp/mean"):
+            np.testing.assert_array_equal(a[k][()], b[k][()])
 
 
 @pytest.mark.parametrize("problem, words", [
@@ -79,6 +140,12 @@ def test_same_result_on_one_and_two_ranks(setup):
     ("constant", "constant (zero variance)"),
     ("tr", "differs from the config's [bold] tr"),
     ("format", "unknown BOLD format"),
+    ("complex", "complex values"),
+    ("text", "values of type <U"),
+    ("object", "values of type object"),
+    ("empty_csv", "empty file"),
+    ("empty_npy", "empty file"),
+    ("zero_phase", "band_pass_causal = false"),
 ])
 def test_bad_inputs_are_clear_errors(setup, tmp_path, problem, words):
     d, cfg, data = setup
@@ -98,24 +165,42 @@ def test_bad_inputs_are_clear_errors(setup, tmp_path, problem, words):
     elif problem == "tr":
         np.save(bold, data)
         args = ["--tr", "0.72 s"]
+    elif problem == "complex":
+        np.save(bold, data + 1j)
+    elif problem == "text":
+        np.save(bold, data.astype(str))
+    elif problem == "object":
+        bold = tmp_path / "bold.h5"
+        with h5py.File(bold, "w") as f:
+            f.create_dataset("tc", data=np.array([[b"a", b"b"]] * 6), dtype=h5py.string_dtype())
+    elif problem == "empty_csv":
+        bold = tmp_path / "bold.csv"
+        bold.write_text("")
+    elif problem == "empty_npy":
+        np.save(bold, np.zeros((0, 6)))
+    elif problem == "zero_phase":
+        np.save(bold, data)
+        zero = tmp_path / "zero.toml"
+        zero.write_text(cfg.read_text().replace("[assimilation]\n", "[assimilation]\nband_pass = [0.01, 0.2]\n"
+                                                "band_pass_causal = false\n"))
+        cfg = zero
     else:
         bold = tmp_path / "bold.xyz"
         bold.write_text("1 2 3")
     out = tmp_path / "out"
     p = run_dtb(["assimilate", str(cfg), "--bold", str(bold), "--out", str(out), *args])
     assert p.returncode == 2, p.stderr
-    assert words in p.stderr and "Traceback" not in p.stderr
-    assert not (out / "assimilation.h5").exists()
+    assert words in p.stderr and "Traceback" not in p.stderr and "Warning" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert problem == "tr" or str(bold if problem != "zero_phase" else cfg) in p.stderr
+    assert not out.exists() or not any(out.iterdir())
 
 
-def test_checkpoint_at_a_tr_and_resume_gives_identical_results(setup, tmp_path):
+def test_checkpoint_at_a_tr_and_resume_gives_identical_results(setup, one_rank, tmp_path):
     """A run killed after a checkpoint (rank 1 dies while writing the next one) resumes, on another
     rank count, to the same posterior and forecasts as an uninterrupted run."""
     d, cfg, _ = setup
     bold = str(d / "bold.npy")
-    full = tmp_path / "full"
-    p = run_dtb(["assimilate", str(cfg), "--bold", bold, "--out", str(full), "--no-plots"])
-    assert p.returncode == 0, p.stderr
     cut = tmp_path / "cut"
     # checkpoints every 4 TRs (4 s); the spin-up is 3 s, so the second one falls inside the filtering
     p = run_dtb(["assimilate", str(cfg), "--bold", bold, "--out", str(cut), "--no-plots", "--checkpoint-every", "4 s"],
@@ -123,11 +208,18 @@ def test_checkpoint_at_a_tr_and_resume_gives_identical_results(setup, tmp_path):
     assert p.returncode != 0
     latest = (cut / "checkpoint" / "LATEST").read_text().strip()
     assert latest == "step-000000016000"                       # 8 s at dt 0.5 ms
-    p = run_dtb(["assimilate", str(cfg), "--bold", bold, "--out", str(cut), "--no-plots", "--resume", str(cut)])
-    assert p.returncode == 0, p.stderr
-    with h5py.File(full / "assimilation.h5") as a, h5py.File(cut / "assimilation.h5") as b:
-        for k in ("hp/final", "hp/mean", "forecast/mean", "analysis/mean"):
-            np.testing.assert_array_equal(a[k][()], b[k][()])
+    resume = ["assimilate", str(cfg), "--bold", bold, "--out", str(cut), "--no-plots", "--resume", str(cut),
+              "--checkpoint-every", "4 s"]
+    for _ in range(2):
+        p = run_dtb(resume)
+        assert p.returncode == 0, p.stderr
+        with h5py.File(one_rank) as a, h5py.File(cut / "assimilation.h5") as b:
+            for k in ("hp/final", "hp/mean", "forecast/mean", "analysis/mean", "heldout/updating/forecast/mean",
+                      "heldout/frozen/forecast/mean", "heldout/scores/twin (frozen)/skill"):
+                np.testing.assert_array_equal(a[k][()], b[k][()])
+        # the last checkpoint is the end of training (3 s spin-up + 20 TRs): resuming from it again
+        # redoes only the held-out part, to the same forecasts
+        assert (cut / "checkpoint" / "LATEST").read_text().strip() == "step-000000046000"
     other = tmp_path / "other.npy"
     np.save(other, np.load(bold) * 2 + 1.0)
     np.save(other, np.cumsum(np.random.default_rng(9).standard_normal((R, 40)), axis=1))
@@ -164,7 +256,8 @@ def test_global_coupling_is_chosen_by_fc_on_the_training_data(setup, tmp_path):
         load_spec(bad)
     c2 = tmp_path / "coupled.toml"
     c2.write_text(text)
-    p = run_dtb(["assimilate", str(c2), "--bold", str(d / "bold.npy"), "--out", str(tmp_path / "o"), "--no-plots"])
+    p = run_dtb(["assimilate", str(c2), "--bold", str(d / "bold.npy"), "--out", str(tmp_path / "o"), "--no-plots",
+                 "--train-fraction", "1"])
     assert p.returncode == 0, p.stderr
     with h5py.File(tmp_path / "o" / "assimilation.h5") as f:
         scores = {float(k): v for k, v in json.loads(f.attrs["coupling_scores"]).items()}

@@ -148,6 +148,7 @@ class Checkpointer:
     def __init__(self, sim, folder: str | Path, every: float | None, meta: dict, extra=None):
         self.sim, self.folder, self.meta, self.extra = sim, Path(folder), meta, extra
         self.stopped = False
+        self.paused = False               # True: write nothing and leave stop requests to the caller
         self.written: list[int] = []
         self.seconds = 0.0
         if every:
@@ -156,11 +157,13 @@ class Checkpointer:
         sim._schedule(sim.P, self._check_stop, order=91)
 
     def _periodic(self, k: int) -> None:
+        if self.paused:
+            return
         if k > 0 and (not self.written or self.written[-1] != k):
             self.write(k)
 
     def _check_stop(self, k: int) -> None:
-        if self.sim.stop_agreed and not self.stopped:
+        if self.sim.stop_agreed and not self.stopped and not self.paused:
             if not self.written or self.written[-1] != k:
                 self.write(k)
             self.stopped = True

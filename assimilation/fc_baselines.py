@@ -1,0 +1,103 @@
+"""Functional-connectivity baselines of a twin's held-out FC, each fitted on the training part:
+
+* the structural connectome itself (:func:`assimilation.enkf.sc_fc_similarity`);
+* the linear stochastic network of the connectome (:func:`assimilation.reference.
+  linear_network_bold`), its gain chosen among :data:`LINEAR_GAINS` by the FC of its runs on the
+  training part;
+* neurolib's Hopf model (``pip install neurolib``), its global coupling K chosen among
+  :data:`HOPF_COUPLINGS` likewise.
+
+Like for like with the twin: as many runs as the twin has members, each as long as the held-out
+part, their BOLD through the data's preprocessing; reported as the r of each run's own FC
+(averaged, beside the twin's members) and of the runs' mean FC (beside the twin's mean FC).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from assimilation.enkf import fc_matrix, fc_similarity, sc_fc_similarity
+
+#: gains of the linear network (1: its stability limit)
+LINEAR_GAINS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+#: global couplings of the Hopf model (neurolib's K_gl on the connectome scaled to max 1)
+HOPF_COUPLINGS = (0.5, 1.0, 2.0, 4.0)
+
+
+def runs_fc_r(fcs: list[np.ndarray], fc_test: np.ndarray) -> tuple[float, float]:
+    """FC r of simulated runs against the held-out FC: each run's own (averaged), and their mean FC's."""
+    return float(np.mean([fc_similarity(f, fc_test) for f in fcs])), fc_similarity(np.mean(fcs, axis=0), fc_test)
+
+
+def linear_fc_r(weights: np.ndarray, train: np.ndarray, test: np.ndarray, tr: float, runs: int,
+                prep: Callable[[np.ndarray, float], np.ndarray], gain: float | None = None) -> dict:
+    """The linear network's FC r on the held-out part ``test`` (T, R): its gain ``gain``, or the
+    one of :data:`LINEAR_GAINS` whose runs' mean FC (as long as ``train``, seed 1) is closest to
+    the training FC; then ``runs`` runs as long as ``test`` (seed 2). ``prep(bold, tr)``: the
+    data's preprocessing. Returns {"lin_gain", "fc_lin_runs", "fc_lin"}."""
+    from assimilation.reference import linear_network_bold
+
+    def fcs(g: float, n_tr: int, seed: int) -> list[np.ndarray]:
+        bold = linear_network_bold(weights, g, n_tr, tr, runs=runs, seed=seed)
+        return [fc_matrix(prep(b, tr)) for b in bold]
+
+    fc_train = fc_matrix(train)
+    if gain is None:
+        gain = max(LINEAR_GAINS, key=lambda g: fc_similarity(np.mean(fcs(g, len(train), 1), axis=0), fc_train))
+    each, of_mean = runs_fc_r(fcs(gain, len(test), 2), fc_matrix(test))
+    return {"lin_gain": gain, "fc_lin_runs": each, "fc_lin": of_mean}
+
+
+def hopf_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("neurolib") is not None
+
+
+def hopf_fc_r(weights: np.ndarray, lengths: np.ndarray, train: np.ndarray, test: np.ndarray, tr: float, runs: int,
+              prep: Callable[[np.ndarray, float], np.ndarray]) -> dict:
+    """neurolib's Hopf model on the connectome (``weights`` [target, source], ``lengths`` in mm):
+    K chosen among :data:`HOPF_COUPLINGS` by FC r on the training part (one run per K, seed 1);
+    then ``runs`` runs (seeds 1, 2, ...), each as long as the held-out part (``tr`` s per row)
+    after 10 s dropped. Its BOLD (sampled every 2 s) goes through ``prep``. Returns {"hopf_K",
+    "fc_hopf_runs", "fc_hopf"} (NaN where every K diverged)."""
+    from neurolib.models.hopf import HopfModel
+    seconds = 2.0 * np.ceil((10.0 + len(test) * tr) / 2.0)   # whole BOLD samples (every 2 s), or neurolib drops them
+
+    def fc_of(k: float, seed: int) -> np.ndarray | None:
+        m = HopfModel(Cmat=weights / weights.max(), Dmat=lengths, seed=seed)   # seeds the initial state too
+        m.params.update({"K_gl": k, "duration": seconds * 1000.0, "sigma_ou": 0.14, "seed": seed})
+        m.run(bold=True)
+        bold = m.BOLD.BOLD[:, 5:].T                   # drop the first 10 s (neurolib samples BOLD every 2 s)
+        if not np.all(np.isfinite(bold)) or np.any(bold.std(axis=0) == 0):
+            return None                               # K too strong: the model diverged
+        return fc_matrix(prep(bold, 2.0))
+
+    fc_train = fc_matrix(train)
+    best = (-2.0, None, None)
+    for k in HOPF_COUPLINGS:
+        fc = fc_of(k, 1)
+        r = -2.0 if fc is None else fc_similarity(fc, fc_train)
+        if r > best[0]:
+            best = (r, k, fc)
+    k = best[1]
+    if k is None:
+        return {"hopf_K": float("nan"), "fc_hopf_runs": float("nan"), "fc_hopf": float("nan")}
+    found = [best[2]] + [fc_of(k, seed) for seed in range(2, runs + 1)]
+    each, of_mean = runs_fc_r([f for f in found if f is not None], fc_matrix(test))
+    return {"hopf_K": k, "fc_hopf_runs": each, "fc_hopf": of_mean}
+
+
+def fc_baselines(weights: np.ndarray, lengths: np.ndarray | None, train: np.ndarray, test: np.ndarray, tr: float,
+                 runs: int, prep: Callable[[np.ndarray, float], np.ndarray], hopf: bool = True,
+                 linear_gain: float | None = None) -> dict:
+    """Every FC baseline on the held-out part from the connectome ``weights`` [target, source]
+    (and tract ``lengths`` in mm for the Hopf model): {"fc_sc", "lin_gain", "fc_lin_runs",
+    "fc_lin", "hopf_K", "fc_hopf_runs", "fc_hopf"} (the Hopf entries only with ``hopf``,
+    ``lengths`` and neurolib installed)."""
+    out = {"fc_sc": sc_fc_similarity(weights, fc_matrix(test))}
+    out.update(linear_fc_r(weights, train, test, tr, runs, prep, linear_gain))
+    if hopf and lengths is not None and hopf_available():
+        out.update(hopf_fc_r(weights, lengths, train, test, tr, runs, prep))
+    return out
