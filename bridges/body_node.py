@@ -60,6 +60,7 @@ class BodySettings:
     support: float = 0.6
     duration: float = float("inf")   # s of body time
     connect_timeout: float = 60.0    # s to wait for the server
+    auth_secret: str | None = None   # rosauth secret, for a server that requires authentication
 
 
 class Trajectory:
@@ -195,6 +196,9 @@ def _connect(roslibpy, s: BodySettings):
     deadline = time.monotonic() + s.connect_timeout
     while True:
         ros = roslibpy.Ros(host=s.host, port=s.port)
+        if s.auth_secret:
+            from bridges.auth import client_auth
+            ros.authenticate(**client_auth(s.auth_secret, s.host))
         try:
             ros.run(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
             _no_delay(ros)

@@ -88,6 +88,8 @@ class CouplingSettings:
     timeout: float = 10.0                # [s] wall time to wait for the body in lockstep
     port: int = 9090
     host: str = "127.0.0.1"
+    auth_secret: str | None = None       # file with the rosauth secret: clients must authenticate
+    allow_origin: tuple[str, ...] = ()   # web page origins allowed to connect (browsers are refused otherwise)
     error: ErrorChannel | None = None
 
 

@@ -254,10 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     bridge = sub.add_parser("bridge", help="run the rosbridge v2 websocket server",
                             description="Run a rosbridge v2 server (JSON over websockets) that ROS tools such as "
-                                        "roslibpy and roslibjs connect to: topics, services, fragments, status "
-                                        "messages. Ctrl-C stops it.")
+                                        "roslibpy and roslibjs connect to: topics, services (and the rosapi "
+                                        "services roslibpy uses), fragments, status messages on request (set_level). "
+                                        "What a client can make the server hold is capped (bridges.protocol.Limits). "
+                                        "Ctrl-C stops it.")
     bridge.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     bridge.add_argument("--port", type=int, default=9090, help="port (default 9090, rosbridge's)")
+    _bridge_security_options(bridge)
+    bridge.add_argument("--max-clients", type=int, default=64, help="clients at once (default 64)")
+    bridge.add_argument("--verbose", "-v", action="store_true", help="also other libraries' INFO messages")
     bridge.set_defaults(func=cmd_bridge)
 
     body = sub.add_parser("body", help="run a simulated body (the rat, or a forelimb) as a rosbridge client",
@@ -293,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--perturb-until", type=_time_arg, default=float("inf"),
                       help="forelimb: body time at which it ends (default: the end)")
     body.add_argument("--out", "-o", default="body.h5", help="trajectory file (default body.h5)")
+    body.add_argument("--auth-secret", default=None, metavar="FILE", help="authenticate to a server that requires it "
+                      "(the rosauth secret on FILE's first line)")
     body.add_argument("--quiet", "-q", action="store_true")
     body.set_defaults(func=cmd_body)
 
@@ -359,10 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
 OWN_LOGGERS = ("dtb", "atlas", "assimilation", "bridges", "cluster")
 
 
-def _setup_logging(rank: int, quiet: bool) -> None:
+def _setup_logging(rank: int, quiet: bool, verbose: bool = False) -> None:
+    """INFO from dtb's own packages (WARNING with ``quiet`` and on ranks other than 0); other
+    libraries' INFO only with ``verbose``."""
     level = logging.WARNING if (quiet or rank != 0) else logging.INFO
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s" if rank == 0 else
-                        f"[rank {rank}] %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr, datefmt="%H:%M:%S",
+                        format="%(asctime)s %(levelname)s %(message)s" if rank == 0 else
+                        f"[rank {rank}] %(levelname)s %(message)s")
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level)
 
@@ -504,13 +514,43 @@ def cmd_cluster_scale(args) -> int:
     return 0
 
 
+def _bridge_security_options(p) -> None:
+    """The options of a rosbridge server that decide who may use it and how much."""
+    p.add_argument("--auth-secret", default=None, metavar="FILE", help="require the rosbridge auth op (rosauth's "
+                   "MAC) from every client, with the secret on FILE's first line (at least 16 characters)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="URL", help="a web page origin allowed "
+                   "to connect (e.g. http://localhost:8000; repeatable); by default browsers are refused, so a page "
+                   "on any site cannot drive the bridge through your browser")
+    p.add_argument("--max-message-size", type=int, default=10 * 2**20, metavar="BYTES",
+                   help="largest message, whole or reassembled from fragments (default 10 MB, as rosbridge_suite)")
+    p.add_argument("--allow-unknown-types", action="store_true", help="pass message types the bridge cannot check "
+                   "(default: refused, as rosbridge_suite refuses types it cannot import)")
+
+
+def bridge_server(args, host: str, port: int):
+    """A RosbridgeServer from the security options."""
+    import dataclasses
+    from bridges.auth import read_secret
+    from bridges.protocol import Limits
+    from bridges.rosbridge import RosbridgeServer
+    if not 0 <= port <= 65535:
+        raise DtbError(f"--port must be 0..65535, got {port}")
+    if args.max_message_size < 1024:
+        raise DtbError(f"--max-message-size must be at least 1024 bytes, got {args.max_message_size}")
+    clients = getattr(args, "max_clients", Limits.max_clients)
+    if clients < 1:
+        raise DtbError(f"--max-clients must be at least 1, got {clients}")
+    limits = dataclasses.replace(Limits(), max_message_size=args.max_message_size, max_clients=clients)
+    secret = read_secret(args.auth_secret) if args.auth_secret else None
+    return RosbridgeServer(host, port, limits, secret, tuple(args.allow_origin), args.allow_unknown_types)
+
+
 def cmd_bridge(args) -> int:
     from bridges.rosbridge import serve_forever
-    _setup_logging(0, False)
-    if not 0 <= args.port <= 65535:
-        raise DtbError(f"--port must be 0..65535, got {args.port}")
+    _setup_logging(0, False, args.verbose)
+    server = bridge_server(args, args.host, args.port)
     try:
-        serve_forever(args.host, args.port)
+        serve_forever(server)
     except OSError as e:
         raise DtbError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     return 0
@@ -523,8 +563,10 @@ def cmd_body(args) -> int:
         raise DtbError(f"--port must be 1..65535, got {args.port}")
     if not 0 <= args.support <= 2:
         raise DtbError(f"--support is a fraction of body weight in [0, 2], got {args.support}")
+    from bridges.auth import read_secret
     settings = BodySettings(host=args.host, port=args.port, period=args.period, mode=args.mode,
-                            support=args.support, duration=args.duration, connect_timeout=args.connect_timeout)
+                            support=args.support, duration=args.duration, connect_timeout=args.connect_timeout,
+                            auth_secret=read_secret(args.auth_secret) if args.auth_secret else None)
     body = None
     if args.body == "forelimb":
         from bridges.forelimb import ForelimbBody, Perturbation
@@ -596,7 +638,8 @@ def run_brain_and_body(config: str, spec, out: Path, port: int, body_args: list[
     q = ["--quiet"] if quiet else []
     body = subprocess.Popen(py + ["body", "--host", spec.bridge.host, "--port", str(port), "--mode", spec.bridge.mode,
                                   "--period", f"{spec.bridge.period * 1e3:g} ms", "--connect-timeout", "600 s",
-                                  "--out", str(out / "body.h5")] + body_args + q)
+                                  "--out", str(out / "body.h5")] + body_args + q
+                            + (["--auth-secret", spec.bridge.auth_secret] if spec.bridge.auth_secret else []))
     brain = subprocess.Popen(py + ["run", config, "--out", str(out), "--bridge-port", str(port), "--no-progress"]
                              + brain_args + q)
     try:
@@ -988,9 +1031,12 @@ def _simulate(spec, out: Path, comm, args) -> int:
     if spec.bridge is not None:
         from bridges.coupling import BodyCoupling
         if rank == 0:
+            from bridges.auth import read_secret
             from bridges.rosbridge import RosbridgeServer
+            secret = read_secret(spec.bridge.auth_secret) if spec.bridge.auth_secret else None
             try:
-                server = RosbridgeServer(spec.bridge.host, spec.bridge.port).start_in_thread()
+                server = RosbridgeServer(spec.bridge.host, spec.bridge.port, auth_secret=secret,
+                                         allowed_origins=spec.bridge.allow_origin).start_in_thread()
             except OSError as e:
                 raise DtbError(f"[bridge]: cannot listen on {spec.bridge.host}:{spec.bridge.port}: {e}") from None
             log.info("rosbridge server on ws://%s:%d: motor output on %s, sensory input from %s (%s)",

@@ -801,9 +801,24 @@ def _read_bridge(r: _Reader, by_name: dict, stims):
         sensory_delay=r.int("sensory_delay", d.sensory_delay, minimum=0),
         timeout=r.quantity("timeout", "time", d.timeout, positive=True),
         port=r.int("port", d.port, minimum=0), host=r.str("host", d.host),
+        auth_secret=_config_relative(r, r.str("auth_secret", None)) if r.has("auth_secret") else None,
+        allow_origin=tuple(_string_list(r, "allow_origin")),
         error=_read_error_channel(r.sub("error", r.raw("error")), by_name, stims) if r.has("error") else None)
     r.done()
     return settings
+
+
+def _config_relative(r: _Reader, path: str) -> str:
+    """A path from the config, relative to the config file's folder unless absolute."""
+    base = Path(r.source).parent if r.source and not r.source.startswith("<") else Path(".")
+    return str(Path(path) if Path(path).is_absolute() else base / path)
+
+
+def _string_list(r: _Reader, key: str) -> list[str]:
+    values = r.list(key, [])
+    if not all(isinstance(v, str) and v for v in values):
+        raise r.error(key, f"expected a list of non-empty strings, got {values!r}")
+    return values
 
 
 def _read_error_channel(r: _Reader, by_name: dict, stims):

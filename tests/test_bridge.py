@@ -1,6 +1,7 @@
-"""The rosbridge v2 server: roslibpy as a real client (topics and services), 1,000 malformed frames
-each answered by a status error while a well-behaved client keeps working, fragments,
-throttling, status levels, and clients that disconnect mid-message leaving nothing behind."""
+"""The rosbridge v2 server: roslibpy as a real client (topics, services, rosapi), 1,000 malformed
+frames each answered by a status error (the client asked for them) while a well-behaved client
+keeps working, fragments, throttling, status levels, and clients that disconnect mid-message
+leaving nothing behind. Hostile clients: tests/test_bridge_limits.py."""
 
 import json
 import time
@@ -19,6 +20,7 @@ FLOATS = "std_msgs/Float64MultiArray"
 def server():
     s = RosbridgeServer("127.0.0.1", 0).start_in_thread()
     s.advertise_local_service("/dtb/status", "std_srvs/Trigger", lambda args: {"success": True, "message": "running"})
+    s.on("/motor", lambda msg: None)
     yield s
     s.stop()
 
@@ -51,7 +53,7 @@ def test_roslibpy_topics_and_services(server):
         pub.publish(roslibpy.Message({"data": [k, 2.0 * k]}))
     assert wait_for(lambda: len(got) == 5)
     assert got[-1]["data"] == [4.0, 8.0] and got[-1]["layout"] == {"dim": [], "data_offset": 0}
-    assert server.latest("/motor")["data"] == [4.0, 8.0]
+    assert server.latest("/motor")["data"] == [4.0, 8.0]           # the hosting process watches /motor (fixture)
     # the hosting process publishes (e.g. motor output) and clients receive it
     twist = []
     roslibpy.Topic(b, "/cmd_vel", "geometry_msgs/Twist").subscribe(lambda m: twist.append(m))
@@ -73,6 +75,12 @@ def test_roslibpy_topics_and_services(server):
     # a service of the hosting process
     status = roslibpy.Service(b, "/dtb/status", "std_srvs/Trigger").call(roslibpy.ServiceRequest(), timeout=5)
     assert status["message"] == "running"
+    # rosapi, as roslibpy looks around
+    topics = b.get_topics()
+    assert "/motor" in topics and "/cmd_vel" in topics
+    assert b.get_topic_type("/motor") == FLOATS
+    assert "/add" in b.get_services() and "/rosapi/topics" in b.get_services()
+    assert b.get_service_type("/add") == "rospy_tutorials/AddTwoInts"
     service.unadvertise()
     pub.unadvertise()
     sub.unsubscribe()
@@ -99,6 +107,8 @@ def malformed_frames():
         '{"op": "fragment", "id": "h", "data": "{bad", "num": 0, "total": 1}',
         "[" * 100_000 + "]" * 100_000,
         '{"op": "advertise_service", "service": "", "type": "x"}', '{"op": "advertise", "topic": "/y"}',
+        '{"op": "advertise", "topic": "/z", "type": "no_such/Type"}',
+        '{"op": "publish", "topic": "/untyped", "msg": {}}',
     ]
     return [kinds[i % len(kinds)] for i in range(1000)]
 
@@ -113,6 +123,7 @@ def test_malformed_frames_get_status_errors_and_the_server_keeps_serving(server)
     frames = malformed_frames()
     errors = 0
     with connect(f"ws://127.0.0.1:{server.port}", max_size=None) as ws:
+        ws.send(json.dumps({"op": "set_level", "level": "error"}))      # status messages only on request
         for k, frame in enumerate(frames):
             ws.send(frame)
             reply = json.loads(ws.recv(timeout=5))
@@ -129,17 +140,22 @@ def test_malformed_frames_get_status_errors_and_the_server_keeps_serving(server)
 
 def test_errors_carry_the_message_id_and_respect_the_level(server):
     with connect(f"ws://127.0.0.1:{server.port}") as ws:
+        ws.send(json.dumps({"op": "publish", "id": "p16"}))              # no status unless asked (rosbridge_suite)
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)
+        ws.send(json.dumps({"op": "set_level", "level": "warning"}))
         ws.send(json.dumps({"op": "publish", "id": "p17"}))
         reply = json.loads(ws.recv(timeout=5))
-        assert reply["id"] == "p17" and "missing field 'topic'" in reply["msg"]
+        assert reply["id"] == "p17" and "missing field 'topic'" in reply["msg"] and reply["level"] == "error"
         ws.send(json.dumps({"op": "set_level", "level": "none"}))
         ws.send("{broken")
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.5)
-        ws.send(json.dumps({"op": "set_level", "level": "warning"}))
+        ws.send(json.dumps({"op": "set_level", "level": "error"}))
         ws.send(json.dumps({"op": "advertise", "topic": "/custom", "type": "my_msgs/Thing", "id": "adv"}))
         reply = json.loads(ws.recv(timeout=5))
-        assert reply["level"] == "warning" and reply["id"] == "adv"
+        assert reply["level"] == "error" and reply["id"] == "adv" and "unknown message type" in reply["msg"]
+    assert "/custom" not in server.topics
 
 
 def test_fragments_are_reassembled(server):
