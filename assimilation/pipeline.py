@@ -177,9 +177,8 @@ def fitted_hyperparameters(hp: np.ndarray) -> np.ndarray:
 def isolated_rates(spec: NetworkSpec, comm) -> dict[str, float]:
     """Each population's rate (Hz) with every long-range weight at 0, over the spin-up (one
     network, the config's seed): the operating point that ``coupling_balance`` keeps."""
-    from dtb.engine import Simulation
     duration = max(spec.assimilation.spinup, 1.0)
-    sim = Simulation(scale_long_range(spec, 0.0), comm=comm, keep_region_rows=False)
+    sim = simulation(scale_long_range(spec, 0.0), comm, keep_region_rows=False)
     sim.run(duration)
     return population_rates(sim)
 
@@ -209,6 +208,15 @@ def balance_rates(spec: NetworkSpec, comm) -> dict[str, float] | None:
     return rates
 
 
+def simulation(spec: NetworkSpec, comm, **options):
+    """A Simulation of ``spec`` once its ranks are known to fit in memory (dtb.memory)."""
+    from dtb.engine import Simulation
+    from dtb.memory import check_fits, ranks_on_this_node
+    size = comm.Get_size() if comm is not None else 1
+    check_fits(spec, size, ranks_on_this_node(comm))
+    return Simulation(spec, comm=comm, **options)
+
+
 def spinup_trs(spec: NetworkSpec) -> int:
     """TRs run before the filter starts (at least 2: the zscore operator's statistics)."""
     return max(int(np.ceil(spec.assimilation.spinup / spec.bold.tr)), 2)
@@ -221,7 +229,6 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
     filter) freely over the spin-up and the training TRs, and keep the factor whose mean FC over
     them is closest (Pearson r of the upper triangles) to the data's; balanced with ``rates`` (see
     ``coupled``), a candidate too strong to balance scores NaN. Returns (factor, {factor: FC r})."""
-    from dtb.engine import Simulation
     s = spec.assimilation
     spinup_tr = spinup_trs(spec)
     fc_obs = fc_matrix(observed)
@@ -234,7 +241,7 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
             log.warning("global coupling %g: skipped (%s)", g, e)
             scores[g] = float("nan")
             continue
-        sim = Simulation(ensemble_spec(candidate, s.coupling_members), comm=comm, keep_region_rows=False)
+        sim = simulation(ensemble_spec(candidate, s.coupling_members), comm, keep_region_rows=False)
         sim.run((spinup_tr + len(observed)) * spec.bold.tr)
         sim.finish_exchange()
         bold = np.array(sim.bold.signal)[spinup_tr:]
@@ -296,12 +303,11 @@ class _Fit:
 
     def __init__(self, spec: NetworkSpec, observed: np.ndarray, n_train: int, comm, resume, meta: dict,
                  out: Path, checkpoint_every: float | None):
-        from dtb.engine import Simulation
         from dtb.engine import checkpoint as ckpt
         self.spec, self.s, self.observed, self.n_train, self.comm = spec, spec.assimilation, observed, n_train, comm
         self.tr = spec.bold.tr
         t0 = time.perf_counter()
-        self.sim = Simulation(ensemble_spec(spec, self.s.members), comm=comm, per_neuron_scales=True,
+        self.sim = simulation(ensemble_spec(spec, self.s.members), comm, per_neuron_scales=True,
                               keep_region_rows=False)
         self.a = Assimilator(self.sim, spec, self.s, observed, sc=region_connectivity(spec), n_assimilate=n_train)
         if resume is not None:

@@ -29,7 +29,7 @@ import numpy as np
 from assimilation.enkf import fc_matrix, fc_similarity, fcd_values, ks_distance, to_unbounded
 from assimilation.ensemble import ensemble_spec
 from assimilation.pipeline import (balance_rates, coupled, preprocessed, preprocessed_members, read_scores,
-                                   region_connectivity, region_delays, spinup_trs)
+                                   region_connectivity, region_delays, simulation, spinup_trs)
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
 from dtb.files import atomic_edit
@@ -71,10 +71,9 @@ def _read_run(run_path: Path) -> dict:
 def free_run(run: dict, test: np.ndarray, spec: NetworkSpec, comm) -> tuple[np.ndarray, float]:
     """The fitted twin (each member at its fitted hyperparameters, /hp/fitted) run freely over
     the held-out TRs after a spin-up: its BOLD (n_test, M, R) in observation units, and the wall."""
-    from dtb.engine import Simulation
     s = spec.assimilation
     spec = coupled(spec, run["coupling"], balance_rates(spec, comm))     # the global coupling fitted with it
-    sim = Simulation(ensemble_spec(spec, s.members), comm=comm, per_neuron_scales=True, keep_region_rows=False)
+    sim = simulation(ensemble_spec(spec, s.members), comm, per_neuron_scales=True, keep_region_rows=False)
     fitted = run["fitted"]
     # a member whose hyperparameter sat on a bound (sigmoid saturated) has its mean there too
     x0 = run["x_final"] if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high,

@@ -125,7 +125,7 @@ def read_parcellation(volume: str | Path, table: str | Path, keep: set[str] | No
     data = label_array(img, str(volume))
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise DtbError(f"{volume}: the affine is not invertible:\n{affine}")
+        raise DtbError(f"{volume}: the affine is not invertible: {np.array2string(affine, separator=',').replace(chr(10), '')}")
     table_map = read_label_table(table)
     if keep is not None:
         missing = sorted(set(keep) - set(table_map))
@@ -297,6 +297,7 @@ def match_regions(parcellation_names: list[str], connectome_names: tuple[str, ..
     if a != b:
         only_vol = sorted(a - b)
         only_con = sorted(b - a)
-        raise DtbError(f"region names do not match between {volume_source} and {connectome_source}:"
-                       + (f"\n  only in the volume ({len(only_vol)}): {', '.join(only_vol[:20])}" if only_vol else "")
-                       + (f"\n  only in the connectome ({len(only_con)}): {', '.join(only_con[:20])}" if only_con else ""))
+        sides = [f"only in the volume ({len(only_vol)}): {', '.join(only_vol[:20])}" if only_vol else "",
+                 f"only in the connectome ({len(only_con)}): {', '.join(only_con[:20])}" if only_con else ""]
+        raise DtbError(f"region names do not match between {volume_source} and {connectome_source}: "
+                       + "; ".join(x for x in sides if x))

@@ -19,6 +19,13 @@ log = logging.getLogger("dtb")
 EXIT_USER_ERROR = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), like every other dtb error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _time_arg(text: str) -> float:
     try:
         return parse_quantity(text, "time")
@@ -60,7 +67,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dtb", description="Digital twin brain: distributed spiking network simulation.")
+    parser = _Parser(prog="dtb", description="Digital twin brain: distributed spiking network simulation.")
     parser.add_argument("--version", action="version", version=f"dtb {__import__('dtb').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -411,10 +418,14 @@ def cmd_check(args) -> int:
               f"{', '.join(sorted({pr.plasticity.teacher for pr in plastic}))})")
     for name, cond in spec.conditions.items():
         print(f"condition {name}: {cond.description or '(no description)'}")
+    from dtb.memory import check_fits
+    if args.ranks < 1:
+        raise DtbError(f"--ranks must be at least 1, got {args.ranks}")
     part = partition_contiguous(spec, args.ranks)
-    for r in range(part.n_ranks):
-        gids = part.owned(r)
-        print(f"  rank {r}: gids {gids[0]}..{gids[-1]}" if len(gids) else f"  rank {r}: no neurons")
+    loads = check_fits(spec, args.ranks, args.ranks, part)
+    for r, load in enumerate(loads):
+        print(f"  rank {r}: {load.neurons} neurons, ~{load.synapses:.0f} synapses, ~{load.bytes / 2**20:.0f} MB at "
+              f"the build's peak")
     return 0
 
 
@@ -959,7 +970,7 @@ def _run_here(args) -> int:
         raise DtbError(f"--ranks {args.ranks} asked, but the launcher started {size} rank(s)")
     spec = _load_run_spec(args)
     out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
-    problem = comm.bcast(_check_writable(out) if rank == 0 else None, root=0)
+    problem = comm.bcast(_check_output_folders(spec, out, args) if rank == 0 else None, root=0)
     if problem:
         raise DtbError(problem)
     try:
@@ -974,15 +985,33 @@ def _run_here(args) -> int:
         raise
 
 
-def _check_writable(out: Path) -> str | None:
-    """None if results can be written into ``out`` (created if needed), else the reason."""
+def _check_output_folders(spec, out: Path, args) -> str | None:
+    """The output folder takes the results (writable, room for their estimated size) and the
+    checkpoint folder, if checkpoints are asked for, is writable."""
+    from dtb.results import estimated_results_bytes
+    problem = _check_writable(out, estimated_results_bytes(spec))
+    if problem is None and getattr(args, "checkpoint_every", None):
+        folder = Path(args.checkpoint_dir) if getattr(args, "checkpoint_dir", None) else out / "checkpoint"
+        problem = _check_writable(folder)
+    return problem
+
+
+def _check_writable(out: Path, need_bytes: float = 0.0) -> str | None:
+    """None if results can be written into ``out`` (created if needed) and it has ``need_bytes``
+    free, else the reason. Temporary files that a killed run left there are removed."""
     import tempfile
+    from dtb.files import free_bytes, remove_stale_temporaries
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".dtb-write-test-"):
             pass
+        remove_stale_temporaries(out)
+        free = free_bytes(out)
     except OSError as e:
         return f"cannot write results to {out}: {e.strerror or e}"
+    if free < need_bytes:
+        return (f"{out}: {free / 2**20:.1f} MB free, but the results need about {need_bytes / 2**20:.1f} MB; free "
+                f"space or choose another --out")
     return None
 
 
@@ -994,10 +1023,12 @@ def _simulate(spec, out: Path, comm, args) -> int:
     rank, size = comm.Get_rank(), comm.Get_size()
     log.info("building %s: %d neurons on %d rank(s)", spec.source, spec.n_neurons, size)
     t0 = time.perf_counter()
+    from dtb.memory import check_fits, ranks_on_this_node
     from dtb.partition import make_partition
     fitted = getattr(args, "hyperparameters", None)
-    sim = Simulation(spec, comm=comm, partition=make_partition(spec, size, getattr(args, "partition", "contiguous")),
-                     per_neuron_scales=bool(fitted))
+    partition = make_partition(spec, size, getattr(args, "partition", "contiguous"))
+    check_fits(spec, size, ranks_on_this_node(comm), partition)
+    sim = Simulation(spec, comm=comm, partition=partition, per_neuron_scales=bool(fitted))
     if fitted:
         from assimilation.ensemble import apply_fitted
         receptors = apply_fitted(sim, spec, fitted)
@@ -1081,8 +1112,10 @@ def _simulate(spec, out: Path, comm, args) -> int:
         res.bridge_error = coupling.error_log
     if rank != 0:
         return 0
+    from dtb.files import array_bytes, check_room
     try:
         out.mkdir(parents=True, exist_ok=True)
+        check_room(out, 1.2 * array_bytes(res) + 2**20, "the results (run.h5)")
         path = write_results(res, out / "run.h5")
     except OSError as e:
         raise DtbError(f"cannot write results to {out}: {e.strerror or e}") from None
@@ -1226,6 +1259,8 @@ def cmd_bold(args) -> int:
         raise DtbError(f"{path}: file not found") from None
     except (OSError, KeyError) as e:
         raise DtbError(f"{path}: not a dtb run file with regional activity ({e})") from None
+    if not (np.isfinite(interval) and interval > 0):
+        raise DtbError(f"{path}: regions.interval_ms is {interval * 1e3:g}; a positive sampling interval is expected")
     settings = BoldSettings()
     if stored:
         settings = dataclasses.replace(settings, tr=float(stored["tr_s"]), preset=str(stored["preset"]),

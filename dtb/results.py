@@ -166,6 +166,19 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+#: the mean rate assumed when estimating the size of a run's results before it runs
+ASSUMED_RATE_HZ = 20.0
+
+
+def estimated_results_bytes(spec) -> float:
+    """The size of run.h5 before the run: spikes at ASSUMED_RATE_HZ (a node id and a time, 16
+    bytes each), the regional samples (3 int64 per region per sample) and 1 MB of the rest."""
+    t = spec.simulation.duration
+    spikes = spec.n_neurons * t * ASSUMED_RATE_HZ * 16
+    regions = len(spec.regions) * 3 * 8 * t / spec.monitors.region_interval
+    return spikes + regions + 2**20
+
+
 def write_results(res: RunResults, path: str | Path) -> Path:
     """Write ``res`` to ``path`` atomically (temporary file + rename)."""
     path = Path(path)

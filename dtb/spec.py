@@ -45,6 +45,15 @@ class Distribution:
         return self.value if self.kind == "constant" else self.low
 
     @property
+    def practical_max(self) -> float:
+        """The largest value drawn in practice: the upper bound, or 10 sd above the mean."""
+        if self.kind == "constant":
+            return self.value
+        if self.kind == "uniform" or math.isfinite(self.high):
+            return self.high
+        return self.mean + 10.0 * self.std
+
+    @property
     def expected(self) -> float:
         """The mean (of the unclipped distribution)."""
         if self.kind == "constant":
@@ -368,12 +377,18 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Netw
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(source, "", "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(source, "", "is a folder, not a config file") from None
     except OSError as e:
         raise ConfigError(source, "", f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(source, "", f"not a text file (byte {e.start} is not UTF-8): a config is TOML text") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, "", f"not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(source, "", "not valid TOML: nested too deeply") from None
     return spec_from_dict(data, source=source, text=text, overrides=overrides)
 
 
@@ -388,6 +403,8 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
         sim = dataclasses.replace(sim, **{k: v for k, v in overrides.items() if v is not None})
         if sim.duration <= 0:
             raise ConfigError(source, "simulation.duration", f"must be positive, got {sim.duration} s")
+        if not 0 <= sim.seed <= MAX_SEED:
+            raise ConfigError(source, "simulation.seed", f"--seed must be in 0 .. 2**63 - 1, got {sim.seed}")
     defaults = dict(MODELS["lif_cond"])
     if top.has("neuron_defaults"):
         defaults.update(_read_params(top.sub("neuron_defaults", top.raw("neuron_defaults"))))
@@ -421,6 +438,7 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     top.done()
     _check_plastic_projections(source, projs)
     _check_background_weights(source, stims + _cpg_as_stimuli(cpg), len(stims))
+    _check_integer_ranges(source, sim, pops, projs, stims)
     return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
                        monitors=monitors, bold=bold, task=task, assimilation=assim, bridge=bridge,
                        cpg=cpg, conditions=conditions, source=source, text=text)
@@ -477,6 +495,8 @@ def _read_simulation(r: _Reader) -> Simulation:
     dt = r.quantity("dt", "time", d.dt, positive=True)
     duration = r.quantity("duration", "time", d.duration, positive=True)
     seed = r.int("seed", d.seed, minimum=0)
+    if seed > MAX_SEED:
+        raise r.error("seed", f"must be at most 2**63 - 1, got {seed}")
     wq = r.quantity("weight_quantum", "conductance", d.weight_quantum, positive=True)
     exchange = r.str("exchange", d.exchange, choices=("blocking", "overlap", "targeted"))
     scale = r.float("scale", d.scale)
@@ -931,6 +951,37 @@ def _cpg_as_stimuli(cpg: CpgNetwork | None) -> tuple:
         return ()
     return tuple(PoissonStimulus(name, 0.0, cpg.weight, cpg.receptor)
                  for g in cpg.groups for name in (g.flexor, g.extensor))
+
+
+#: the largest seed (the counter-based generators and the output files take it as a 64-bit integer)
+MAX_SEED = 2**63 - 1
+#: global ids and per-step synaptic input in weight quanta are 32-bit integers in the engine
+MAX_INT32 = 2**31 - 1
+
+
+def _check_integer_ranges(source: str, sim: Simulation, pops, projs, stims) -> None:
+    """What would overflow the engine's 32-bit integers later is refused now: the neuron count
+    (global ids), a synaptic weight in weight quanta, and a Poisson input's largest likely sum in
+    one step (expected count + 10 sd + 10, times its weight in quanta)."""
+    n = sum(p.size for p in pops)
+    if n > MAX_INT32:
+        raise ConfigError(source, "populations", f"{n} neurons in all: at most {MAX_INT32} (global ids are 32-bit); "
+                                                 f"lower the sizes or simulation.scale")
+    quantum = sim.weight_quantum
+    for i, pr in enumerate(projs):
+        q = pr.weight.practical_max / quantum
+        if q > MAX_INT32:
+            raise ConfigError(source, f"projections[{i}].weight", f"{pr.weight.practical_max:g} S is {q:.3g} weight "
+                                                                  f"quanta, more than 2**31; raise simulation.weight_quantum")
+    for i, st in enumerate(stims):
+        if isinstance(st, PoissonStimulus):
+            lam = st.rate * sim.dt
+            worst = (lam + 10.0 * math.sqrt(lam) + 10.0) * round(st.weight / quantum)
+            if worst > MAX_INT32:
+                raise ConfigError(source, f"stimuli[{i}].weight",
+                                  f"{format_quantity(st.weight, 'nS')} at {st.rate:g} Hz can bring {worst:.3g} weight "
+                                  f"quanta in one step, more than 2**31; lower the weight or rate, or raise "
+                                  f"simulation.weight_quantum")
 
 
 def _check_background_weights(source: str, stims, n_config: int | None = None) -> None:

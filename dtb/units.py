@@ -22,7 +22,7 @@ UNITS: dict[str, dict[str, float]] = {
 }
 
 _SYMBOL_TO_DIM = {sym: dim for dim, table in UNITS.items() for sym in table}
-_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*?\s*([^\s\d][^\s]*)\s*$")
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*?\s*([^\s\d.][^\s]*)\s*$")
 
 
 class UnitError(ValueError):
@@ -47,6 +47,14 @@ def parse_quantity(value: object, dimension: str) -> float:
         )
     if not isinstance(value, str):
         raise UnitError(f"expected a {dimension} such as {_example(dimension)}, got {value!r}")
+    try:
+        bare = float(value)
+    except ValueError:
+        bare = None
+    if bare is not None and bare != 0:
+        a, b = list(UNITS[dimension])[:2]
+        raise UnitError(f"{value!r} has no unit: a {dimension} needs one, e.g. \"{value.strip()} {a}\" or "
+                        f"\"{value.strip()} {b}\"")
     m = _QUANTITY.match(value)
     if not m:
         raise UnitError(f"cannot read {value!r} as a {dimension}; write e.g. {_example(dimension)}")

@@ -52,6 +52,7 @@ import numpy as np
 
 import dtb
 from dtb.errors import DtbError
+from dtb.files import array_bytes, free_bytes
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +146,18 @@ class Checkpointer:
     it also stops the run, and :attr:`stopped` turns true). ``meta``: config path, text, seed and
     duration, stored in the manifest."""
 
+    #: complete checkpoints kept (the newest and the one before it)
+    KEEP = 2
+
     def __init__(self, sim, folder: str | Path, every: float | None, meta: dict, extra=None):
         self.sim, self.folder, self.meta, self.extra = sim, Path(folder), meta, extra
         self.stopped = False
         self.paused = False               # True: write nothing and leave stop requests to the caller
         self.written: list[int] = []
         self.seconds = 0.0
+        if sim.rank == 0 and self.folder.is_dir():
+            for stale in self.folder.glob(".tmp-step-*"):     # an attempt a killed run left behind
+                shutil.rmtree(stale, ignore_errors=True)
         if every:
             steps = max(int(np.rint(every / sim.dt)), 1)
             sim._schedule(steps, self._periodic, order=90)
@@ -176,17 +183,27 @@ class Checkpointer:
         sim, comm = self.sim, self.sim.comm
         name = f"step-{k:012d}"
         tmp, final = self.folder / f".tmp-{name}", self.folder / name
+        problem = None
         if sim.rank == 0:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir()
-        comm.Barrier()
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                tmp.mkdir()
+            except OSError as e:
+                problem = f"cannot create {tmp} ({e.strerror})"
+        problem = comm.bcast(problem, root=0)
+        if problem:
+            raise self._failed(problem, k)
         path = tmp / f"rank-{sim.rank:05d}.h5"
         state = sim.capture(k)
         if self.extra is not None and sim.rank == 0:
             state["extra"] = self.extra.capture()
-        _write_rank_file(path, state, sim.rank)
+        problem = _write_checked(path, state, sim.rank, comm)
+        if problem:
+            if sim.rank == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise self._failed(problem, k)
         sums = comm.gather((path.name, _sha256(path)), root=0)
         if sim.rank == 0:
             manifest = dict(self.meta, format=FORMAT_VERSION, dtb_version=dtb.__version__, step=k, t_s=k * sim.dt,
@@ -207,14 +224,44 @@ class Checkpointer:
                 os.fsync(fh.fileno())
             os.replace(latest_tmp, self.folder / "LATEST")
             _fsync_dir(self.folder)
-            for old in self.folder.iterdir():      # previous checkpoints and abandoned attempts
-                if old.name != name and (old.name.startswith("step-") or old.name.startswith(".tmp-step-")):
+            kept = sorted(p.name for p in self.folder.glob("step-*"))[-self.KEEP:]
+            for old in self.folder.iterdir():      # older checkpoints and abandoned attempts
+                if (old.name.startswith("step-") and old.name not in kept) or old.name.startswith(".tmp-step-"):
                     shutil.rmtree(old, ignore_errors=True)
         comm.Barrier()
         self.written.append(k)
         self.seconds += time.perf_counter() - t0
         log.info("checkpoint at t = %.4g s -> %s (%.2f s)", k * sim.dt, final, time.perf_counter() - t0)
         return final
+
+
+    def _failed(self, problem: str, k: int) -> DtbError:
+        latest = self.folder / "LATEST"
+        kept = f"the last checkpoint ({latest.read_text().strip()}) is intact: free space and resume from it " \
+               f"with --resume" if latest.exists() else "no earlier checkpoint to resume from"
+        return DtbError(f"checkpoint at t = {k * self.sim.dt:.4g} s not written: {problem}; {kept}")
+
+
+def _write_checked(path: Path, state: dict, rank: int, comm) -> str | None:
+    """Write a rank's file if every rank's file fits on its disk; what went wrong on any rank
+    (the same answer on every rank: all write or none), or None. A full disk is found before
+    anything is written (HDF5 failing in the middle of a write can crash the process)."""
+    need = int(1.2 * array_bytes(state)) + 2**16
+    free = free_bytes(path.parent)
+    total_need = comm.allreduce(need)
+    problem = None
+    if free < total_need:
+        problem = (f"{path.parent}: {free / 2**20:.2f} MB free, about {total_need / 2**20:.2f} MB needed "
+                   f"(no space left on device)")
+    problems = comm.allgather(problem)
+    if any(problems):
+        return next(p for p in problems if p)
+    try:
+        _write_rank_file(path, state, rank)
+    except (OSError, RuntimeError, ValueError) as e:
+        problem = f"{path}: {e}"
+    problems = comm.allgather(problem)
+    return next((p for p in problems if p), None)
 
 
 def install_signal_handlers(sim, signals=(signal.SIGUSR1, signal.SIGTERM)) -> None:
@@ -285,7 +332,18 @@ def check_compatible(info: CheckpointInfo, spec) -> None:
 
 def restore(sim, info: CheckpointInfo, extra=None) -> None:
     """Load the checkpoint into a freshly built ``sim`` (any number of ranks; before run()), and
-    the state of ``extra`` (e.g. the assimilation filter: an object with capture()/restore(dict))."""
+    the state of ``extra`` (e.g. the assimilation filter: an object with capture()/restore(dict)).
+    A checkpoint whose files do not hold what this network needs is a DtbError naming it."""
+    try:
+        _restore(sim, info, extra)
+    except DtbError:
+        raise
+    except (KeyError, ValueError, IndexError, TypeError, OSError, RuntimeError) as e:
+        raise DtbError(f"{info.folder}: the checkpoint does not fit this network or is damaged "
+                       f"({type(e).__name__}: {str(e)[:160]})") from None
+
+
+def _restore(sim, info: CheckpointInfo, extra=None) -> None:
     step = int(info.manifest["step"])
     neurons: dict[str, list] = {}
     sp_g, sp_s, rows, bold, override, cpg = [], [], None, None, None, None

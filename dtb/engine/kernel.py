@@ -224,6 +224,7 @@ class Simulation:
         self.stop_agreed = False          # every rank knows of a stop request (same step everywhere)
         self._state_prefix: list = []     # recordings before a resumed checkpoint, per state monitor
         self._rate_override: dict[int, float] = {}   # Poisson stimulus index -> rate set at run time
+        self._task_error: Exception | None = None     # raised by a scheduled task: run() re-raises it
         self._build()
         self.stats.build_seconds = time.perf_counter() - t0
 
@@ -832,7 +833,12 @@ class Simulation:
         k = int(self._timestep[0]) + 1        # the step about to begin
         for _, period, fn in self._tasks:
             if k % period == 0:
-                fn(k)
+                try:
+                    fn(k)
+                except Exception as e:        # a task's error ends the run here; run() raises it as it is
+                    self._task_error = e
+                    self.net.stop()
+                    return
 
     def add_hook(self, period: float, fn: Callable[["Simulation"], None]) -> None:
         """Call ``fn(sim)`` every ``period`` seconds of biological time (rounded to whole steps), at
@@ -867,13 +873,16 @@ class Simulation:
             self.stats.rss_after_first_step = current_rss()
             steps -= 1
         try:
-            if steps > 0:
+            if steps > 0 and self._task_error is None:
                 self.net.run(steps * self.dt * b2.second, namespace={}, report=None)
         finally:
             if bar is not None:
                 self._unschedule(_progress)
                 bar.n = bar.total
                 bar.close()
+        if self._task_error is not None:
+            error, self._task_error = self._task_error, None
+            raise error
 
     # ---------------------------------------------------------------- state
     #: per-neuron state variables that neuron_state() returns and set_neuron_state() accepts
