@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench clean install
+.PHONY: run test test-fast lint bench clean install
 
 install: $(STAMP)
 
@@ -20,6 +20,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the fast part (about a minute): no long simulations, no MPI, no Slurm
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not mpi and not slurm"
+
+# ruff over the code, mypy over the public API
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[lint]'
+	$(BIN)/ruff check dtb atlas assimilation bridges cluster tests benchmarks
+	$(BIN)/mypy dtb/__init__.py dtb/runs.py dtb/memory.py dtb/files.py assimilation/forecast.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -209,12 +209,16 @@ def balance_rates(spec: NetworkSpec, comm) -> dict[str, float] | None:
 
 
 def simulation(spec: NetworkSpec, comm, **options):
-    """A Simulation of ``spec`` once its ranks are known to fit in memory (dtb.memory)."""
+    """A Simulation of ``spec`` with its BOLD recorder, once its ranks are known to fit in
+    memory (dtb.memory)."""
+    from dtb.bold import attach_bold
     from dtb.engine import Simulation
     from dtb.memory import check_fits, ranks_on_this_node
     size = comm.Get_size() if comm is not None else 1
     check_fits(spec, size, ranks_on_this_node(comm))
-    return Simulation(spec, comm=comm, **options)
+    sim = Simulation(spec, comm=comm, **options)
+    attach_bold(sim)
+    return sim
 
 
 def spinup_trs(spec: NetworkSpec) -> int:

@@ -45,7 +45,7 @@ coupling_balance = false         # true: each population's Poisson background gi
                                  # without long-range input (measured over the spin-up), so the
                                  # coupling moves fluctuations between regions, not their rates
                                  # (on HCP data it raised the free run's FC but broke the filter:
-                                 # README, Data assimilation)
+                                 # docs/assimilation_history.md)
 ```
 
 Hierarchy: neuron i of region r gets conductance scale ``g_i * hp[r, receptor]`` where the
@@ -87,3 +87,54 @@ class AssimilationSettings:
     band_pass_causal: bool = True
     forecast_horizons: tuple[int, ...] = (1, 2, 5, 10)   # [TR]
     forecast_stride: int = 5                              # [TR]
+
+
+def read_section(r, context) -> AssimilationSettings:
+    """[assimilation] (``r``: a dtb.config.ConfigReader; ``context``: a dtb.config.SectionContext)."""
+    d = AssimilationSettings()
+    hps = r.list("hyperparameters", list(d.hyperparameters))
+    for h in hps:
+        if h not in HYPERPARAMETERS:
+            raise r.error("hyperparameters", f"unknown hyperparameter {h!r}; known: {', '.join(HYPERPARAMETERS)}")
+    if not hps or len(set(hps)) != len(hps):
+        raise r.error("hyperparameters", "expected a non-empty list without repeats")
+    low = r.float("low", d.low, low=0.0)
+    high = r.float("high", d.high, low=0.0)
+    if not high > low:
+        raise r.error("high", f"must exceed low ({low:g})")
+    prior = r.float("prior", d.prior)
+    if not low < prior < high:
+        raise r.error("prior", f"must lie strictly between low ({low:g}) and high ({high:g})")
+    band = r.list("band_pass", list(d.band_pass) if d.band_pass else [])
+    if band and (len(band) != 2 or not all(isinstance(x, (int, float)) and x >= 0 for x in band) or band[0] >= band[1]):
+        raise r.error("band_pass", "expected [low, high] in Hz with low < high (or [] for none)")
+    horizons = r.list("forecast_horizons", list(d.forecast_horizons))
+    if not horizons or not all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 1000 for h in horizons) \
+            or len(set(horizons)) != len(horizons):
+        raise r.error("forecast_horizons", f"expected a non-empty list of distinct whole numbers of TRs in [1, 1000], "
+                                           f"got {horizons!r}")
+    coupling = r.list("coupling", list(d.coupling))
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in coupling):
+        raise r.error("coupling", f"expected a list of positive factors (e.g. [0.5, 1, 2]), got {coupling!r}")
+    settings = AssimilationSettings(
+        members=r.int("members", d.members, minimum=2), coupling=tuple(float(x) for x in coupling),
+        coupling_members=r.int("coupling_members", d.coupling_members, minimum=1),
+        coupling_balance=r.bool("coupling_balance", d.coupling_balance),
+        hyperparameters=tuple(hps), low=low, high=high, prior=prior,
+        prior_spread=r.float("prior_spread", d.prior_spread, low=0.0),
+        random_walk=r.float("random_walk", d.random_walk, low=0.0),
+        random_walk_centered=r.bool("random_walk_centered", d.random_walk_centered),
+        hemodynamic_noise=r.float("hemodynamic_noise", d.hemodynamic_noise, low=0.0),
+        obs_noise=r.float("obs_noise", d.obs_noise, low=1e-9),
+        inflation=r.float("inflation", d.inflation, low=1.0, high=10.0),
+        localisation=r.str("localisation", d.localisation, choices=("none", "own", "neighbours")),
+        gamma_shape=r.float("gamma_shape", d.gamma_shape, low=0.1),
+        spinup=r.quantity("spinup", "time", d.spinup, nonnegative=True),
+        observation=r.str("observation", d.observation, choices=("zscore", "model")),
+        detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
+        band_pass=tuple(float(x) for x in band) if band else None,
+        band_pass_causal=r.bool("band_pass_causal", d.band_pass_causal),
+        forecast_horizons=tuple(sorted(horizons)),
+        forecast_stride=r.int("forecast_stride", d.forecast_stride, minimum=1))
+    r.done()
+    return settings

@@ -6,7 +6,6 @@ index ``members``, one beyond the ensemble's), so the filter cannot match it by 
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 
 import numpy as np
@@ -21,10 +20,12 @@ def simulate_truth(base: NetworkSpec, hp_true: np.ndarray, settings: Assimilatio
                    obs_noise: float, seed: int = 12345) -> np.ndarray:
     """BOLD (n_tr, R) of one network with hyperparameters ``hp_true`` (R, H), plus observation
     noise of std ``obs_noise`` (model units); one TR of spin-up is dropped."""
+    from dtb.bold import attach_bold
     from dtb.engine import Simulation
     truth_base = base.with_simulation(seed=seed)
     spec = ensemble_spec(truth_base, 1)
     sim = Simulation(spec, per_neuron_scales=True)
+    attach_bold(sim)
     _, region = member_and_region(truth_base, sim.local_gids)
     gamma = gamma_multipliers(seed, sim.local_gids, len(settings.hyperparameters), settings.gamma_shape)
     set_scales(sim, settings.hyperparameters, gamma, hp_true[region])
@@ -40,10 +41,12 @@ def simulate_truth(base: NetworkSpec, hp_true: np.ndarray, settings: Assimilatio
 def run_twin(base: NetworkSpec, hp_true: np.ndarray, settings: AssimilationSettings, n_tr: int,
              truth_noise: float, spinup_tr: int = 2) -> dict:
     """Assimilate the truth's BOLD; returns the Assimilator's results and the truth."""
+    from dtb.bold import attach_bold
     from dtb.engine import Simulation
     observed = simulate_truth(base, hp_true, settings, n_tr, truth_noise)
     spec = ensemble_spec(base, settings.members)
     sim = Simulation(spec, per_neuron_scales=True)
+    attach_bold(sim)
     a = Assimilator(sim, base, settings, observed)
     sim.run(spinup_tr * base.bold.tr)
     a.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.io import Connectome, Parcellation, read_connectome, read_label_table, read_parcellation
+from atlas.io import Connectome, Parcellation, read_connectome, read_parcellation
 from dtb.errors import DtbError
 
 DATA = Path(__file__).resolve().parent / "data"

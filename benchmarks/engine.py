@@ -35,7 +35,8 @@ BG_RATE, BG_W = "3850 Hz", "1.2 nS"
 
 
 def reference_config(duration: float) -> str:
-    out = [f'[simulation]\ndt = "0.1 ms"\nduration = "{duration} s"\nseed = 2024\n\n[monitors]\nrate_bin = "10 ms"\nregion_interval = "10 ms"\n']
+    out = [f'[simulation]\ndt = "0.1 ms"\nduration = "{duration} s"\nseed = 2024\n\n'
+           '[monitors]\nrate_bin = "10 ms"\nregion_interval = "10 ms"\n']
     for r in REGIONS:
         out.append(f'[[populations]]\nname = "{r}_E"\nregion = "{r}"\nsize = {N_E}\nkind = "excitatory"\n')
         out.append(f'[[populations]]\nname = "{r}_I"\nregion = "{r}"\nsize = {N_I}\nkind = "inhibitory"\n')
@@ -112,7 +113,8 @@ def plain_brian2(cfg_path: str) -> dict:
     syns = {}
     for k, pr in enumerate(spec.projections):
         tgt = spec.population(pr.target)
-        inc = connect.draw_sources(pr, k, spec.population(pr.source), tgt, np.arange(tgt.first_gid, tgt.first_gid + tgt.size), spec.simulation.seed)
+        gids = np.arange(tgt.first_gid, tgt.first_gid + tgt.size)
+        inc = connect.draw_sources(pr, k, spec.population(pr.source), tgt, gids, spec.simulation.seed)
         w = connect.draw_weights(pr, k, inc, spec.simulation.seed)
         d = connect.draw_delay_steps(pr, k, inc, spec.simulation.seed, spec.simulation.dt)
         S = syns.get(pr.receptor)
@@ -125,7 +127,8 @@ def plain_brian2(cfg_path: str) -> dict:
     bg = []
     for s in spec.stimuli:
         pop = spec.population(s.population)
-        bg.append(b2.PoissonInput(G[pop.first_gid:pop.first_gid + pop.size], "g_ampa", 1000, s.rate / 1000 * b2.Hz, weight=s.weight * b2.siemens))
+        bg.append(b2.PoissonInput(G[pop.first_gid:pop.first_gid + pop.size], "g_ampa", 1000, s.rate / 1000 * b2.Hz,
+                                  weight=s.weight * b2.siemens))
     mon = b2.SpikeMonitor(G)
     net = b2.Network(G, mon, *syns.values(), *bg)
     net.run(spec.simulation.dt * b2.second)

@@ -34,9 +34,11 @@ from dtb.spec import spec_from_dict  # noqa: E402
 
 def free_run_bold(spec, coupling: float, members: int, n_tr: int) -> np.ndarray:
     """Model BOLD (n_tr, members, regions) of ``members`` free networks after the spin-up."""
+    from dtb.bold import attach_bold
     from dtb.engine import Simulation
     spin = int(np.ceil(spec.assimilation.spinup / spec.bold.tr))
     sim = Simulation(ensemble_spec(coupled(spec, coupling, None), members), keep_region_rows=False)
+    attach_bold(sim)
     sim.run((spin + n_tr) * spec.bold.tr)
     sim.finish_exchange()
     return np.array(sim.bold.signal)[spin:].reshape(n_tr, members, len(spec.regions))

@@ -90,7 +90,8 @@ def main() -> None:
             D_ms = s["min_delay_steps"] * spec.simulation.dt * 1e3
             rounds = 1.0 / (s["min_delay_steps"] * spec.simulation.dt)
             mb = s["exchange_bytes_rank0"] / args.run_seconds / 1e6
-            print(f"{method:<12} {'allgather' if exchange == 'blocking' else exchange:<9} {D_ms:6.1f} {rounds:8.0f} {mb:15.2f} {s['exchange_s_rank0'] / args.run_seconds:12.3f} "
+            print(f"{method:<12} {'allgather' if exchange == 'blocking' else exchange:<9} {D_ms:6.1f} {rounds:8.0f} {mb:15.2f} "
+                  f"{s['exchange_s_rank0'] / args.run_seconds:12.3f} "
                   f"{s['synapses_remote']:>10} {s['wall_s'] / args.run_seconds:8.2f} {s['spikes']:>9}", flush=True)
 
 

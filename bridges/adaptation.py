@@ -231,7 +231,8 @@ def plot(res: dict, out: Path) -> list[Path]:
     fig.tight_layout()
     written.append(save_png(fig, out / "learning_curve.png", dpi=100))
 
-    picks = [("last baseline", s.baseline - 1), ("first perturbed", s.baseline), ("last perturbed", s.baseline + s.perturbation - 1),
+    picks = [("last baseline", s.baseline - 1), ("first perturbed", s.baseline),
+             ("last perturbed", s.baseline + s.perturbation - 1),
              ("first washout", s.baseline + s.perturbation), ("last washout", s.n_trials - 1)]
     picks = [(name, i) for name, i in picks if 0 <= i < s.n_trials]
     fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3), sharey=True)

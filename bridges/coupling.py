@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtb.errors import DtbError
+from dtb.spec import PoissonStimulus
 
 log = logging.getLogger(__name__)
 
@@ -276,3 +277,65 @@ class BodyCoupling:
         ahead = (sim.t - self._t0_bio) - (now - self._t0_wall)
         if ahead > 0:
             time.sleep(ahead)
+
+
+def read_section(r, context) -> CouplingSettings:
+    """[bridge] (``r``: a dtb.config.ConfigReader; ``context``: a dtb.config.SectionContext)."""
+    by_name, stims = context.populations, context.stimuli
+    d = CouplingSettings()
+    motor = r.list("motor", [])
+    sensory = r.list("sensory", [])
+    for key, names in (("motor", motor), ("sensory", sensory)):
+        for n in names:
+            if n not in by_name:
+                raise r.error(key, f"unknown population {n!r}")
+    for n in sensory:
+        if not any(isinstance(st, PoissonStimulus) and st.population == n and st.rate == 0 for st in stims):
+            raise r.error("sensory", f"population {n!r} needs a Poisson [[stimuli]] entry with rate = \"0 Hz\": "
+                                     f"the body's messages set its rate")
+    settings = CouplingSettings(
+        motor=tuple(motor), sensory=tuple(sensory),
+        period=r.quantity("period", "time", d.period, positive=True),
+        motor_topic=r.str("motor_topic", d.motor_topic), sensory_topic=r.str("sensory_topic", d.sensory_topic),
+        rate_per_unit=r.quantity("rate_per_unit", "rate", d.rate_per_unit, nonnegative=True),
+        mode=r.str("mode", d.mode, choices=("lockstep", "realtime")),
+        sensory_delay=r.int("sensory_delay", d.sensory_delay, minimum=0),
+        timeout=r.quantity("timeout", "time", d.timeout, positive=True),
+        port=r.int("port", d.port, minimum=0), host=r.str("host", d.host),
+        auth_secret=r.file_path("auth_secret", context.folder), allow_origin=tuple(r.string_list("allow_origin")),
+        error=_read_error_channel(r.sub("error", r.raw("error")), by_name, stims) if r.has("error") else None)
+    r.done()
+    return settings
+
+
+def _read_error_channel(r, by_name: dict, stims):
+    """[bridge.error]: the inferior olive's error signal (see :class:`ErrorChannel`)."""
+    groups = r.list("cpg_groups")
+    n = len(groups)
+    if n == 0:
+        raise r.error("cpg_groups", "at least one CPG group (one per joint) is needed")
+    lists = {}
+    for key in ("flexor", "extensor"):
+        names = r.list(key)
+        if len(names) != n:
+            raise r.error(key, f"expected {n} populations (one per joint of cpg_groups), got {len(names)}")
+        for name in names:
+            if name not in by_name:
+                raise r.error(key, f"unknown population {name!r}")
+            if sum(isinstance(st, PoissonStimulus) and st.population == name for st in stims) != 1:
+                raise r.error(key, f"population {name!r} needs exactly one Poisson [[stimuli]] entry (the error sets "
+                                   f"its rate)")
+        lists[key] = tuple(names)
+    for key in ("offset", "amplitude"):
+        vals = r.list(key)
+        if len(vals) != n or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            raise r.error(key, f"expected {n} numbers (rad, one per joint), got {vals!r}")
+        lists[key] = tuple(float(v) for v in vals)
+    d = ErrorChannel(cpg_groups=(), flexor=(), extensor=(), offset=(), amplitude=())
+    ch = ErrorChannel(cpg_groups=tuple(str(g) for g in groups), **lists,
+                      lag=r.quantity("lag", "time", d.lag, nonnegative=True),
+                      baseline=r.quantity("baseline", "rate", d.baseline, nonnegative=True),
+                      gain=r.quantity("gain", "rate", d.gain, nonnegative=True),
+                      max_rate=r.quantity("max_rate", "rate", d.max_rate, positive=True))
+    r.done()
+    return ch

@@ -129,7 +129,6 @@ def nodes_needed(c: UnitCosts, w: Workload, node: Node, headroom: float = 0.8) -
     per_neuron = c.m_neuron + w.indegree * c.m_synapse
     n = 1
     while True:
-        ranks = n * node.cores
         if (c.m0 * node.cores + w.neurons / n * per_neuron) <= headroom * node.memory_bytes or n > 1e7:
             return n
         n = max(n + 1, int(n * 1.05))

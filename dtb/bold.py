@@ -106,13 +106,60 @@ def initial_state(first_tr_drive: np.ndarray, settings: BoldSettings) -> Balloon
     return fixed_point(np.mean(first_tr_drive, axis=0), settings.parameters)[0]
 
 
+def regional_activity(rows: np.ndarray, sizes: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regional samples summed over ranks, (samples, channels, regions) int64 as the engine's
+    recorder takes them (dtb.engine.recording), as mean excitatory and inhibitory synaptic current
+    per neuron (pA) and firing rate per neuron (Hz) over each interval."""
+    from dtb.engine.recording import CHARGE_QUANTUM
+    to_pA = CHARGE_QUANTUM / interval / sizes * 1e12
+    return rows[:, 0, :] * to_pA, rows[:, 1, :] * to_pA, rows[:, 2, :] / sizes / interval
+
+
+def attach_bold(sim) -> "BoldRecorder | None":
+    """Give ``sim`` (a dtb.engine Simulation) its BOLD recorder when its spec has [bold]
+    (``sim.bold``); call it right after building, before any other hook."""
+    if sim.spec.bold is not None and sim.bold is None:
+        sim.bold = BoldRecorder(sim, sim.spec.bold)
+    return sim.bold
+
+
+def read_section(r, context) -> BoldSettings:
+    """[bold]: BOLD computed while the network runs (``r``: a dtb.config.ConfigReader; ``context``:
+    a dtb.config.SectionContext)."""
+    from dtb.models.balloon import PRESETS
+
+    d = BoldSettings()
+    tr = r.quantity("tr", "time", d.tr, positive=True)
+    try:
+        check_tr(tr, context.simulation.dt, context.monitors.region_interval)
+    except DtbError as e:
+        raise r.error("tr", str(e)) from None
+    preset = r.str("preset", d.preset, choices=tuple(PRESETS))
+    drive = r.str("drive", d.drive, choices=DRIVES)
+    ref = r.quantity("reference_current", "current", d.reference_current, positive=True)
+    start = r.str("start", d.start, choices=("steady", "rest"))
+    noise = r.float("noise", d.noise, low=0.0, high=1.0)
+    base = context.folder
+    atlas = r.str("atlas", None) if r.has("atlas") else None
+    labels = r.str("labels", None) if r.has("labels") else None
+    if (atlas is None) != (labels is None):
+        raise r.error("labels" if atlas else "atlas", "atlas and labels go together: the label volume and the table "
+                      "naming its regions")
+    for key, val in (("atlas", atlas), ("labels", labels)):
+        if val is not None and not (base / val).is_file():
+            raise r.error(key, f"file not found: {base / val}")
+    r.done()
+    return BoldSettings(tr=tr, preset=preset, drive=drive, reference_current=ref, start=start, noise=noise,
+                        atlas=str(base / atlas) if atlas else None, labels=str(base / labels) if labels else None)
+
+
 class BoldRecorder:
     """Computes BOLD while the simulation runs: every TR, all ranks sum the regional samples of
     that TR (one allreduce per TR), step the balloon model through them and keep the signal."""
 
     def __init__(self, sim, settings: BoldSettings):
         self.sim, self.settings = sim, settings
-        self.interval = sim._region_every * sim.dt
+        self.interval = sim.region_every * sim.dt
         self.per_tr = check_tr(settings.tr, sim.dt, self.interval)
         self.params = settings.parameters
         self.sizes = sim.spec.region_sizes
@@ -122,11 +169,10 @@ class BoldRecorder:
         sim.add_hook(settings.tr, lambda s: self._on_tr())
 
     def _on_tr(self) -> None:
-        from dtb.engine.kernel import regional_activity
-        rows = np.array(self.sim._region_rows[self._row:], dtype=np.int64)
-        self._row = len(self.sim._region_rows)
+        rows = np.array(self.sim.region_rows[self._row:], dtype=np.int64)
+        self._row = len(self.sim.region_rows)
         if not self.sim.keep_region_rows:           # used: drop them (see Simulation)
-            del self.sim._region_rows[:]
+            del self.sim.region_rows[:]
             self._row = 0
         if self.sim.size > 1:
             from mpi4py import MPI
@@ -254,3 +300,47 @@ def plot_bold(signal: np.ndarray, regions: list[str], tr: float, path: str | Pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_bold_outputs(signal: np.ndarray, regions: list[str], settings: BoldSettings, out: Path,
+                       plots: bool = True) -> list[Path]:
+    """bold.png and, with an atlas, bold.nii.gz (the signal painted into its labels); the files."""
+    from atlas.io import read_label_table
+    written = [plot_bold(signal, regions, settings.tr, out / "bold.png")] if plots else []
+    if settings.atlas:
+        import nibabel as nib
+        try:
+            img = nib.load(settings.atlas)
+        except Exception as e:   # nibabel raises several types for unreadable files
+            raise DtbError(f"{settings.atlas}: cannot read as NIfTI: {e}") from None
+        table = read_label_table(settings.labels)
+        written.append(save_nifti(paint_regions(img, table, regions, signal, settings.tr, source=settings.atlas),
+                                  out / "bold.nii.gz"))
+    return written
+
+
+def read_regional_activity(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray, float, BoldSettings, int]:
+    """From a run file: (regions, rate (Hz), excitatory current (pA), sampling interval (s), the
+    run's BOLD settings (defaults where it had none), seed)."""
+    import dataclasses
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            regions = [r.decode() if isinstance(r, bytes) else r for r in f["network/regions"][()]]
+            interval = float(f["regions"].attrs["interval_ms"]) / 1e3
+            rate = f["regions/rate"][()]
+            i_exc = f["regions/I_exc"][()]
+            stored = dict(f["bold"].attrs) if "bold" in f else {}
+            seed = int(f.attrs["seed"])
+    except FileNotFoundError:
+        raise DtbError(f"{path}: file not found") from None
+    except (OSError, KeyError) as e:
+        raise DtbError(f"{path}: not a dtb run file with regional activity ({e})") from None
+    if not (np.isfinite(interval) and interval > 0):
+        raise DtbError(f"{path}: regions.interval_ms is {interval * 1e3:g}; a positive sampling interval is expected")
+    settings = BoldSettings()
+    if stored:
+        settings = dataclasses.replace(settings, tr=float(stored["tr_s"]), preset=str(stored["preset"]),
+                                       drive=str(stored["drive"]), start=str(stored.get("start", "steady")),
+                                       noise=float(stored.get("noise", 0.0)))
+    return regions, rate, i_exc, interval, settings, seed

@@ -44,7 +44,8 @@ import h5py
 import numpy as np
 
 import dtb
-from dtb.engine.kernel import Simulation, regional_activity
+from dtb.bold import regional_activity
+from dtb.engine.kernel import Simulation
 from dtb.files import atomic_path
 from dtb.spec import NetworkSpec
 
@@ -90,6 +91,42 @@ class RunResults:
         sizes = np.array([p.size for p in spec.populations], dtype=float)
         return np.arange(n_bins) * steps_per_bin * spec.simulation.dt, counts / sizes / (steps_per_bin * spec.simulation.dt)
 
+    # ----------------------------------------------------------------- tables
+    def spikes_frame(self):
+        """pandas DataFrame of every spike: time_s, gid, population, region."""
+        import pandas as pd
+        pop = self.spec.population_index(self.spike_gids)
+        names = np.array([p.name for p in self.spec.populations])
+        regions = np.array([p.region for p in self.spec.populations])
+        return pd.DataFrame({"time_s": self.spike_times, "gid": self.spike_gids, "population": names[pop],
+                             "region": regions[pop]})
+
+    def rates_frame(self, bin_width: float | None = None):
+        """pandas DataFrame of population rates (Hz): one column per population, indexed by the
+        bins' start time (s)."""
+        import pandas as pd
+        t, r = self.rates(bin_width)
+        return pd.DataFrame(r, index=pd.Index(t, name="time_s"), columns=[p.name for p in self.spec.populations])
+
+    def regions_frame(self, quantity: str = "rate"):
+        """pandas DataFrame of regional activity, one column per region, indexed by the end of
+        each sampling interval (s): ``rate`` (Hz per neuron), ``I_exc`` or ``I_inh`` (pA per neuron)."""
+        import pandas as pd
+        data = {"rate": self.region_rate, "I_exc": self.region_exc, "I_inh": self.region_inh}
+        if quantity not in data:
+            raise ValueError(f"quantity must be one of {', '.join(data)}, got {quantity!r}")
+        t = np.arange(1, len(data[quantity]) + 1) * self.region_interval
+        return pd.DataFrame(data[quantity], index=pd.Index(t, name="time_s"), columns=list(self.spec.regions))
+
+    def bold_frame(self):
+        """pandas DataFrame of the regional BOLD (fractional signal change), one column per
+        region, indexed by the scan times (s); None without [bold]."""
+        if self.bold is None:
+            return None
+        import pandas as pd
+        t = np.arange(1, len(self.bold) + 1) * self.spec.bold.tr
+        return pd.DataFrame(self.bold, index=pd.Index(t, name="time_s"), columns=list(self.spec.regions))
+
     def mean_rates(self) -> dict[str, float]:
         """Mean rate per population over the whole run (Hz)."""
         pop = self.spec.population_index(self.spike_gids)
@@ -101,10 +138,10 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
     """Collect every rank's records on rank 0 (collective: all ranks call it). Others get None."""
     sim.finish_exchange()
     gids, steps = sim.local_spikes()
-    rows = np.array(sim._region_rows, dtype=np.int64).reshape(-1, 3, len(sim.spec.regions))
+    rows = np.array(sim.region_rows, dtype=np.int64).reshape(-1, 3, len(sim.spec.regions))
     states = []
     for k, (sm, mine, mon) in enumerate(sim.state_monitors):
-        t, data = sim._state_record(k)
+        t, data = sim.state_record(k)
         states.append((mine, t, data))
     n_syn = sim.n_synapses_total()
     from dtb.engine.kernel import peak_rss
@@ -117,7 +154,7 @@ def gather_results(sim: Simulation, summary: dict | None = None) -> RunResults |
     order = np.lexsort((all_g, all_s))
     total_rows = sum(p[2] for p in pieces)
     spec = sim.spec
-    interval = sim._region_every * sim.dt
+    interval = sim.region_every * sim.dt
     i_exc, i_inh, rate = regional_activity(total_rows, spec.region_sizes, interval)
     state_out = []
     for k, sm in enumerate(spec.monitors.state):

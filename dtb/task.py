@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,38 @@ class TaskSettings:
     hrf_model: str = "spm"
     drift_model: str = "cosine"
     high_pass: float = 0.01           # Hz
+
+
+def read_section(r, context) -> TaskSettings:
+    """[task]: a stimulus protocol (``r``: a dtb.config.ConfigReader; ``context``: a
+    dtb.config.SectionContext)."""
+    base = context.folder
+    types = []
+    tt = r.sub("trial_types", r.raw("trial_types"))
+    for name in list(tt.table):
+        t = tt.sub(name, tt.raw(name))
+        regions = t.list("regions")
+        if not regions or not all(isinstance(x, str) for x in regions):
+            raise t.error("regions", "expected a non-empty list of region names or atlas labels")
+        kind = t.str("input", "poisson", choices=("poisson", "current"))
+        amp = t.quantity("amplitude", "rate" if kind == "poisson" else "current")
+        if kind == "poisson" and amp < 0:
+            raise t.error("amplitude", "a rate increase must not be negative")
+        t.done()
+        types.append(TrialType(name, tuple(regions), kind, amp))
+    tt.done()
+    if not types:
+        raise r.error("trial_types", "define at least one trial type")
+    events = r.str("events", None) if r.has("events") else None
+    d = TaskSettings(trial_types=())
+    settings = TaskSettings(
+        trial_types=tuple(types), events=str(base / events) if events else None,
+        populations=r.str("populations", d.populations, choices=("excitatory", "all")),
+        hrf_model=r.str("hrf_model", d.hrf_model, choices=("spm", "glover", "spm + derivative", "glover + derivative")),
+        drift_model=r.str("drift_model", d.drift_model, choices=("cosine", "polynomial")),
+        high_pass=r.quantity("high_pass", "rate", d.high_pass, positive=True))
+    r.done()
+    return settings
 
 
 def match_regions(patterns: tuple[str, ...], regions: list[str]) -> list[str]:

@@ -43,7 +43,8 @@ def parse_quantity(value: object, dimension: str) -> float:
         if value == 0:
             return 0.0
         raise UnitError(
-            f"expected a {dimension} with a unit, e.g. \"{value} {next(iter(_example_unit(dimension)))}\", got the bare number {value!r}"
+            f"expected a {dimension} with a unit, e.g. \"{value} {next(iter(_example_unit(dimension)))}\", "
+            f"got the bare number {value!r}"
         )
     if not isinstance(value, str):
         raise UnitError(f"expected a {dimension} such as {_example(dimension)}, got {value!r}")

@@ -200,3 +200,55 @@ amplitude = "40 pA"
 start = "100 ms"
 stop = "150 ms"
 """
+
+
+# ----------------------------------------------------------------------------------- markers
+#: modules whose tests start several MPI ranks (directly or through a module fixture)
+MPI_MODULES = {"test_adaptation.py", "test_assimilation_cli.py", "test_checkpoint.py", "test_cli_outputs.py",
+               "test_cluster.py", "test_coupling.py", "test_cpg.py", "test_exchange.py", "test_plasticity.py",
+               "test_reproducibility.py", "test_rewind.py"}
+#: modules whose tests run long simulations (each more than about 10 s here)
+SLOW_MODULES = {"test_task_glm.py", "test_assimilation_twin.py", "test_adaptation.py", "test_closed_loop.py",
+                "test_assimilation_cli.py", "test_checkpoint.py", "test_slurm.py", "test_bridge_limits.py",
+                "test_coupling.py", "test_matsuoka.py", "test_api_docs.py"}
+
+
+#: single tests of other modules that take more than about 3 s (measured with --durations)
+SLOW_TESTS = {
+    "test_impulse_response_of_the_friston_preset",
+    "test_full_checkpoint_disk_is_a_clear_error_and_the_last_checkpoint_resumes",
+    "test_fitted_hyperparameters_are_loaded",
+    "test_constant_input_reaches_the_analytic_fixed_point",
+    "test_online_bold_is_recorded_and_rank_independent",
+    "test_agrees_with_neurolib",
+    "test_linear_fc_is_the_analytic_correlation_and_matches_a_simulation",
+    "test_linear_network_bold_matches_the_slow_limit_of_two_coupled_regions",
+    "test_run_an_atlas_config_on_1_and_2_ranks",
+    "test_halving_dt_changes_the_signal_by_less_than_half_a_percent_of_its_range",
+    "test_a_resigned_damaged_checkpoint_is_a_clear_error",
+    "test_bold_of_a_run_with_a_zero_interval_is_a_clear_error",
+    "test_dropping_used_region_samples_keeps_memory_flat_and_the_bold_equal",
+    "test_leftovers_of_a_killed_run_are_removed",
+    "test_disconnect_mid_message_leaks_nothing",
+    "test_atlas_cli_build_round_trips",
+    "test_run_in_chunks_equals_one_run",
+    "test_offline_bold_equals_online",
+    "test_bold_cli_errors",
+    "test_seed_override_and_units_of_duration",
+    "test_output_folder_without_room_is_refused_before_the_run",
+}
+MPI_TESTS = {"test_run_an_atlas_config_on_1_and_2_ranks", "test_online_bold_is_recorded_and_rank_independent"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers by module: ``slurm`` (the local Slurm), ``mpi`` (several ranks), ``slow``; the
+    fast part: ``pytest -m "not slow and not mpi and not slurm"``."""
+    for item in items:
+        name = Path(str(item.fspath)).name
+        if name == "test_slurm.py":
+            item.add_marker(pytest.mark.slurm)
+        test = item.originalname or item.name
+        if name in MPI_MODULES or test in MPI_TESTS:
+            item.add_marker(pytest.mark.mpi)
+        if name in SLOW_MODULES or test in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

@@ -231,6 +231,7 @@ def test_nilearn_reads_the_painted_signal_back(bold_runs):
 
 
 def test_dropping_used_region_samples_keeps_memory_flat_and_the_bold_equal(tmp_path):
+    from dtb.bold import attach_bold
     from dtb.engine import Simulation
     from dtb.spec import load_spec
     cfg = tmp_path / "net.toml"
@@ -238,7 +239,8 @@ def test_dropping_used_region_samples_keeps_memory_flat_and_the_bold_equal(tmp_p
     spec = load_spec(cfg)
     kept, dropped = Simulation(spec), Simulation(spec, keep_region_rows=False)
     for sim in (kept, dropped):
+        attach_bold(sim)
         sim.run(0.35)
     per_tr = dropped.bold.per_tr
-    assert len(kept._region_rows) == 175 and len(dropped._region_rows) <= per_tr     # a sample every 2 ms
+    assert len(kept.region_rows) == 175 and len(dropped.region_rows) <= per_tr     # a sample every 2 ms
     np.testing.assert_array_equal(np.array(kept.bold.signal), np.array(dropped.bold.signal))

@@ -8,7 +8,6 @@ import threading
 import time
 
 import h5py
-import numpy as np
 import pytest
 
 from conftest import SMALL_NETWORK, run_dtb

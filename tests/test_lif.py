@@ -116,7 +116,7 @@ def test_run_in_chunks_equals_one_run():
     assert len(ga) > 100
     np.testing.assert_array_equal(ga, gb)
     np.testing.assert_array_equal(sa, sb)
-    np.testing.assert_array_equal(np.array(a._region_rows), np.array(b._region_rows))
+    np.testing.assert_array_equal(np.array(a.region_rows), np.array(b.region_rows))
 
 
 def test_conductance_scales_change_the_dynamics():

@@ -187,7 +187,8 @@ def test_plasticity_config_errors(write_config, edit, field, words):
 def test_inhibitory_plastic_source_and_unknown_condition_are_clear_errors(write_config):
     text = NETWORK.replace('source = "GrC"\ntarget = "PC"', 'source = "PC"\ntarget = "GrC"', 1)
     with pytest.raises(ConfigError):
-        load_spec(write_config(text.replace('receptor = "ampa"\nweight = { distribution', 'receptor = "gabaa"\nweight = { distribution', 1)))
+        inhibitory = text.replace('receptor = "ampa"\nweight = { distribution', 'receptor = "gabaa"\nweight = { distribution', 1)
+        load_spec(write_config(inhibitory))
     from dtb.spec import apply_condition
     with pytest.raises(ConfigError) as e:
         apply_condition(load_spec(write_config(NETWORK)), "nope")

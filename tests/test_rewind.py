@@ -13,6 +13,7 @@ from conftest import MPIEXEC, ROOT, SMALL_NETWORK
 WORKER = textwrap.dedent('''
     import sys, tomllib
     import numpy as np
+    from dtb.bold import attach_bold
     from dtb.engine import Simulation
     from dtb.spec import spec_from_dict
     text = open(sys.argv[1]).read()
@@ -29,6 +30,7 @@ WORKER = textwrap.dedent('''
         return np.array(sim.bold.signal)
 
     sim = Simulation(spec)
+    attach_bold(sim)
     sim.run(0.06)
     sim.finish_exchange()
     snap = sim.snapshot()

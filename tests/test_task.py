@@ -61,7 +61,7 @@ def test_rest_then_task_shifts_the_protocol(tmp_path):
     """--rest T: T of rest first; events move by T and the run grows by T (the spec, not a run)."""
     import argparse
     from pathlib import Path
-    from dtb.cli import _load_run_spec
+    from dtb.cli.run import load_run_spec as _load_run_spec
     root = Path(__file__).resolve().parents[1] / "dtb" / "examples"
     args = argparse.Namespace(config=str(root / "visual_task.toml"), duration=None, seed=None, command="task",
                               events=None, rest=20.0)

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from dtb.engine import Simulation
+from dtb.runs import build_network
 from dtb.results import gather_results
 from dtb.spec import spec_from_dict
 from dtb.task import Event, TaskSettings, TrialType, add_task_stimuli, fit_glm, region_glm
@@ -28,7 +28,7 @@ def _run(seed: int, amplitude: float):
     settings = TaskSettings(trial_types=(TrialType("visual", VISUAL, "poisson", amplitude),))
     if amplitude > 0:
         spec = add_task_stimuli(spec, EVENTS, settings)
-    sim = Simulation(spec)
+    sim = build_network(spec)
     sim.run(spec.simulation.duration)
     res = gather_results(sim)
     return spec, region_glm(res.bold, EVENTS, 1.0, settings)["visual"]
@@ -110,7 +110,7 @@ def test_activation_propagates_along_the_connectome():
         "bold": {"tr": "1 s", "preset": "stephan2007", "noise": 4e-4}})
     settings = TaskSettings(trial_types=(TrialType("visual", VISUAL, "poisson", 600.0),))
     spec = add_task_stimuli(spec, EVENTS, settings)
-    sim = Simulation(spec)
+    sim = build_network(spec)
     sim.run(spec.simulation.duration)
     res = gather_results(sim)
     z = region_glm(res.bold, EVENTS, 1.0, settings)["visual"]

@@ -160,8 +160,8 @@ class Checkpointer:
                 shutil.rmtree(stale, ignore_errors=True)
         if every:
             steps = max(int(np.rint(every / sim.dt)), 1)
-            sim._schedule(steps, self._periodic, order=90)
-        sim._schedule(sim.P, self._check_stop, order=91)
+            sim.schedule(steps, self._periodic, order=90)
+        sim.schedule(sim.P, self._check_stop, order=91)
 
     def _periodic(self, k: int) -> None:
         if self.paused:
@@ -353,12 +353,12 @@ def _restore(sim, info: CheckpointInfo, extra=None) -> None:
     for name in sorted(info.manifest["files"]):
         with h5py.File(info.folder / name, "r") as f:
             gid = f["neurons/gid"][()]
-            mine = sim._locate(gid)[0]
+            mine = sim.locate(gid)[0]
             if mine.any():
                 for key in f["neurons"]:
                     neurons.setdefault(key, []).append(f["neurons"][key][()][mine])
             g, s = f["spikes/gid"][()], f["spikes/step"][()]
-            keep = sim._locate(g)[0] | (s >= recent)
+            keep = sim.locate(g)[0] | (s >= recent)
             sp_g.append(g[keep])
             sp_s.append(s[keep])
             r = f["regions/rows"][()]
@@ -375,7 +375,7 @@ def _restore(sim, info: CheckpointInfo, extra=None) -> None:
                 cpg = {name: f["cpg"][name][()] for name in f["cpg"]}
             if "plastic" in f:
                 key = f["plastic/key"][()]
-                mine = sim._locate(key[:, 1])[0] if len(key) else np.zeros(0, bool)
+                mine = sim.locate(key[:, 1])[0] if len(key) else np.zeros(0, bool)
                 for name in f["plastic"]:
                     plastic.setdefault(name, []).append(f["plastic"][name][()][mine])
             if "bold" in f:

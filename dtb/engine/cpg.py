@@ -110,7 +110,7 @@ class CpgDriver:
         for g in cpg.groups:
             for u, name in enumerate((g.flexor, g.extensor)):
                 p = sim.spec.population(name)
-                mine, idx = sim._locate(np.arange(p.first_gid, p.first_gid + p.size, dtype=np.int64))
+                mine, idx = sim.locate(np.arange(p.first_gid, p.first_gid + p.size, dtype=np.int64))
                 j_in_pool = np.flatnonzero(mine)
                 targets.append(idx[mine])
                 osc.append(first + j_in_pool * g.count // p.size)
@@ -128,7 +128,7 @@ class CpgDriver:
         self.prefix: tuple[np.ndarray, np.ndarray] | None = None
         # vigour: the tonic drive follows a population's rate (summed over ranks: the same
         # oscillators everywhere)
-        self.drive_slice = sim._population_slices(cpg.drive_from) if cpg.drive_from else None
+        self.drive_slice = sim.population_slices(cpg.drive_from) if cpg.drive_from else None
         self.drive_size = sim.spec.population(cpg.drive_from).size if cpg.drive_from else 0
         self.drive_r = cpg.drive_rate
         self._spike_pos = 0

@@ -21,7 +21,8 @@ BOLD coefficients:
 Integration: explicit Euler on (s, ln f, ln v, ln q). The logarithms keep f, v and q positive
 (Stephan et al. 2008 integrate the same transformed states); under extreme drive f can still
 reach zero in finite time, so the logarithms are bounded to +-LOG_BOUND and every state stays
-finite. The step is the engine's regional sampling interval (1 ms by default). Everything here is a pure function of arrays, usable without a network.
+finite. The step is the engine's regional sampling interval (1 ms by default). Everything here is
+a pure function of arrays, usable without a network.
 """
 
 from __future__ import annotations

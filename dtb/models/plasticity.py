@@ -54,9 +54,8 @@ tlast = t
 w = clip(w + ltp_q_post, wmin_q_post, wmax_q_post)
 """
 
-PLASTIC_ON_POST = """
-w = clip(w - int(ltd_q_post * exp(1.0) * (elig_b + elig_a * (t - tlast) / tau_e_post) * exp(-(t - tlast) / tau_e_post) + 0.5), wmin_q_post, wmax_q_post)
-"""
+PLASTIC_ON_POST = ("\nw = clip(w - int(ltd_q_post * exp(1.0) * (elig_b + elig_a * (t - tlast) / tau_e_post)"
+                   " * exp(-(t - tlast) / tau_e_post) + 0.5), wmin_q_post, wmax_q_post)\n")   # one Brian2 statement
 
 
 def kernel(s: np.ndarray, tau: float) -> np.ndarray:

@@ -1,0 +1,81 @@
+"""The scheduler (NEST's simulation manager): one Brian2 network operation per step dispatches
+every periodic task (exchange, stimulus changes, recorders, hooks, progress) in a fixed order;
+``run`` advances the network by whole steps."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import logging
+from typing import Callable
+
+import numpy as np
+
+from dtb.engine.common import current_rss
+
+if TYPE_CHECKING:
+    from dtb.engine.kernel import Simulation
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Part of :class:`dtb.engine.kernel.Simulation`."""
+
+    # ------------------------------------------------------------------ run
+    def schedule(self, period_steps: int, fn: Callable[[int], None], order: int = 0) -> None:
+        self._tasks.append((order, max(int(period_steps), 1), fn))
+        self._tasks.sort(key=lambda task: task[0])
+
+    def unschedule(self, fn: Callable[[int], None]) -> None:
+        self._tasks = [task for task in self._tasks if task[2] is not fn]
+
+    def _tick(self) -> None:
+        k = int(self._timestep[0]) + 1        # the step about to begin
+        for _, period, fn in self._tasks:
+            if k % period == 0:
+                try:
+                    fn(k)
+                except Exception as e:        # a task's error ends the run here; run() raises it as it is
+                    self._task_error = e
+                    self.net.stop()
+                    return
+
+    def add_hook(self, period: float, fn: Callable[["Simulation"], None]) -> None:
+        """Call ``fn(sim)`` every ``period`` seconds of biological time (rounded to whole steps), at
+        the start of the step, inside the run: no run() split, so it is cheap."""
+        self.schedule(int(np.rint(period / self.dt)), lambda k: fn(self), order=0)
+
+    def run(self, duration: float, progress: bool = False) -> None:
+        """Advance by ``duration`` seconds (rounded to whole steps). Callable repeatedly."""
+        b2 = self._b2
+        steps = int(np.rint(duration / self.dt))
+        if steps <= 0:
+            return
+        bar = None
+        if progress and self.rank == 0:
+            from tqdm import tqdm
+            bar = tqdm(total=round(steps * self.dt, 6), unit="s bio", desc="simulating",
+                       bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} s [{elapsed}<{remaining}]")
+            start = self.current_step()
+            every = max(steps // 100, self.D)
+
+            def _progress(k: int) -> None:
+                bar.n = round((k - start) * self.dt, 6)
+                bar.refresh()
+            self.schedule(every, _progress, order=100)
+        if not self.stats.rss_after_first_step:
+            self.net.run(self.dt * b2.second, namespace={}, report=None)
+            self.stats.rss_after_first_step = current_rss()
+            steps -= 1
+        try:
+            if steps > 0 and self._task_error is None:
+                self.net.run(steps * self.dt * b2.second, namespace={}, report=None)
+        finally:
+            if bar is not None:
+                self.unschedule(_progress)
+                bar.n = bar.total
+                bar.close()
+        if self._task_error is not None:
+            error, self._task_error = self._task_error, None
+            raise error
