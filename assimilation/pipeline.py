@@ -245,7 +245,8 @@ def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
             log.warning("global coupling %g: skipped (%s)", g, e)
             scores[g] = float("nan")
             continue
-        sim = simulation(ensemble_spec(candidate, s.coupling_members), comm, keep_region_rows=False)
+        sim = simulation(ensemble_spec(candidate, s.coupling_members), comm, keep_region_rows=False,
+                         keep_spikes=False)
         sim.run((spinup_tr + len(observed)) * spec.bold.tr)
         sim.finish_exchange()
         bold = np.array(sim.bold.signal)[spinup_tr:]
@@ -312,7 +313,7 @@ class _Fit:
         self.tr = spec.bold.tr
         t0 = time.perf_counter()
         self.sim = simulation(ensemble_spec(spec, self.s.members), comm, per_neuron_scales=True,
-                              keep_region_rows=False)
+                              keep_region_rows=False, keep_spikes=False)
         self.a = Assimilator(self.sim, spec, self.s, observed, sc=region_connectivity(spec), n_assimilate=n_train)
         if resume is not None:
             ckpt.restore(self.sim, resume, extra=self.a)

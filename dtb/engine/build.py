@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from dtb import connect, rng
-from dtb.engine.common import SpikeBuffer, current_rss
+from dtb.engine.common import SPIKE_TRIM_PERIOD, SpikeBuffer, current_rss
 from dtb.errors import DtbError
 from dtb.models.lif import RECEPTORS, lif_equations, neuron_update_code
 from dtb.models.plasticity import (PLASTIC_ON_POST, PLASTIC_ON_PRE, PLASTIC_SLOT_EQUATIONS, PLASTIC_SYNAPSE_MODEL)
@@ -316,6 +316,8 @@ class NetworkBuilder:
         self._spikespace = G.variables["_spikespace"].get_value()
         self.spikes = SpikeBuffer()
         self.schedule(1, self._read_spikes, order=-1000)
+        if not self.keep_spikes:
+            self.schedule(SPIKE_TRIM_PERIOD, self._forget_old_spikes, order=1000)
         objects = []
         # regional synaptic activity: fixed-point charge sums, sampled every region_interval
         self.region_every = max(int(np.rint(mon.region_interval / self.dt)), 1)

@@ -67,16 +67,29 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+#: steps between two trims of the spike record when old spikes are not kept
+SPIKE_TRIM_PERIOD = 1000
+
+
 class SpikeBuffer:
-    """Growable record of (local index, step) pairs, appended once per step."""
+    """Growable record of (local index, step) pairs, appended once per step, in step order.
+
+    Positions (``len``, ``since``, ``truncate``) count every spike ever appended, also after
+    :meth:`forget_before` has dropped the oldest ones to bound memory."""
 
     def __init__(self, capacity: int = 4096):
         self._idx = np.empty(capacity, dtype=np.int32)
         self._step = np.empty(capacity, dtype=np.int64)
         self._n = 0
+        self._first = 0                   # position of _idx[0]: spikes forgotten before it
 
     def __len__(self) -> int:
-        return self._n
+        return self._first + self._n
+
+    @property
+    def first(self) -> int:
+        """Position of the oldest spike still held (0 unless some were forgotten)."""
+        return self._first
 
     def append(self, idx: np.ndarray, step: int) -> None:
         n, m = self._n, len(idx)
@@ -95,8 +108,47 @@ class SpikeBuffer:
         self._step[n:self._n] = steps
 
     def since(self, start: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._idx[start:self._n].copy(), self._step[start:self._n].copy()
+        s = self._held(start)
+        return self._idx[s:self._n].copy(), self._step[s:self._n].copy()
 
     def truncate(self, n: int) -> None:
         """Forget every spike after the first ``n`` (a rewind)."""
-        self._n = min(self._n, int(n))
+        self._n = min(self._n, self._held(n))
+
+    def _held(self, position: int) -> int:
+        if position < self._first:
+            raise RuntimeError(f"spike {position} was forgotten (the buffer holds {self._first} on)")
+        return int(position) - self._first
+
+    def forget_before(self, step: int, keep_from: int) -> None:
+        """Drop the spikes of steps before ``step``, but none at or after position ``keep_from``,
+        and give back memory the rest does not need."""
+        k = min(int(np.searchsorted(self._step[:self._n], step)), self._held(keep_from))
+        if k > 0:
+            rest = self._n - k
+            self._idx[:rest] = self._idx[k:self._n]
+            self._step[:rest] = self._step[k:self._n]
+            self._first += k
+            self._n = rest
+        if len(self._idx) > max(4 * self._n, 4096):
+            cap = max(2 * self._n, 4096)
+            self._idx, self._step = self._idx[:cap].copy(), self._step[:cap].copy()
+
+    def tail(self, step: int, keep_from: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(position, indices, steps) of the spikes of ``step`` and later, and of all from
+        position ``keep_from``: what a rewind to now needs back if :meth:`forget_before` drops
+        them meanwhile."""
+        k = min(int(np.searchsorted(self._step[:self._n], step)), self._held(keep_from))
+        return self._first + k, self._idx[k:self._n].copy(), self._step[k:self._n].copy()
+
+    def rewind_to(self, n: int, tail: tuple[int, np.ndarray, np.ndarray]) -> None:
+        """Hold exactly the first ``n`` spikes again, from ``tail`` (taken when there were ``n``)
+        where they have been forgotten since."""
+        if n >= self._first:
+            self.truncate(n)
+            return
+        position, idx, steps = tail
+        if position + len(idx) != n:
+            raise RuntimeError(f"the snapshot's spikes end at {position + len(idx)}, not {n}")
+        self._first, self._n = position, 0
+        self.extend(idx, steps)

@@ -62,15 +62,22 @@ class Simulation(NetworkBuilder, StimulusControl, Recorder, SpikeExchange, Sched
         BOLD recorder drops the samples it has used, so memory does not grow with the run
         (the data assimilation, which needs only the BOLD: 24 members x 94 regions would
         otherwise keep 54 MB per biological second)
+    keep_spikes : keep every spike for the run's outputs (default); False: only those still in
+        flight (the longest delay back) and those a snapshot may rewind to, so memory does not
+        grow with the run (the data assimilation: 45,000 neurons at 20 Hz would keep 11 MB per
+        biological second, 2.4 GB over 300 TRs of 0.72 s); checkpoints then hold those only.
+        Readers of the spike record besides the kernel's own (CPGs, the body coupling) need True
     """
 
     def __init__(self, spec: NetworkSpec, comm=None, partition: Partition | None = None,
-                 per_neuron_scales: bool = False, keep_region_rows: bool = True):
+                 per_neuron_scales: bool = False, keep_region_rows: bool = True,
+                 keep_spikes: bool = True):
         configure_brian()
         t0 = time.perf_counter()
         self.spec = spec
         self.per_neuron_scales = per_neuron_scales
         self.keep_region_rows = keep_region_rows
+        self.keep_spikes = keep_spikes
         self.comm = comm if comm is not None else world_comm()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         if spec.n_neurons < self.size:

@@ -88,8 +88,27 @@ class Recorder:
         t = np.concatenate(ts) if ts else np.zeros(0)
         return t, {v: np.concatenate(x, axis=0) if x else np.zeros((0, len(mine))) for v, x in data.items()}
 
+    def spike_window(self) -> int:
+        """Steps of spikes a rank needs back in time: the longest delay, the exchange's latency
+        and a step of margin (what a checkpoint restores from; see :meth:`_forget_old_spikes`)."""
+        if getattr(self, "_spike_window", None) is None:
+            self._spike_window = self.max_delay_steps() + self.D + 2
+        return self._spike_window
+
+    def _forget_old_spikes(self, step: int) -> None:
+        """With ``keep_spikes=False``: drop the spikes no longer in flight that every reader of
+        the buffer has seen."""
+        self.spikes.forget_before(step - self.spike_window(), self._oldest_unread_spike())
+
+    def _oldest_unread_spike(self) -> int:
+        """Position of the first spike the exchange (on several ranks) or the regional
+        recorder has yet to read."""
+        sent = self._mon_pos if self.size > 1 else len(self.spikes)
+        return min(sent, self._region_spike_pos)
+
     # ------------------------------------------------------------- results
     def local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
-        """All spikes of this rank so far: (gids, steps)."""
-        i, steps = self.spikes.since(0)
+        """All spikes of this rank so far: (gids, steps); with ``keep_spikes=False`` only the
+        recent ones."""
+        i, steps = self.spikes.since(self.spikes.first)
         return self.local_gids[i], steps

@@ -43,6 +43,7 @@ class Snapshot:
     rate_override: dict
     bold: dict | None
     plastic_history: dict
+    spike_tail: tuple | None = None     # the recent spikes, where old ones are forgotten (keep_spikes=False)
 
 
 class StateManager:
@@ -111,13 +112,18 @@ class StateManager:
                         region_spike_pos=self._region_spike_pos, region_rows=list(self.region_rows),
                         pending_exchange=pending, capacity=self._capacity, rate_override=dict(self._rate_override),
                         bold=self.bold.capture() if self.bold is not None else None,
-                        plastic_history={k: (len(t), len(v)) for k, (t, v) in self.plastic_history.items()})
+                        plastic_history={k: (len(t), len(v)) for k, (t, v) in self.plastic_history.items()},
+                        spike_tail=None if self.keep_spikes else self.spikes.tail(self.current_step() - self.spike_window(),
+                                                                               self._oldest_unread_spike()))
 
     def rewind(self, snap: "Snapshot") -> None:
         """Return to the state of :meth:`snapshot` ``snap`` (between run() calls; every rank
         rewinds to the same snapshot step)."""
         self.net.restore(snap.name)
-        self.spikes.truncate(snap.n_spikes)
+        if snap.spike_tail is None:
+            self.spikes.truncate(snap.n_spikes)
+        else:
+            self.spikes.rewind_to(snap.n_spikes, snap.spike_tail)
         self._mon_pos, self._region_spike_pos = snap.mon_pos, snap.region_spike_pos
         self.region_rows = list(snap.region_rows)
         self._pending_exchange = snap.pending_exchange
