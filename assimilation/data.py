@@ -1,5 +1,6 @@
-"""Measured BOLD in: regions x time from HDF5, .npy, .mat or CSV/TSV, or a 4D NIfTI reduced to
-region means with an atlas; preprocessing (detrend, band-pass, z-score) as documented options.
+"""Measured BOLD in: regions x time from HDF5, .npy, .mat or CSV/TSV, or a 4D NIfTI in any grid of
+the atlas's space reduced to region means (fMRIPrep's output with its confounds: see
+assimilation.nifti_input); preprocessing (detrend, band-pass, z-score) as documented options.
 Every problem is a DtbError naming the file and what was expected."""
 
 from __future__ import annotations
@@ -109,26 +110,11 @@ def _from_text(path: Path):
 
 
 def _nifti_region_means(path: Path, atlas: str | None, labels: str | None, regions: list[str] | None) -> np.ndarray:
-    import nibabel as nib
-    from atlas.io import label_array, read_label_table
+    from assimilation.nifti_input import region_means
     if atlas is None or labels is None or regions is None:
         raise DtbError(f"{path}: a 4D NIfTI needs the atlas (label volume and table) of the network to extract "
                        f"region means")
-    img = nib.load(path)
-    data = np.asanyarray(img.dataobj)
-    if data.ndim != 4:
-        raise DtbError(f"{path}: expected a 4D image, got {data.ndim}D")
-    lab = label_array(nib.load(atlas), atlas)
-    if lab.shape != data.shape[:3]:
-        raise DtbError(f"{path}: image grid {data.shape[:3]} differs from the atlas's {lab.shape} ({atlas})")
-    table = read_label_table(labels)
-    out = np.empty((len(regions), data.shape[3]))
-    for k, r in enumerate(regions):
-        mask = lab == table[r]
-        if not mask.any():
-            raise DtbError(f"{atlas}: region {r!r} (label {table[r]}) has no voxels")
-        out[k] = data[mask].mean(axis=0)
-    return out
+    return region_means(path, atlas, labels, regions)
 
 
 def preprocess(data: np.ndarray, tr: float, detrend: bool = True, band_pass: tuple[float, float] | None = None,

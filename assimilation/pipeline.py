@@ -142,6 +142,13 @@ def load_observed(spec: NetworkSpec, path: str, key: str | None, train_fraction:
     raw = load_bold(path, len(spec.regions), key=key, atlas=spec.bold.atlas, labels=spec.bold.labels,
                     regions=spec.regions)
     n_train = training_rows(len(raw), train_fraction)
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        from assimilation.nifti_input import check_tr, confounds_for, regress_confounds
+        check_tr(path, spec.bold.tr)
+        confounds, note = confounds_for(Path(path), spec.assimilation.confounds)
+        if confounds is not None:
+            raw = regress_confounds(raw, confounds, n_train)
+        log.info("%s: %s", path, note)
     return preprocessed(raw, spec, fit_rows=n_train), n_train
 
 

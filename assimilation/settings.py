@@ -28,6 +28,9 @@ band_pass_causal = true          # true: one causal pass, so each sample depends
                                  # data; false: zero-phase (forward-backward), which puts later
                                  # data into every sample: dtb assimilate then refuses to score
                                  # forecasts unless given --allow-zero-phase (and labels them)
+confounds = "auto"               # a NIfTI from fMRIPrep: "auto" (the "simple" set when its confounds
+                                 # TSV is beside it: motion, WM/CSF, cosine drift), "simple",
+                                 # "compcor" or "none"; regressed out with a fit on the training part
 zscore = true                    # and z-scoring per region; the trend line and the z-score's mean
                                  # and sd are estimated on the training part only
 forecast_horizons = [1, 2, 5, 10]   # TRs ahead scored on the held-out part
@@ -85,6 +88,7 @@ class AssimilationSettings:
     zscore: bool = True
     band_pass: tuple[float, float] | None = None   # [Hz]
     band_pass_causal: bool = True
+    confounds: str = "auto"
     forecast_horizons: tuple[int, ...] = (1, 2, 5, 10)   # [TR]
     forecast_stride: int = 5                              # [TR]
 
@@ -134,6 +138,7 @@ def read_section(r, context) -> AssimilationSettings:
         detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
         band_pass=tuple(float(x) for x in band) if band else None,
         band_pass_causal=r.bool("band_pass_causal", d.band_pass_causal),
+        confounds=r.str("confounds", d.confounds, choices=("auto", "simple", "compcor", "none")),
         forecast_horizons=tuple(sorted(horizons)),
         forecast_stride=r.int("forecast_stride", d.forecast_stride, minimum=1))
     r.done()

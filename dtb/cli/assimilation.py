@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -25,6 +27,9 @@ def add_parsers(sub) -> None:
     assim.add_argument("--bold", required=True, help="measured BOLD: regions x time (.h5, .npy, .mat, .csv/.tsv) or "
                        "a 4D NIfTI in the config's atlas space")
     assim.add_argument("--key", default=None, help="variable or dataset name inside a .mat / .h5 file")
+    assim.add_argument("--confounds", choices=("auto", "simple", "compcor", "none"), default=None,
+                       help="a NIfTI from fMRIPrep: which confounds of its confounds TSV to regress out (default: the "
+                            "config's assimilation.confounds, auto: the simple set when the TSV is there)")
     assim.add_argument("--tr", type=time_arg, default=None, help="the data's TR (default: the config's [bold] tr; "
                        "they must agree)")
     assim.add_argument("--train-fraction", type=float, default=0.5, help="leading fraction of the data to fit "
@@ -79,6 +84,9 @@ def cmd_assimilate(args) -> int:
 
     def prepare():
         spec = load_spec(args.config, overrides={"seed": args.seed})
+        if args.confounds and spec.assimilation is not None:
+            spec = dataclasses.replace(spec, assimilation=dataclasses.replace(spec.assimilation,
+                                                                              confounds=args.confounds))
         pipeline.check_inputs(spec, args.tr, args.allow_zero_phase)
         if not 0 < args.train_fraction <= 1:
             raise DtbError(f"--train-fraction must be in (0, 1], got {args.train_fraction:g}")
@@ -148,12 +156,14 @@ def cmd_validate(args) -> int:
                 config_path = h.attrs["config_path"]
                 seed = int(h.attrs["seed"])
                 fraction = float(h.attrs["n_train"]) / float(h.attrs["n_total"])
+                confounds = json.loads(h.attrs["settings"]).get("confounds", "auto")
         except FileNotFoundError:
             raise DtbError(f"{run}: file not found") from None
         except (OSError, KeyError) as e:
             raise DtbError(f"{run}: not an assimilation file written by dtb assimilate ({e})") from None
         import tomllib
         spec = spec_from_dict(tomllib.loads(text), source=str(config_path), text=text, overrides={"seed": seed})
+        spec = dataclasses.replace(spec, assimilation=dataclasses.replace(spec.assimilation, confounds=confounds))
         pipeline.check_inputs(spec, args.tr, args.allow_zero_phase)
         return spec, pipeline.load_observed(spec, args.bold, args.key, fraction)[0], _baseline_connectome(args, spec)
     if args.baseline_runs is not None and args.baseline_runs < 1:
