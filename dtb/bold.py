@@ -224,6 +224,18 @@ def write_bold_group(f: h5py.File, signal: np.ndarray, settings: BoldSettings, s
         g.create_dataset("state", data=state.as_array())
 
 
+def write_bold_file(path: str | Path, signal: np.ndarray, regions: list[str], settings: BoldSettings,
+                    state: BalloonState | None = None, source: str | Path = "") -> Path:
+    """A BOLD file of its own (``dtb bold``): /bold as in run.h5, /network/regions, and the run it
+    came from (attr source); written atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["source"] = str(source)
+        f.create_dataset("network/regions", data=np.array(regions, dtype="S"))
+        write_bold_group(f, signal, settings, state)
+    return path
+
+
 def add_bold_to_run(path: str | Path, signal: np.ndarray, settings: BoldSettings, state: BalloonState) -> None:
     """Add /bold to an existing run file atomically (a copy is edited, then renamed over it)."""
     with atomic_edit(path) as tmp:
@@ -271,42 +283,60 @@ def save_nifti(img, path: str | Path) -> Path:
     return path
 
 
-def plot_bold(signal: np.ndarray, regions: list[str], tr: float, path: str | Path) -> Path:
-    """PNG: the regional BOLD signals over time and their functional-connectivity matrix."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+#: the fewest volumes for which a BOLD figure draws functional connectivity
+MIN_FC_VOLUMES = 20
+
+
+def plot_bold(signal: np.ndarray, regions: list[str], tr: float, path: str | Path, periods=()) -> Path:
+    """PNG: the regional BOLD over time (a few regions as lines; many as a heat map, named and
+    grouped by hemisphere) with stimulus ``periods`` (s) shaded, and their functional connectivity
+    (when at least MIN_FC_VOLUMES volumes; else the panel says why)."""
+    from dtb.plots import MANY, _plt, heatmap, region_order, save_png, shade
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [2, 1]})
     t = np.arange(1, len(signal) + 1) * tr
-    for k in range(signal.shape[1]):
-        ax1.plot(t, 100 * signal[:, k], lw=0.8, label=regions[k] if signal.shape[1] <= 10 else None)
-    ax1.set_xlabel("time (s)")
-    ax1.set_ylabel("BOLD (% signal change)")
-    ax1.set_title(f"regional BOLD, TR {tr:g} s")
-    if signal.shape[1] <= 10:
+    if signal.shape[1] <= MANY:
+        for k in range(signal.shape[1]):
+            ax1.plot(t, 100 * signal[:, k], lw=0.9, label=regions[k])
+        ax1.set_ylabel("BOLD (% signal change)")
+        shade(ax1, periods)
         ax1.legend(fontsize=7, ncol=2)
-    if len(signal) >= 3:
-        fc = np.corrcoef(signal.T)
-        im = ax2.imshow(fc, vmin=-1, vmax=1, cmap="RdBu_r")
-        fig.colorbar(im, ax=ax2, fraction=0.046)
-        ax2.set_title("functional connectivity (Pearson r)")
-        if len(regions) <= 20:
-            ax2.set_xticks(range(len(regions)), regions, rotation=90, fontsize=6)
-            ax2.set_yticks(range(len(regions)), regions, fontsize=6)
     else:
-        ax2.text(0.5, 0.5, "too few TRs for FC", ha="center")
+        heatmap(ax1, fig, t, 100 * signal, regions, "BOLD (% signal change)", cmap="magma")
+        for a, b in periods:
+            ax1.axvspan(a, b, ymin=0, ymax=0.02, color="gold")
+    ax1.set_xlabel("time (s)")
+    ax1.set_title(f"regional BOLD, {signal.shape[1]} regions, TR {tr:g} s, {len(signal)} volumes")
+    _fc_panel(ax2, fig, signal, regions, region_order)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
+
+
+def _fc_panel(ax, fig, signal: np.ndarray, regions: list[str], region_order) -> None:
+    if len(signal) < MIN_FC_VOLUMES:
+        ax.text(0.5, 0.5, f"functional connectivity needs at least {MIN_FC_VOLUMES} volumes;\nthis run has "
+                f"{len(signal)}: an FC matrix of so few would be noise (run longer)", ha="center", va="center",
+                fontsize=9, wrap=True)
+        ax.axis("off")
+        return
+    order, _ = region_order(regions)
+    fc = np.corrcoef(signal[:, order].T)
+    im = ax.imshow(fc, vmin=-1, vmax=1, cmap="RdBu_r")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(f"functional connectivity (Pearson r, {len(signal)} volumes)")
+    if len(regions) <= 80:
+        names = [regions[i] for i in order]
+        size = 6 if len(regions) <= 20 else 3
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=size)
+        ax.set_yticks(range(len(names)), names, fontsize=size)
 
 
 def write_bold_outputs(signal: np.ndarray, regions: list[str], settings: BoldSettings, out: Path,
-                       plots: bool = True) -> list[Path]:
-    """bold.png and, with an atlas, bold.nii.gz (the signal painted into its labels); the files."""
+                       plots: bool = True, periods=()) -> list[Path]:
+    """bold.png (stimulus ``periods`` shaded) and, with an atlas, bold.nii.gz (the signal painted
+    into its labels); the files."""
     from atlas.io import read_label_table
-    written = [plot_bold(signal, regions, settings.tr, out / "bold.png")] if plots else []
+    written = [plot_bold(signal, regions, settings.tr, out / "bold.png", periods)] if plots else []
     if settings.atlas:
         import nibabel as nib
         try:

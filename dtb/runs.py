@@ -36,6 +36,7 @@ class RunOptions:
     progress: bool = False                   # a progress bar on rank 0
     plots: bool = True                       # PNG figures with the results
     events: list | None = None               # a task protocol's events (dtb task): GLM outputs
+    bids_task: str = "rest"                  # the task label of the BIDS derivative (dtb.bids)
     meta: dict = field(default_factory=dict)  # written into checkpoints' manifests
 
 
@@ -108,7 +109,8 @@ def simulate(spec: NetworkSpec, comm=None, options: RunOptions | None = None) ->
     outcome.simulated_s = max(spec.simulation.duration - start_step * sim.dt, 1e-12)
     outcome.results = _gather(sim, spec, outcome, start_step, checkpointer, coupling)
     if outcome.results is not None and o.out is not None:
-        outcome.written, outcome.notes = write_outputs(outcome.results, spec, Path(o.out), o.plots, o.events)
+        outcome.written, outcome.notes = write_outputs(outcome.results, spec, Path(o.out), o.plots, o.events,
+                                                       o.bids_task)
     return outcome
 
 
@@ -190,8 +192,8 @@ def _gather(sim, spec: NetworkSpec, outcome: RunOutcome, start_step: int, checkp
     return res
 
 
-def write_outputs(res: RunResults, spec: NetworkSpec, out: Path, plots: bool = True,
-                  events: list | None = None) -> tuple[list[Path], list[str]]:
+def write_outputs(res: RunResults, spec: NetworkSpec, out: Path, plots: bool = True, events: list | None = None,
+                  bids_task: str = "rest") -> tuple[list[Path], list[str]]:
     """run.h5, summary.json, raster.png and regions.png, the BOLD outputs and, with a task's
     ``events``, its GLM outputs; the files written and the task's contrast lines."""
     from dtb import plots as figures
@@ -210,10 +212,13 @@ def write_outputs(res: RunResults, spec: NetworkSpec, out: Path, plots: bool = T
     if plots:
         written += [figures.raster_and_rates(res, out / "raster.png"), figures.region_activity(res, out / "regions.png")]
     if res.bold is not None:
-        written += write_bold_outputs(res.bold, spec.regions, spec.bold, out, plots=plots)
+        written += write_bold_outputs(res.bold, spec.regions, spec.bold, out, plots, figures.stimulus_periods(spec))
     notes: list[str] = []
     if events is not None:
         from dtb.task_outputs import write_task_outputs
         files, notes = write_task_outputs(spec, res, events, out, plots=plots)
         written += files
+    if (out / "bold.nii.gz") in written:
+        from dtb.bids import write_derivative
+        written += write_derivative(out, spec, out / "bold.nii.gz", bids_task, out / "events.tsv" if events else None)
     return written, notes

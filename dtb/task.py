@@ -27,8 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+import logging
+
 from dtb.errors import DtbError
 from dtb.spec import CurrentStep, NetworkSpec, PoissonStimulus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,12 @@ def match_regions(patterns: tuple[str, ...], regions: list[str]) -> list[str]:
     return out
 
 
-def read_events(path: str | Path, trial_types: dict[str, TrialType], run_duration: float) -> list[Event]:
-    """A BIDS events file: tab-separated onset, duration, trial_type and optional amplitude."""
+def read_events(path: str | Path, trial_types: dict[str, TrialType], run_duration: float,
+                strict: bool = False) -> list[Event]:
+    """A BIDS events file: tab-separated onset, duration, trial_type and optional amplitude. As
+    BIDS allows, a duration of ``n/a`` is an impulse (0 s) and an amplitude of ``n/a`` is 1; events
+    of trial types the config does not model (``n/a`` included) are left out with one warning
+    naming them (``strict``: an error)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -113,32 +121,46 @@ def read_events(path: str | Path, trial_types: dict[str, TrialType], run_duratio
     if missing:
         raise DtbError(f"{path}: missing column(s) {', '.join(missing)} (BIDS events need onset, duration, "
                        f"trial_type; found {', '.join(cols) or 'none'})")
-    events = []
+    events, ignored = [], {}
     for line, row in enumerate(rows, 2):
-        def number(col):
-            try:
-                x = float(row[col])
-            except (TypeError, ValueError):
-                raise DtbError(f"{path}: line {line}: {col} must be a number, got {row[col]!r}") from None
-            if not math.isfinite(x):
-                raise DtbError(f"{path}: line {line}: {col} must be finite, got {row[col]!r}")
-            return x
-        onset, duration = number("onset"), number("duration")
-        amp = number("amplitude") if row.get("amplitude") not in (None, "", "n/a") else 1.0
-        tt = row["trial_type"]
-        if onset < 0:
-            raise DtbError(f"{path}: line {line}: negative onset {onset:g} s")
-        if duration < 0:
-            raise DtbError(f"{path}: line {line}: negative duration {duration:g} s")
-        if onset >= run_duration:
-            raise DtbError(f"{path}: line {line}: onset {onset:g} s is past the end of the run ({run_duration:g} s)")
+        tt = (row["trial_type"] or "n/a").strip()
         if tt not in trial_types:
-            raise DtbError(f"{path}: line {line}: unknown trial_type {tt!r}; the config defines "
+            ignored[tt] = ignored.get(tt, 0) + 1
+            continue
+        events.append(_event(path, line, row, tt, run_duration))
+    if ignored:
+        text = ", ".join(f"{k} ({n})" for k, n in ignored.items())
+        if strict:
+            raise DtbError(f"{path}: trial types the config does not model: {text}; the config defines "
                            f"{', '.join(trial_types) or 'none'}")
-        events.append(Event(onset, duration, tt, amp))
+        log.warning("%s: left out %d events of trial types the config does not model: %s", path,
+                    sum(ignored.values()), text)
     if not events:
-        raise DtbError(f"{path}: no events")
+        raise DtbError(f"{path}: no events of the trial types the config models ({', '.join(trial_types)})")
     return events
+
+
+def _event(path: Path, line: int, row: dict, trial_type: str, run_duration: float) -> Event:
+    def number(col, na=None):
+        value = (row.get(col) or "").strip()
+        if value == "n/a" and na is not None:
+            return na
+        try:
+            x = float(value)
+        except ValueError:
+            raise DtbError(f"{path}: line {line}: {col} must be a number, got {row.get(col)!r}") from None
+        if not math.isfinite(x):
+            raise DtbError(f"{path}: line {line}: {col} must be finite, got {row.get(col)!r}")
+        return x
+    onset, duration = number("onset"), number("duration", na=0.0)
+    amp = number("amplitude", na=1.0) if row.get("amplitude") not in (None, "") else 1.0
+    if onset < 0:
+        raise DtbError(f"{path}: line {line}: negative onset {onset:g} s")
+    if duration < 0:
+        raise DtbError(f"{path}: line {line}: negative duration {duration:g} s")
+    if onset >= run_duration:
+        raise DtbError(f"{path}: line {line}: onset {onset:g} s is past the end of the run ({run_duration:g} s)")
+    return Event(onset, duration, trial_type, amp)
 
 
 def write_events(path: str | Path, events: list[Event]) -> Path:
@@ -181,9 +203,12 @@ def fit_glm(bold_img, events: list[Event], tr: float, settings: TaskSettings, ma
     from nilearn.glm.first_level import FirstLevelModel
     df = pd.DataFrame([{"onset": e.onset, "duration": e.duration, "trial_type": e.trial_type,
                         "modulation": e.amplitude} for e in events])
+    import warnings
     model = FirstLevelModel(t_r=tr, hrf_model=settings.hrf_model, drift_model=settings.drift_model,
                             high_pass=settings.high_pass, mask_img=mask_img, minimize_memory=False)
-    model.fit(bold_img, events=df)
+    with warnings.catch_warnings():        # nilearn notes, twice, that it uses the mask it was given
+        warnings.filterwarnings("ignore", message=".*[Gg]eneration of a mask has been requested.*")
+        model.fit(bold_img, events=df)
     zmaps = {t: model.compute_contrast(t, output_type="z_score") for t in sorted(df.trial_type.unique())}
     return model, zmaps
 

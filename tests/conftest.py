@@ -236,6 +236,8 @@ SLOW_TESTS = {
     "test_bold_cli_errors",
     "test_seed_override_and_units_of_duration",
     "test_output_folder_without_room_is_refused_before_the_run",
+    "test_the_fmriprep_folder_through_dtb_assimilate",
+    "test_nwb_export_round_trip",
 }
 MPI_TESTS = {"test_run_an_atlas_config_on_1_and_2_ranks", "test_online_bold_is_recorded_and_rank_independent"}
 

@@ -189,12 +189,15 @@ def test_offline_bold_equals_online(bold_runs, tmp_path):
         online = f["bold/signal"][()]
     p = run_dtb(["bold", str(run)])
     assert p.returncode == 0, p.stderr
-    with h5py.File(run) as f:
+    with h5py.File(tmp_path / "bold.h5") as f:
         np.testing.assert_allclose(f["bold/signal"][()], online, rtol=1e-12, atol=0)
+        assert [r.decode() for r in f["network/regions"][()]] == ["A", "B"]
+    with h5py.File(run) as f:                              # the run itself is left as it was
+        np.testing.assert_array_equal(f["bold/signal"][()], online)
     assert (tmp_path / "bold.png").exists()
     # a different TR and the synaptic drive
     p = run_dtb(["bold", str(run), "--tr", "50 ms", "--drive", "synaptic", "--atlas", str(d / "atlas.nii.gz"),
-                 "--labels", str(d / "labels.tsv")])
+                 "--labels", str(d / "labels.tsv"), "--into-run"])
     assert p.returncode == 0, p.stderr
     with h5py.File(run) as f:
         assert f["bold/signal"].shape == (6, 2) and f["bold"].attrs["drive"] == "synaptic"

@@ -29,7 +29,7 @@ def run_dir(tmp_path_factory):
 
 def test_run_prints_summary(run_dir):
     out, p = run_dir
-    assert "560 neurons" in p.stdout and "2 rank(s)" in p.stdout and "real-time factor" in p.stdout
+    assert "560 neurons" in p.stdout and "2 rank(s)" in p.stdout and "s of wall time per biological second (" in p.stdout
     for pop in ("A_E", "A_I", "B_E", "B_I"):
         assert pop in p.stdout
 

@@ -28,7 +28,7 @@ def test_read_and_write_events(tmp_path):
     ("onset\ttrial_type\n1\tvisual\n", "missing column(s) duration"),
     ("onset\tduration\ttrial_type\n1\t-2\tvisual\n", "line 2: negative duration"),
     ("onset\tduration\ttrial_type\n1\t2\tvisual\n70\t2\tvisual\n", "line 3: onset 70 s is past the end of the run"),
-    ("onset\tduration\ttrial_type\n1\t2\tauditory\n", "unknown trial_type 'auditory'"),
+    ("onset\tduration\ttrial_type\n1\t2\tauditory\n", "no events of the trial types the config models (visual)"),
     ("onset\tduration\ttrial_type\nsoon\t2\tvisual\n", "onset must be a number"),
     ("onset\tduration\ttrial_type\n", "no events"),
 ])
@@ -36,6 +36,24 @@ def test_bad_events_files(tmp_path, text, words):
     with pytest.raises(DtbError) as e:
         read_events(_events(tmp_path, text), TYPES, 60.0)
     assert words in str(e.value) and "events.tsv" in str(e.value)
+
+
+def test_events_as_bids_allows_them(tmp_path, caplog):
+    """n/a where BIDS allows it; trial types the config does not model are left out with one
+    warning naming them, or refused when strict."""
+    text = ("onset\tduration\ttrial_type\tamplitude\tresponse_time\n"
+            "0\tn/a\tfixation\tn/a\t0.4\n5\t10\tvisual\tn/a\tn/a\n20\tn/a\tvisual\t2\t1.1\n"
+            "30\t1\tfixation\t1\tn/a\n40\t1\tn/a\t1\tn/a\n")
+    path = _events(tmp_path, text)
+    with caplog.at_level("WARNING", logger="dtb.task"):
+        ev = read_events(path, TYPES, 60.0)
+    assert ev == [Event(5.0, 10.0, "visual", 1.0), Event(20.0, 0.0, "visual", 2.0)]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "left out 3 events" in warnings[0] and "fixation (2), n/a (1)" in warnings[0]
+    with pytest.raises(DtbError, match="trial types the config does not model: fixation"):
+        read_events(path, TYPES, 60.0, strict=True)
+    with pytest.raises(DtbError, match="line 2: onset must be a number"):
+        read_events(_events(tmp_path, "onset\tduration\ttrial_type\nn/a\t1\tvisual\n"), TYPES, 60.0)
 
 
 def test_trial_types_map_to_atlas_labels_and_add_stimuli():

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from dtb.cli.common import (add_duration, add_output_switches, add_ranks, add_seed, check_ranks, check_writable,
+from dtb.cli.common import (speed_text, add_duration, add_output_switches, add_ranks, add_seed, check_ranks, check_writable,
                                 launch_ranks, log, setup_logging, time_arg)
 from dtb.errors import DtbError
 
@@ -25,11 +25,22 @@ def add_parsers(sub) -> None:
                                       "BIDS events file, record BOLD at the scanner TR, paint it into the atlas "
                                       "(bold.nii.gz), fit nilearn's FirstLevelModel with the same events and write "
                                       "a z-map per trial type (zmap_<type>.nii.gz and .png), region_z.tsv, "
-                                      "events.tsv and task_timecourses.png beside run.h5.")
+                                      "events.tsv and task_timecourses.png beside run.h5, and a BIDS derivative "
+                                      "folder OUT/bids (layout: dtb.bids).")
     task.add_argument("config", help="network config (TOML) with [task] and [bold]")
     task.add_argument("--events", default=None, help="BIDS events.tsv (default: [task] events)")
+    task.add_argument("--strict-events", action="store_true", help="refuse events of trial types the config does "
+                      "not model (default: leave them out with one warning)")
     _run_options(task)
     _bold_parser(sub)
+    export = sub.add_parser("export", help="export a run to another format (NWB)",
+                            description="Export RUN (run.h5) to NWB 2 with pynwb: every neuron a unit with its spike "
+                                        "times, population rates, regional activity and BOLD as time series, the "
+                                        "config and seed in the file's metadata (layout: dtb.nwb).")
+    export.add_argument("run", help="run file (run.h5) written by dtb run")
+    export.add_argument("--nwb", action="store_true", required=True, help="write NWB (the one format so far)")
+    export.add_argument("--out", "-o", default=None, help="output file (default: RUN with the suffix .nwb)")
+    export.set_defaults(func=cmd_export)
     check = sub.add_parser("check", help="validate a config and print what it builds",
                            description="Load and validate CONFIG; print populations, expected synapses and each "
                                        "rank's load and memory over --ranks ranks, without simulating; a network "
@@ -71,8 +82,10 @@ def _run_options(p) -> None:
 def _bold_parser(sub) -> None:
     bold = sub.add_parser("bold", help="compute BOLD from a recorded run",
                           description="Compute the BOLD signal of every region from the regional activity "
-                                      "recorded in RUN (run.h5) with the balloon-Windkessel model; writes /bold "
-                                      "into RUN, bold.png beside it and, with --atlas and --labels, a 4D NIfTI.")
+                                      "recorded in RUN (run.h5) with the balloon-Windkessel model; writes "
+                                      "OUT/bold.h5 (the /bold group of dtb.results, with the regions), bold.png and, "
+                                      "with --atlas and --labels, a 4D NIfTI; RUN is left as it is unless "
+                                      "--into-run.")
     bold.add_argument("run", help="run file (run.h5) written by dtb run")
     bold.add_argument("--tr", type=time_arg, default=None, help="scanner TR, e.g. '2 s' (default: the run's "
                       "[bold] tr, else 2 s)")
@@ -83,7 +96,9 @@ def _bold_parser(sub) -> None:
                       "state of the first TR's drive (default) or rest")
     bold.add_argument("--atlas", default=None, help="label volume (NIfTI) to paint the signal into")
     bold.add_argument("--labels", default=None, help="table of region names and label values for --atlas")
-    bold.add_argument("--out", "-o", default=None, help="folder for bold.png and bold.nii.gz (default: beside RUN)")
+    bold.add_argument("--out", "-o", default=None, help="folder for bold.h5, bold.png and bold.nii.gz (default: "
+                      "beside RUN)")
+    bold.add_argument("--into-run", action="store_true", help="write /bold into RUN instead of OUT/bold.h5")
     bold.set_defaults(func=cmd_bold)
 
 
@@ -147,7 +162,9 @@ def _with_task(spec, args):
     events_path = args.events or spec.task.events
     if events_path is None:
         raise DtbError("no events: give --events EVENTS.tsv or [task] events")
-    events = read_events(events_path, {t.name: t for t in spec.task.trial_types}, spec.simulation.duration)
+    events = read_events(events_path, {t.name: t for t in spec.task.trial_types}, spec.simulation.duration,
+                         strict=getattr(args, "strict_events", False))
+    args._events_path = events_path
     rest = args.rest or 0.0
     if rest < 0:
         raise DtbError(f"--rest must not be negative, got {rest:g} s")
@@ -195,6 +212,7 @@ def check_output_folders(spec, out: Path, args) -> str | None:
 
 
 def _simulate(spec, out: Path, comm, args) -> int:
+    from dtb.bids import task_label
     from dtb.runs import RunOptions, simulate
     fitted = getattr(args, "hyperparameters", None)
     meta = {"config_path": str(Path(args.config).resolve()), "seed": spec.simulation.seed,
@@ -204,7 +222,8 @@ def _simulate(spec, out: Path, comm, args) -> int:
                          checkpoint_every=args.checkpoint_every,
                          checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
                          resume=args.resume, progress=not args.no_progress and sys.stderr.isatty(),
-                         plots=not args.no_plots, events=getattr(args, "_events", None), meta=meta)
+                         plots=not args.no_plots, events=getattr(args, "_events", None), meta=meta,
+                         bids_task=task_label(args._events_path) if getattr(args, "_events_path", None) else "rest")
     outcome = simulate(spec, comm, options)
     if outcome.stopped_at is not None:
         if comm.Get_rank() == 0:
@@ -224,8 +243,8 @@ def print_summary(spec, outcome, size: int, command: str = "run") -> None:
         print("  " + line)
     print(f"dtb {command}: {spec.n_neurons} neurons, {outcome.n_synapses} synapses, {len(res.spike_gids)} spikes in "
           f"{spec.simulation.duration:g} s biological time on {size} rank(s)")
-    print(f"  wall time {outcome.wall_s:.2f} s (build {outcome.build_s:.2f} s), real-time factor "
-          f"{outcome.wall_s / outcome.simulated_s:.2f}, peak memory per rank "
+    print(f"  wall time {outcome.wall_s:.2f} s (build {outcome.build_s:.2f} s); "
+          f"{speed_text(outcome.wall_s / outcome.simulated_s)}; peak memory per rank "
           f"{' / '.join(f'{x:.0f}' for x in res.summary['peak_rss_mb_per_rank'])} MB")
     for name, r in list(rates.items())[:20]:
         print(f"  {name:<24} {r:7.2f} Hz")
@@ -288,7 +307,8 @@ def _section_lines(spec) -> list[str]:
 
 
 def cmd_bold(args) -> int:
-    from dtb.bold import add_bold_to_run, bold_from_activity, read_regional_activity, write_bold_outputs
+    from dtb.bold import (add_bold_to_run, bold_from_activity, read_regional_activity, write_bold_file,
+                          write_bold_outputs)
     setup_logging(0, False)
     path = Path(args.run)
     regions, rate, i_exc, interval, settings, seed = read_regional_activity(path)
@@ -298,11 +318,14 @@ def cmd_bold(args) -> int:
         raise DtbError(f"{path}: the run ({len(rate) * interval:g} s) is shorter than one TR ({settings.tr:g} s)")
     out = Path(args.out) if args.out else path.parent
     out.mkdir(parents=True, exist_ok=True)
-    write_bold_outputs(signal, regions, settings, out)
-    add_bold_to_run(path, signal, settings, state)
+    written = write_bold_outputs(signal, regions, settings, out)
+    if args.into_run:
+        add_bold_to_run(path, signal, settings, state)
+        written.insert(0, f"{path}:/bold")
+    else:
+        written.insert(0, write_bold_file(out / "bold.h5", signal, regions, settings, state, source=path))
     print(f"dtb bold: {signal.shape[1]} regions x {len(signal)} TRs (TR {settings.tr:g} s, preset {settings.preset}, "
-          f"drive {settings.drive}) -> {path}:/bold, {out / 'bold.png'}"
-          + (f", {out / 'bold.nii.gz'}" if settings.atlas else ""))
+          f"drive {settings.drive}) -> {', '.join(str(w) for w in written)}")
     return 0
 
 
@@ -319,3 +342,13 @@ def _bold_settings(settings, args):
     if args.atlas:
         settings = dataclasses.replace(settings, atlas=args.atlas, labels=args.labels)
     return settings
+
+
+def cmd_export(args) -> int:
+    from dtb.nwb import export_nwb
+    setup_logging(0, False)
+    run = Path(args.run)
+    out = Path(args.out) if args.out else run.with_suffix(".nwb")
+    path = export_nwb(run, out)
+    print(f"dtb export: {run} -> {path} (NWB 2)")
+    return 0

@@ -1,0 +1,82 @@
+"""A BIDS derivative dataset of a run's BOLD (and a task's events), beside the run's own files:
+
+    OUT/bids/dataset_description.json                     (DatasetType "derivative", GeneratedBy dtb)
+    OUT/bids/sub-<label>/func/sub-<label>_task-<task>_bold.nii.gz   the BOLD painted into the atlas
+    OUT/bids/sub-<label>/func/sub-<label>_task-<task>_bold.json     RepetitionTime, TaskName, the model
+    OUT/bids/sub-<label>/func/sub-<label>_task-<task>_events.tsv    (a task) onset, duration, trial_type, amplitude
+    OUT/bids/sub-<label>/func/sub-<label>_task-<task>_events.json   its columns described, with units
+
+The subject label is the config's name (letters and digits only), the task ``rest`` for
+``dtb run`` and the [task] events file's task entity (or ``task``) for ``dtb task``. The images
+are hard links to the run's own files where the filesystem allows (no second copy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import dtb
+
+BIDS_VERSION = "1.9.0"
+
+
+def label(text: str) -> str:
+    """A BIDS label: letters and digits only."""
+    return re.sub(r"[^A-Za-z0-9]", "", text) or "x"
+
+
+def task_label(events_path: str | None) -> str:
+    """``task-<label>`` of an events file's name, else ``task``."""
+    m = re.search(r"task-([A-Za-z0-9]+)", Path(events_path).name) if events_path else None
+    return m.group(1) if m else "task"
+
+
+def _link(src: Path, dst: Path) -> Path:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def _json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def write_derivative(out: Path, spec, bold_nifti: Path, task: str = "rest", events_tsv: Path | None = None) -> list[Path]:
+    """The BIDS derivative folder OUT/bids for a run's BOLD NIfTI (and a task's events file)."""
+    root = out / "bids"
+    sub = label(Path(spec.source).stem)
+    func = root / f"sub-{sub}" / "func"
+    func.mkdir(parents=True, exist_ok=True)
+    stem = f"sub-{sub}_task-{label(task)}"
+    generated = {"Name": "dtb", "Version": dtb.__version__, "Description": "simulated BOLD of a spiking network "
+                 "(balloon-Windkessel model of its regional activity)"}
+    written = [_json(root / "dataset_description.json", {
+        "Name": f"dtb simulation of {Path(spec.source).name}", "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative", "GeneratedBy": [generated]})]
+    b = spec.bold
+    written.append(_link(bold_nifti, func / f"{stem}_bold.nii.gz"))
+    written.append(_json(func / f"{stem}_bold.json", {
+        "RepetitionTime": b.tr, "TaskName": task, "Units": "fractional signal change", "GeneratedBy": [generated],
+        "dtb": {"config": spec.source, "seed": spec.simulation.seed, "balloon_preset": b.preset, "drive": b.drive,
+                "scanner_noise": b.noise, "atlas": b.atlas, "labels": b.labels}}))
+    if events_tsv is not None:
+        written.append(_link(events_tsv, func / f"{stem}_events.tsv"))
+        written.append(_json(func / f"{stem}_events.json", events_description(spec)))
+    return written
+
+
+def events_description(spec) -> dict:
+    """The events sidecar: each column described, with units; trial types with their targets."""
+    types = {t.name: f"{t.input} input of {t.amplitude:g} {'Hz' if t.input == 'poisson' else 'A'} to "
+                     f"{', '.join(t.regions)}" for t in spec.task.trial_types} if spec.task else {}
+    return {"onset": {"Description": "time of the event from the start of the run", "Units": "s"},
+            "duration": {"Description": "how long its input lasts", "Units": "s"},
+            "trial_type": {"Description": "the [task] trial type", "Levels": types},
+            "amplitude": {"Description": "multiplies the trial type's amplitude", "Units": "1"}}
