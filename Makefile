@@ -10,9 +10,12 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "dtb: creating the virtual environment .venv"
 	$(PYTHON) -m venv $(VENV)
+	@echo "dtb: installing dtb and its dependencies into .venv (Brian2, MPICH, MuJoCo, nilearn, ...: several minutes the first time)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "dtb: installed; the first simulation compiles the model (about a minute), later ones use the cache"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -275,9 +275,11 @@ def plot(res: dict, out: Path) -> list[Path]:
                     continue
                 ts, ids = res["spikes"][p], res["node_ids"][p]
                 m = (ts >= lo) & (ts < hi)
-                a.scatter(ts[m] - lo, ids[m] + offset, s=0.3, color=f"C{i % 10}", rasterized=True)
+                a.scatter(ts[m] - lo, ids[m] + offset, s=0.3, color=f"C{i % 10}", rasterized=True, label=p)
                 offset += res["sizes"][p]
             a.set_yticks([])
+            if col == len(trials) - 1:         # the populations of each region, named once per row
+                a.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=6, markerscale=8, frameon=False)
             if col == 0:
                 a.set_ylabel(region, rotation=0, ha="right", fontsize=8)
             if row == 0:

@@ -4,7 +4,7 @@ then a summary and plots of what happened.
 Outputs in OUT:
     run.h5          the brain's run (dtb.results layout; /cpg holds the oscillator outputs)
     body.h5         the body's trajectory (bridges.body_node layout)
-    summary.json    distance walked, speed, stepping and CPG frequency, real-time factor, bridge counts
+    closed_loop.json  distance walked, speed, stepping and CPG frequency, realtime_factor (wall s per biological s), bridge counts
     closed_loop.png torso path and joint angles / CPG outputs and motor-pool rates / footfalls
 """
 

@@ -72,7 +72,7 @@ def cmd_atlas_info(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         plots.connectome_png(w, ln, a.regions, out / "connectome.png")
         if a.parcellation is not None:
-            plots.parcellation_png(a.parcellation.labels, out / "parcellation.png")
+            plots.parcellation_png(a.parcellation.labels, out / "parcellation.png", a.parcellation.affine)
         print(f"figures in {out}")
     return 0
 
@@ -103,5 +103,5 @@ def cmd_atlas_build(args) -> int:
         plots.neurons_png(a.regions, neurons_per_region(a.volumes, settings.neurons, settings.min_neurons),
                           a.volumes, d / "neurons.png")
         if a.parcellation is not None:
-            plots.parcellation_png(a.parcellation.labels, d / "parcellation.png")
+            plots.parcellation_png(a.parcellation.labels, d / "parcellation.png", a.parcellation.affine)
     return 0

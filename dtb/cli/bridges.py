@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dtb.cli.common import (add_duration, add_out, add_output_switches, add_ranks, add_seed, check_writable,
+from dtb.cli.common import (speed_text, add_duration, add_out, add_output_switches, add_ranks, add_seed, check_writable,
                                 setup_logging, time_arg)
 from bridges.launcher import run_brain_and_body
 from dtb.errors import DtbError
@@ -66,8 +66,8 @@ def add_parsers(sub) -> None:
     loop = sub.add_parser("closed-loop", help="brain, bridge and body together: the twin walks",
                           description="Run CONFIG (a network with [cpg] and [bridge], e.g. dtb/examples/motor_loop.toml) "
                                       "with the rodent body in its own process over the rosbridge bridge. Writes "
-                                      "OUT/run.h5, OUT/body.h5, OUT/summary.json (distance walked, stepping and CPG "
-                                      "frequency, real-time factor) and OUT/closed_loop.png.")
+                                      "OUT/run.h5, OUT/body.h5, OUT/closed_loop.json (distance walked, stepping and "
+                                      "CPG frequency, wall time per biological second) and OUT/closed_loop.png.")
     loop.add_argument("config", help="network config (TOML) with [cpg] and [bridge]")
     add_ranks(loop, help_text="MPI ranks of the brain (default 1)")
     add_out(loop, "default results/<config name>")
@@ -216,7 +216,7 @@ def cmd_closed_loop(args) -> int:
     print(f"dtb closed-loop: {summary['body_time_s']:.2f} s; walked {summary.get('distance_forward_m', 0) * 100:.1f} cm "
           f"forward ({summary.get('speed_m_per_s', 0) * 100:.1f} cm/s), stepping "
           f"{summary.get('stepping_frequency_mean_hz', float('nan')):.2f} Hz, CPG "
-          f"{summary.get('cpg_frequency_hz', float('nan')):.2f} Hz, real-time factor {summary['realtime_factor']:.2f}")
+          f"{summary.get('cpg_frequency_hz', float('nan')):.2f} Hz; {speed_text(summary['realtime_factor'])}")
     print(f"  results: {', '.join(str(p) for p in written)}")
     return 0
 

@@ -49,7 +49,8 @@ def add_parsers(sub) -> None:
                             description="Project wall time per biological second and memory per node for networks "
                                         "of 10^6 to 8.6x10^10 neurons from per-unit costs (per neuron-step, "
                                         "synaptic event, exchange round, received spike; bytes per neuron and "
-                                        "synapse), with dtb's allgather exchange and with a targeted one. Costs: "
+                                        "synapse), for an exchange by allgather (simulation.exchange = \"blocking\" "
+                                        "or \"overlap\") and a targeted one (\"targeted\"). Costs: "
                                         "those fitted on the development machine, a saved file, or --measure "
                                         "(about a minute of calibration runs here). Model: cluster/scaling.py.")
     scale.add_argument("--measure", action="store_true", help="fit the costs on this machine first")
@@ -156,8 +157,9 @@ def cmd_cluster_scale(args) -> int:
     for r in rows:
         print(f"{r['neurons']:9.3g} {r['nodes']:7d} {r['ranks']:9d} {r['memory_per_node_GB']:8.0f} "
               f"{r['compute_s']:9.3g} {r['rtf_allgather']:14.3g} {r['rtf_targeted']:13.3g}")
-    print("RTF: wall seconds per biological second. dtb exchanges by allgather; 'targeted' is what an exchange that "
-          "sends each spike only to ranks holding its targets would reach.")
+    print("RTF: wall seconds per biological second (not the inverse, as Gazebo reports it). 'allgather': "
+          "simulation.exchange = blocking or overlap; 'targeted': simulation.exchange = targeted, each spike sent only "
+          "to the ranks that hold its targets.")
     print(f"published: {PUBLISHED_DTB['source']}: RTF {', '.join(map(str, PUBLISHED_DTB['realtime_factors']))}; "
           f"{PUBLISHED_NEST['source']}: RTF {PUBLISHED_NEST['realtime_factor']:.0f}")
     if args.png:

@@ -61,6 +61,13 @@ def add_output_switches(p, progress: bool = True) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
 
 
+def speed_text(wall_per_bio: float) -> str:
+    """Speed said both ways, so that nobody reads it backwards: wall seconds per biological second
+    (dtb's summaries call it realtime_factor) and its inverse, the multiple of real time (as
+    Gazebo and ROS report a real-time factor)."""
+    return f"{wall_per_bio:.2f} s of wall time per biological second ({1 / wall_per_bio:.2f}x real time)"
+
+
 def check_ranks(args) -> None:
     ranks = getattr(args, "ranks", None)
     if ranks is not None and ranks < 1:

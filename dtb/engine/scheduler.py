@@ -41,6 +41,27 @@ class Scheduler:
                     self.net.stop()
                     return
 
+    #: seconds the first step may take before the user is told that the model is being compiled
+    COMPILE_NOTICE_S = 3.0
+
+    def _first_step(self, b2) -> None:
+        """The first step, in which Brian2 generates and compiles the model's code (about a minute
+        the first time; later runs load it from the cache in ~/.cython): rank 0 says so when it
+        takes long, so that a first run is not silent."""
+        import threading
+        notice = None
+        if self.rank == 0:
+            notice = threading.Timer(self.COMPILE_NOTICE_S, lambda: log.info(
+                "compiling the model (first run only: about a minute; later runs use the cache in ~/.cython)..."))
+            notice.daemon = True
+            notice.start()
+        try:
+            self.net.run(self.dt * b2.second, namespace={}, report=None)
+        finally:
+            if notice is not None:
+                notice.cancel()
+        self.stats.rss_after_first_step = current_rss()
+
     def add_hook(self, period: float, fn: Callable[["Simulation"], None]) -> None:
         """Call ``fn(sim)`` every ``period`` seconds of biological time (rounded to whole steps), at
         the start of the step, inside the run: no run() split, so it is cheap."""
@@ -65,8 +86,7 @@ class Scheduler:
                 bar.refresh()
             self.schedule(every, _progress, order=100)
         if not self.stats.rss_after_first_step:
-            self.net.run(self.dt * b2.second, namespace={}, report=None)
-            self.stats.rss_after_first_step = current_rss()
+            self._first_step(b2)
             steps -= 1
         try:
             if steps > 0 and self._task_error is None:
