@@ -176,7 +176,7 @@ def test_coupling_pairs_connect_each_joint_to_the_other_groups(tmp_path):
     ({"count = 6": "count = 500"}, "cpg.groups[0].flexor", "fewer than the group's 500"),
     ({'flexor = "R_flexor"': 'flexor = "nope"'}, "cpg.groups[1].flexor", "unknown population"),
     ({'weight = "4 nS"\nrecord': 'weight = "3 nS"\nrecord'}, "cpg.weight", "must share one weight"),
-    ({'tau_r = "50 ms"': 'tau_r = "50"'}, "cpg.tau_r", "as a time"),
+    ({'tau_r = "50 ms"': 'tau_r = "50"'}, "cpg.tau_r", "has no unit"),
     ({"coupling = 0.2": "coupling = 0.2\nspeed = 3"}, "cpg.speed", "unknown field"),
     ({'record_interval = "2 ms"': 'record_interval = "0.1 ms"'}, "cpg.record_interval", "at least one time step"),
 ])
