@@ -1,15 +1,17 @@
 """Motor-learning benchmark: the adaptation experiment (dtb/examples/motor_learning.toml with the
-MuJoCo forelimb in lockstep over the bridge) under each condition, and its cost: real-time factor
+MuJoCo forelimb in lockstep over the bridge) under each condition, and its cost: wall seconds per biological second
 of the full motor circuit with the body, split into brain, bridge wait and body physics, on 1 and
 2 ranks; the brain alone beside NEST running the same network (static synapses: NEST has no
 climbing-fibre-gated rule) with the same CPG drive replayed.
 
-    python benchmarks/motor_learning.py [--skip-nest] [--conditions intact plasticity_lesion ...]
+    python benchmarks/motor_learning.py [--conditions intact plasticity_lesion ...] [--seeds 1 2 3]
+                                        [--baselines 2 3 4] [--skip-speed] [--skip-nest]
 
-Prints, per condition: the perturbed joint's signed amplitude error in the first and last
-perturbed trial and its reduction, the washout after-effect (first and last washout trial), the
-baseline movement amplitude, and the mean rates of GPi/SNr, motor thalamus, M1, Purkinje cells
-and DCN.
+Prints, per condition (a Markdown table, means ± sd over the seeds): the perturbed joint's signed
+amplitude error in the first two and last two perturbed trials and its reduction, the washout
+after-effect (first and last washout trial), the baseline movement amplitude, and the mean rates
+of GPi/SNr, motor thalamus, M1, Purkinje cells and DCN; then the intact reduction for 2, 3 and 4
+baseline trials (the schedule check); then the cost of the loop.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "dtb" / "examples" / "motor_learning.toml"
@@ -46,26 +50,63 @@ def experiment(condition: str, ranks: int, out: Path, extra: list[str] = ()) -> 
     return s
 
 
+def _ms(values: list[float], scale: float = 1.0, fmt: str = "+.3f") -> str:
+    """mean ± sd (over seeds)."""
+    v = np.array(values) * scale
+    return f"{v.mean():{fmt}} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{fmt[-2]}f}"
+
+
+def conditions_table(conditions: list[str], seeds: list[int], tmp: Path) -> dict:
+    """The adaptation experiment per condition and seed (4 baseline, 8 perturbed, 5 washout trials):
+    a Markdown table of means ± sd over the seeds."""
+    rows: dict[str, list[dict]] = {}
+    print("| condition | signed error, first two → last two perturbed trials | reduction | washout: first → last "
+          "trial | baseline elbow amplitude (rad) | GPi/SNr | motor thalamus | M1 | Purkinje | DCN |\n" + "|---" * 10 + "|")
+    for c in conditions:
+        rs = rows[c] = [experiment(c, 1, tmp / f"{c}_{seed}", ["--seed", str(seed)]) for seed in seeds]
+        col = lambda k: [r[k] for r in rs]                                         # noqa: E731
+        rate = lambda name: np.mean([r["rates_hz"][name] for r in rs])            # noqa: E731
+        print(f"| {c} | {_ms(col('signed_error_early_perturbed'))} → {_ms(col('signed_error_late_perturbed'))} | "
+              f"{_ms(col('error_reduction'), 100, '.0f')} % | {_ms(col('after_effect_first_washout'))} → "
+              f"{_ms(col('signed_error_last_washout'))} | {np.mean([r['amplitude_baseline_rad']['elbow'] for r in rs]):.3f} | "
+              f"{rate('GPi'):.1f} | {rate('Thal'):.1f} | {rate('M1'):.1f} | {rate('PC'):.1f} | {rate('DCN'):.1f} |",
+              flush=True)
+    return rows
+
+
+def schedule_check(baselines: list[int], seeds: list[int], tmp: Path, known: dict) -> None:
+    """The intact reduction for each number of baseline trials (8 perturbed, 2 washout), per seed."""
+    print(f"\nintact: error reduction by number of baseline trials (seeds {', '.join(map(str, seeds))}; 8 perturbed)")
+    for b in baselines:
+        red = [known[seed] if b == 4 and seed in known else
+               experiment("intact", 1, tmp / f"b{b}_{seed}", ["--seed", str(seed), "--baseline", str(b),
+                                                                "--washout", "2"])["error_reduction"] for seed in seeds]
+        print(f"  {b} baseline trials: {_ms(red, 100, '.0f')} %  (per seed: {', '.join(f'{100 * x:.0f}' for x in red)})",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-nest", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true", help="leave out the cost of the loop (1 and 2 ranks)")
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="seeds of each condition (default 1 2 3)")
+    ap.add_argument("--baselines", nargs="*", type=int, default=[2, 3, 4],
+                    help="baseline trial counts of the schedule check (default 2 3 4; none: skip it)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dtb-motor-"))
-    print(f"this machine: {os.cpu_count()} cores; {CONFIG.name}; elbow muscles x0.5 in trials 4-11 of 17 (2 s each)\n")
+    print(f"{time.strftime('%Y-%m-%d')}, this machine: {os.cpu_count()} cores; {CONFIG.name}; 2 s of settling, then "
+          f"elbow muscles x0.5 in trials 4-11 of 17 (2 s each); means ± sd over seeds {args.seeds}\n")
     experiment("intact", 1, tmp / "warm", ["--baseline", "0", "--perturbation", "2", "--washout", "0", "--trial", "0.2 s"])
-    rows = {}
-    print(f"{'condition':<19}{'first':>7}{'last':>8}{'less':>6}{'washout':>9}{'->':>8}{'amp rad':>9}"
-          f"{'GPi':>6}{'Thal':>6}{'M1':>6}{'PC':>6}{'DCN':>6}{'RTF':>6}")
-    for c in args.conditions:
-        s = rows[c] = experiment(c, 1, tmp / c)
-        r = s["rates_hz"]
-        print(f"{c:<19}{s['signed_error_first_perturbed']:>+7.3f}{s['signed_error_last_perturbed']:>+8.3f}"
-              f"{100 * s['error_reduction']:>5.0f}%{s['after_effect_first_washout']:>+9.3f}"
-              f"{s['signed_error_last_washout']:>+8.3f}{s['amplitude_baseline_rad']['elbow']:>9.3f}"
-              f"{r['GPi']:>6.1f}{r['Thal']:>6.1f}{r['M1']:>6.1f}{r['PC']:>6.1f}{r['DCN']:>6.1f}{s['realtime_factor']:>6.2f}")
+    rows = conditions_table(args.conditions, args.seeds, tmp)
+    if args.baselines:
+        known = {seed: r["error_reduction"] for seed, r in zip(args.seeds, rows.get("intact", []))}
+        schedule_check(args.baselines, args.seeds, tmp, known)
+    if args.skip_speed:
+        return
+    rows = {c: rs[0] for c, rs in rows.items()}
     print("\ncost of the closed loop (34 s, intact), forelimb in lockstep, sensory delay 1 period:")
-    print(f"  {'':<18}{'real-time factor':>17}{'brain s':>9}{'bridge wait s':>15}{'body physics s':>16}{'RSS MB/rank':>13}")
+    print(f"  {'':<18}{'wall s per bio s':>17}{'brain s':>9}{'bridge wait s':>15}{'body physics s':>16}{'RSS MB/rank':>13}")
     for ranks in (1, 2):
         s = rows["intact"] if ranks == 1 and "intact" in rows else experiment("intact", ranks, tmp / f"intact{ranks}")
         print(f"  {f'{ranks} rank(s)':<18}{s['realtime_factor']:>17.2f}{s['brain_s']:>9.2f}{s['wait_s']:>15.2f}"

@@ -1,6 +1,8 @@
 """The motor-adaptation experiment (``dtb experiment adaptation``): analysis, files and figures.
 
-One continuous closed-loop run with the forelimb: ``baseline`` trials, ``perturbation`` trials
+One continuous closed-loop run with the forelimb: a settling period (``settle`` s, the config's
+``[bridge.error] start``, during which the olive gets no error signal while the CPGs and the limb
+reach their rhythm), then ``baseline`` trials, ``perturbation`` trials
 with the perturbation on (``gain`` on the force of one joint's muscles, or a ``load``), then
 ``washout`` trials without it. Per trial (from run.h5's ``/bridge/error``, the intended and the
 reported joint angles the inferior olive compared, every control period):
@@ -26,7 +28,8 @@ reported joint angles the inferior olive compared, every control period):
     /trials/weight_mean      (n, plastic projections) nS; attrs source, target
     /trials/weight_std       (n, plastic projections) nS
     /trajectory/{t, intended, angle}   every control period (s, rad)
-    attrs: trial_s, baseline, perturbation, washout, joint, gain, load, condition
+    attrs: trial_s, settle_s, baseline, perturbation, washout, joint, gain, load, condition
+    (trial k spans settle_s + k trial_s to settle_s + (k + 1) trial_s of the run)
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Schedule:
     joint: str = "elbow"
     gain: float = 0.5
     load: float = 0.0             # N m
+    settle: float = 0.0           # s before trial 0 (no error signal to the olive)
 
     @property
     def n_trials(self) -> int:
@@ -60,15 +64,21 @@ class Schedule:
 
     @property
     def duration(self) -> float:
-        return self.n_trials * self.trial
+        return self.settle + self.n_trials * self.trial
 
     @property
     def start(self) -> float:
-        return self.baseline * self.trial
+        """Run time (s) the perturbation starts."""
+        return self.window(self.baseline)[0]
 
     @property
     def stop(self) -> float:
-        return (self.baseline + self.perturbation) * self.trial
+        return self.window(self.baseline + self.perturbation)[0]
+
+    def window(self, k: int) -> tuple[float, float]:
+        """Run time (s) trial ``k`` begins and ends."""
+        lo = self.settle + k * self.trial
+        return lo, lo + self.trial
 
     def phase(self) -> np.ndarray:
         return np.repeat([0, 1, 2], [self.baseline, self.perturbation, self.washout])
@@ -109,7 +119,7 @@ def analyse(run_h5: Path, body_h5: Path, schedule: Schedule) -> dict:
     w_mean = np.full((n, len(plastic)), np.nan)
     w_std = np.full((n, len(plastic)), np.nan)
     for k in range(n):
-        lo, hi = k * schedule.trial, (k + 1) * schedule.trial
+        lo, hi = schedule.window(k)
         sel = (t > lo + 1e-9) & (t <= hi + 1e-9)
         if sel.sum() > 2:
             e = intended[sel] - angle[sel]
@@ -131,6 +141,15 @@ def analyse(run_h5: Path, body_h5: Path, schedule: Schedule) -> dict:
             "perturbed_fraction": float(perturbed.mean()) if len(perturbed) else 0.0}
 
 
+def error_reduction(perturbed: np.ndarray) -> tuple[float, float, float]:
+    """(early, late, 1 - late / early): the mean signed error of the first two and of the last two
+    perturbed trials (one each with fewer than four; a single trial's error varies by about
+    0.03 from trial to trial, a tenth of the effect)."""
+    n = 2 if len(perturbed) >= 4 else 1
+    early, late = float(np.mean(perturbed[:n])), float(np.mean(perturbed[-n:]))
+    return early, late, (1 - late / early) if early else float("nan")
+
+
 def summary(res: dict) -> dict:
     """The experiment's figures (JSON-ready)."""
     s: Schedule = res["schedule"]
@@ -144,14 +163,16 @@ def summary(res: dict) -> dict:
         rows = rates if phase is None else rates[ph == phase]
         return float(rows[:, cols].mean()) if cols and len(rows) else float("nan")
 
+    settled = slice(0 if s.settle > 0 else 1, None)   # without a settling period trial 0 holds the start-up
+    early, late, reduction = error_reduction(pert)
     out = {"schedule": asdict(s), "condition": res["condition"],
            "signed_error_first_perturbed": float(pert[0]), "signed_error_last_perturbed": float(pert[-1]),
-           "error_reduction": float(1 - pert[-1] / pert[0]) if pert[0] else float("nan"),
-           "signed_error_baseline_mean": float(np.mean(base[1:])) if len(base) > 1 else float("nan"),
+           "signed_error_early_perturbed": early, "signed_error_late_perturbed": late, "error_reduction": reduction,
+           "signed_error_baseline_mean": float(np.mean(base[settled])) if len(base[settled]) else float("nan"),
            "after_effect_first_washout": float(wash[0]) if len(wash) else float("nan"),
            "signed_error_last_washout": float(wash[-1]) if len(wash) else float("nan"),
-           "amplitude_baseline_rad": {jn: float(np.mean(res["amplitude"][ph == 0][1:, i])) for i, jn in enumerate(JOINTS)}
-           if s.baseline > 1 else {},
+           "amplitude_baseline_rad": {jn: float(np.mean(res["amplitude"][ph == 0][settled, i]))
+                                      for i, jn in enumerate(JOINTS)} if len(base[settled]) else {},
            "rates_hz": {name: mean_rate(name) for name in ("M1", "M2", "S1", "D1", "D2", "GPe", "STN", "GPi", "Thal",
                                                            "MF", "GrC", "GoC", "PC", "DCN", "IO")},
            "signed_error_per_trial": [float(x) for x in e],
@@ -167,7 +188,8 @@ def table(res: dict) -> str:
     cols = {name: next((i for i in zone if pops[i].startswith(name + "_")), None) for name in ("PC", "DCN", "IO", "M1")}
     w = [i for i, (src, tgt) in enumerate(res["plastic"]) if tgt == f"PC_{s.joint}_flexor" and src.endswith("_flexor")]
     lines = [f"dtb experiment adaptation: {s.joint} x{s.gain:g}" + (f", load {s.load:g} N m" if s.load else "") +
-             (f", condition {res['condition']}" if res["condition"] else ""),
+             (f", condition {res['condition']}" if res["condition"] else "") +
+             (f"; trials after {s.settle:g} s of settling (no error signal)" if s.settle else ""),
              f"{'trial':>5} {'phase':<12} {'signed':>7} {'rms ' + s.joint:>10} {'amp':>6} "
              f"{'PC':>6} {'DCN':>6} {'IO':>6} {'M1':>6} {'PF-PC nS':>9}   ({s.joint} flexor microzone, Hz)"]
     for k in range(s.n_trials):
@@ -177,8 +199,9 @@ def table(res: dict) -> str:
                                                               for c in ("PC", "DCN", "IO", "M1")) +
                      (f" {res['weight_mean'][k, w[0]]:9.3f}" if w else ""))
     sm = summary(res)
-    lines.append(f"perturbation: signed error {sm['signed_error_first_perturbed']:+.3f} -> "
-                 f"{sm['signed_error_last_perturbed']:+.3f} ({100 * sm['error_reduction']:.0f} % less); washout: "
+    lines.append(f"perturbation: signed error {sm['signed_error_early_perturbed']:+.3f} -> "
+                 f"{sm['signed_error_late_perturbed']:+.3f}, first and last two trials ({100 * sm['error_reduction']:.0f} "
+                 f"% less); washout: "
                  f"{sm['after_effect_first_washout']:+.3f} -> {sm['signed_error_last_washout']:+.3f}")
     return "\n".join(lines)
 
@@ -198,7 +221,7 @@ def write(res: dict, path: Path) -> Path:
             tr.create_dataset(name, data=res[name])
         tr.attrs["joints"] = list(JOINTS)
         for k, v in asdict(res["schedule"]).items():
-            f.attrs[k if k != "trial" else "trial_s"] = v
+            f.attrs[{"trial": "trial_s", "settle": "settle_s"}.get(k, k)] = v
         f.attrs["condition"] = res["condition"]
         f.attrs["summary"] = json.dumps(summary(res))
     return path
@@ -237,8 +260,9 @@ def plot(res: dict, out: Path) -> list[Path]:
     picks = [(name, i) for name, i in picks if 0 <= i < s.n_trials]
     fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3), sharey=True)
     for a, (name, i) in zip(np.atleast_1d(axes), picks):
-        sel = (res["t"] > i * s.trial) & (res["t"] <= (i + 1) * s.trial)
-        tt = res["t"][sel] - i * s.trial
+        lo, hi = s.window(i)
+        sel = (res["t"] > lo) & (res["t"] <= hi)
+        tt = res["t"][sel] - lo
         a.plot(tt, res["intended"][sel, j], "k--", label="intended")
         a.plot(tt, res["angle"][sel, j], color=colors[ph[i]], label="actual")
         a.set_title(f"{name} (trial {i})", fontsize=9)
@@ -266,7 +290,7 @@ def plot(res: dict, out: Path) -> list[Path]:
     fig, axes = plt.subplots(len(regions), len(trials), figsize=(6 * len(trials), 1.3 * len(regions) + 1),
                              sharex="col", squeeze=False)
     for col, k in enumerate(trials):
-        lo, hi = k * s.trial, (k + 1) * s.trial
+        lo, hi = s.window(k)
         for row, region in enumerate(regions):
             a = axes[row, col]
             offset = 0

@@ -15,7 +15,9 @@ of joint j is ``offset_j + amplitude_j * u_j(t - lag)``, with u_j the mean (flex
 output of CPG group ``cpg_groups[j]`` (the motor plan in M2); with error e_j = intended - angle,
 the Poisson input of population ``flexor[j]`` (more flexion needed) gets rate
 ``clip(baseline + gain * e_j, 0, max_rate)`` and ``extensor[j]`` ``clip(baseline - gain * e_j, 0,
-max_rate)``. Rank 0 logs (t, intended, angle) every period.
+max_rate)``; before ``start`` (s) the error counts as 0 (the CPGs and the limb settle first: their
+start-up transient is not an error the cerebellum should learn from). Rank 0 logs (t, intended,
+angle) every period.
 
 Rank 0 talks to the server; the rates are summed over ranks and the sensory values broadcast,
 so every rank applies the same input and the run stays independent of the rank count.
@@ -59,6 +61,8 @@ class ErrorChannel:
     baseline: float = 0.0         # Hz at zero error
     gain: float = 1000.0          # Hz per rad
     max_rate: float = 5000.0      # Hz
+    start: float = 0.0            # s: before it the olive gets ``baseline`` only (the start-up transient of
+    #                               the CPGs and the limb is not an error to learn from); angles are logged
 
 
 def intended_angles(u_history: np.ndarray, channel: ErrorChannel, lag_periods: int) -> np.ndarray:
@@ -262,7 +266,8 @@ class BodyCoupling:
             if ch is not None:
                 angle = values[len(self.s.sensory):]
                 intended = intended_angles(np.array(self._u), ch, self._lag_periods)
-                flex, ext = olive_rates(intended - angle, ch)
+                error = intended - angle if sim.t >= ch.start else np.zeros_like(angle)
+                flex, ext = olive_rates(error, ch)
                 rates.update(zip(self._olive, np.concatenate([flex, ext])))
                 if sim.rank == 0:
                     self.error_log.append((sim.t, intended, angle))
@@ -336,6 +341,7 @@ def _read_error_channel(r, by_name: dict, stims):
                       lag=r.quantity("lag", "time", d.lag, nonnegative=True),
                       baseline=r.quantity("baseline", "rate", d.baseline, nonnegative=True),
                       gain=r.quantity("gain", "rate", d.gain, nonnegative=True),
-                      max_rate=r.quantity("max_rate", "rate", d.max_rate, positive=True))
+                      max_rate=r.quantity("max_rate", "rate", d.max_rate, positive=True),
+                      start=r.quantity("start", "time", d.start, nonnegative=True))
     r.done()
     return ch

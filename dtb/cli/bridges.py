@@ -84,7 +84,9 @@ def add_parsers(sub) -> None:
     ad = exp_sub.add_parser("adaptation", help="baseline, perturbation and washout trials with the forelimb",
                             description="Run CONFIG (e.g. dtb/examples/motor_learning.toml: M2 CPGs, M1, S1, basal "
                                         "ganglia, thalamus and a learning cerebellum) with the MuJoCo forelimb: "
-                                        "--baseline trials, then --perturbation trials with the perturbation on "
+                                        "a settling period ([bridge.error] start: the olive hears no error while the CPGs "
+                                        "and the limb reach their rhythm), then --baseline trials, then "
+                                        "--perturbation trials with the perturbation on "
                                         "(a gain change or load on one joint), then --washout trials without it, as "
                                         "one continuous run. Writes OUT/run.h5, OUT/body.h5, OUT/experiment.h5 (per "
                                         "trial: tracking error, signed amplitude error, rates per region, PF-PC "
@@ -246,7 +248,7 @@ def cmd_experiment(args) -> int:
         raise DtbError("--trial must be positive and --perturb-gain >= 0")
     schedule = adaptation.Schedule(trial=args.trial, baseline=args.baseline, perturbation=args.perturbation,
                                    washout=args.washout, joint=args.perturb_joint, gain=args.perturb_gain,
-                                   load=args.perturb_load)
+                                   load=args.perturb_load, settle=spec.bridge.error.start)
     out = Path(args.out) if args.out else Path("results") / (Path(args.config).stem + "_adaptation" +
                                                             (f"_{args.condition}" if args.condition else ""))
     problem = check_writable(out)

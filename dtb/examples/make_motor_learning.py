@@ -178,6 +178,7 @@ lag = "LAG"
 baseline = "IO_BASE"
 gain = "IO_GAIN"
 max_rate = "IO_MAX"
+start = "2 s"                    # the CPGs and the limb settle before the olive hears an error
 
 [conditions.plasticity_lesion]
 description = "cerebellar lesion: no PF-PC plasticity (LTP and LTD off)"
