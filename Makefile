@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@echo "dtb: installing dtb and its dependencies into .venv (Brian2, MPICH, MuJoCo, nilearn, ...: several minutes the first time)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@echo "dtb: installed; the first simulation compiles the model (about a minute), later ones use the cache"
+	@echo "dtb: installed; the first simulation compiles the model (up to a minute), later ones use the cache"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -24,7 +24,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# the fast part (about a minute): no long simulations, no MPI, no Slurm
+# the fast part (42 s on 2 cores, benchmarks/wall_times.py): no long simulations, no MPI, no Slurm
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not mpi and not slurm"
 

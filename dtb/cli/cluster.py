@@ -52,7 +52,7 @@ def add_parsers(sub) -> None:
                                         "synapse), for an exchange by allgather (simulation.exchange = \"blocking\" "
                                         "or \"overlap\") and a targeted one (\"targeted\"). Costs: "
                                         "those fitted on the development machine, a saved file, or --measure "
-                                        "(about a minute of calibration runs here). Model: cluster/scaling.py.")
+                                        "(a few short calibration runs). Model: cluster/scaling.py.")
     scale.add_argument("--measure", action="store_true", help="fit the costs on this machine first")
     scale.add_argument("--costs", default=None, help="costs JSON (from --measure --save); default: the shipped fit")
     scale.add_argument("--save", default=None, help="with --measure: write the fitted costs here")
