@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/dtb run dtb/examples/whole_brain.toml --ranks 2 --out results/whole_brain
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 # the fast part (42 s on 2 cores, benchmarks/wall_times.py): no long simulations, no MPI, no Slurm
 test-fast: $(STAMP)
