@@ -15,7 +15,7 @@ from dtb.errors import ConfigError
 from dtb.models import MODELS, LIF_PARAMETER_DIMENSIONS, RECEPTORS
 from dtb.spec import (DISTRIBUTIONS, EXCITATORY_RECEPTORS, INHIBITORY_RECEPTORS, RULES, Condition, CpgGroup,
                       CpgNetwork, CurrentStep, Distribution, Monitors, NetworkSpec, Plasticity, PoissonStimulus,
-                      Population, Projection, Simulation, StateMonitor)
+                      Population, Projection, SimulationSettings, StateMonitor)
 from dtb.units import UnitError, format_quantity, parse_quantity
 
 
@@ -124,7 +124,7 @@ class ConfigReader:
 class SectionContext:
     """What a section's reader may need from the rest of the config."""
     source: str
-    simulation: Simulation
+    simulation: SimulationSettings
     monitors: Monitors
     populations: dict          # name -> Population
     stimuli: tuple
@@ -252,8 +252,8 @@ def _read_condition(r: ConfigReader, by_name: dict[str, Population]) -> Conditio
 
 
 
-def _read_simulation(r: ConfigReader) -> Simulation:
-    d = Simulation()
+def _read_simulation(r: ConfigReader) -> SimulationSettings:
+    d = SimulationSettings()
     dt = r.quantity("dt", "time", d.dt, positive=True)
     duration = r.quantity("duration", "time", d.duration, positive=True)
     seed = r.int("seed", d.seed, minimum=0)
@@ -265,7 +265,7 @@ def _read_simulation(r: ConfigReader) -> Simulation:
     if not scale > 0:
         raise r.error("scale", f"must be positive, got {scale}")
     r.done()
-    return Simulation(dt=dt, duration=duration, seed=seed, weight_quantum=wq, exchange=exchange, scale=scale)
+    return SimulationSettings(dt=dt, duration=duration, seed=seed, weight_quantum=wq, exchange=exchange, scale=scale)
 
 
 def _read_params(r: ConfigReader) -> dict[str, float]:
@@ -336,7 +336,7 @@ def _read_distribution(r: ConfigReader, key: str, dimension: str, nonneg_msg: st
     return dist
 
 
-def _read_projection(r: ConfigReader, by_name: dict[str, Population], sim: Simulation) -> Projection:
+def _read_projection(r: ConfigReader, by_name: dict[str, Population], sim: SimulationSettings) -> Projection:
     source = _population_ref(r, "source", by_name)
     target = _population_ref(r, "target", by_name)
     rule = r.str("rule", choices=RULES)
@@ -410,7 +410,7 @@ def _read_stimulus(r: ConfigReader, by_name: dict[str, Population]) -> PoissonSt
     return CurrentStep(population, amplitude, start, stop)
 
 
-def _read_monitors(r: ConfigReader, by_name: dict[str, Population], sim: Simulation) -> Monitors:
+def _read_monitors(r: ConfigReader, by_name: dict[str, Population], sim: SimulationSettings) -> Monitors:
     d = Monitors()
     rate_bin = r.quantity("rate_bin", "time", d.rate_bin, positive=True)
     region_interval = r.quantity("region_interval", "time", d.region_interval, positive=True)
@@ -442,7 +442,7 @@ def _read_monitors(r: ConfigReader, by_name: dict[str, Population], sim: Simulat
                     plasticity_interval=plasticity_interval)
 
 
-def _read_cpg(r: ConfigReader, by_name: dict, sim: Simulation) -> CpgNetwork:
+def _read_cpg(r: ConfigReader, by_name: dict, sim: SimulationSettings) -> CpgNetwork:
     """[cpg] with its [[cpg.groups]] (see CpgNetwork)."""
     d = CpgNetwork(groups=())
     groups = []
@@ -525,7 +525,7 @@ MAX_SEED = 2**63 - 1
 MAX_INT32 = 2**31 - 1
 
 
-def _check_integer_ranges(source: str, sim: Simulation, pops, projs, stims) -> None:
+def _check_integer_ranges(source: str, sim: SimulationSettings, pops, projs, stims) -> None:
     """What would overflow the engine's 32-bit integers later is refused now: the neuron count
     (global ids), a synaptic weight in weight quanta, and a Poisson input's largest likely sum in
     one step (expected count + 10 sd + 10, times its weight in quanta)."""

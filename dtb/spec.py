@@ -207,7 +207,7 @@ class Monitors:
 
 
 @dataclass(frozen=True)
-class Simulation:
+class SimulationSettings:
     dt: float = 1e-4
     duration: float = 1.0
     seed: int = 1
@@ -218,7 +218,7 @@ class Simulation:
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    simulation: Simulation
+    simulation: SimulationSettings
     populations: tuple[Population, ...]
     projections: tuple[Projection, ...] = ()
     stimuli: tuple[PoissonStimulus | CurrentStep, ...] = ()
