@@ -105,7 +105,8 @@ def main() -> None:
     if args.skip_speed:
         return
     rows = {c: rs[0] for c, rs in rows.items()}
-    print("\ncost of the closed loop (34 s, intact), forelimb in lockstep, sensory delay 1 period:")
+    print("\ncost of the closed loop (36 s: 2 s of settling and 17 trials, intact), forelimb in lockstep, "
+          "sensory delay 1 period:")
     print(f"  {'':<18}{'wall s per bio s':>17}{'brain s':>9}{'bridge wait s':>15}{'body physics s':>16}{'RSS MB/rank':>13}")
     for ranks in (1, 2):
         s = rows["intact"] if ranks == 1 and "intact" in rows else experiment("intact", ranks, tmp / f"intact{ranks}")
