@@ -45,7 +45,7 @@ class Scheduler:
     COMPILE_NOTICE_S = 3.0
 
     def _first_step(self, b2) -> None:
-        """The first step, in which Brian2 generates and compiles the model's code (36 s on a
+        """The first step, in which Brian2 generates and compiles the model's code (24 s on a
         2-core machine the first time, benchmarks/wall_times.py; later runs load it from the cache
         in ~/.cython): rank 0 says so when it takes long, so that a first run is not silent."""
         import threading
