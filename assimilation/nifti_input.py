@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from assimilation.settings import CONFOUND_STRATEGIES
 from dtb.errors import DtbError
 
 MAX_OFFSET_MM = 12.0
 MIN_COVERAGE = 0.9
-CONFOUND_STRATEGIES = ("auto", "simple", "compcor", "none")
 
 
 def space_of(path: str | Path) -> str | None:

@@ -61,6 +61,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: what [assimilation] confounds may be (see assimilation.nifti_input)
+CONFOUND_STRATEGIES = ("auto", "simple", "compcor", "none")
+
 HYPERPARAMETERS = ("ampa", "nmda", "gabaa", "gabab")
 
 
@@ -138,7 +141,7 @@ def read_section(r, context) -> AssimilationSettings:
         detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
         band_pass=tuple(float(x) for x in band) if band else None,
         band_pass_causal=r.bool("band_pass_causal", d.band_pass_causal),
-        confounds=r.str("confounds", d.confounds, choices=("auto", "simple", "compcor", "none")),
+        confounds=r.str("confounds", d.confounds, choices=CONFOUND_STRATEGIES),
         forecast_horizons=tuple(sorted(horizons)),
         forecast_stride=r.int("forecast_stride", d.forecast_stride, minimum=1))
     r.done()

@@ -14,6 +14,7 @@ from dtb.errors import DtbError
 
 
 def add_parsers(sub) -> None:
+    from assimilation.settings import CONFOUND_STRATEGIES
     assim = sub.add_parser("assimilate", help="fit the twin to measured BOLD (ensemble Kalman filter)",
                            description="Fit CONFIG's region hyperparameters (its [assimilation] section) to measured "
                                        "BOLD with an ensemble Kalman filter over the first --train-fraction of the "
@@ -27,7 +28,7 @@ def add_parsers(sub) -> None:
     assim.add_argument("--bold", required=True, help="measured BOLD: regions x time (.h5, .npy, .mat, .csv/.tsv) or "
                        "a 4D NIfTI in the config's atlas space")
     assim.add_argument("--key", default=None, help="variable or dataset name inside a .mat / .h5 file")
-    assim.add_argument("--confounds", choices=("auto", "simple", "compcor", "none"), default=None,
+    assim.add_argument("--confounds", choices=CONFOUND_STRATEGIES, default=None,
                        help="a NIfTI from fMRIPrep: which confounds of its confounds TSV to regress out (default: the "
                             "config's assimilation.confounds, auto: the simple set when the TSV is there)")
     assim.add_argument("--tr", type=time_arg, default=None, help="the data's TR (default: the config's [bold] tr; "

@@ -120,10 +120,14 @@ class SpikeBuffer:
             raise RuntimeError(f"spike {position} was forgotten (the buffer holds {self._first} on)")
         return int(position) - self._first
 
+    def _cut(self, step: int, keep_from: int) -> int:
+        """Held index of the first spike of ``step`` or later, but no later than position ``keep_from``."""
+        return min(int(np.searchsorted(self._step[:self._n], step)), self._held(keep_from))
+
     def forget_before(self, step: int, keep_from: int) -> None:
         """Drop the spikes of steps before ``step``, but none at or after position ``keep_from``,
         and give back memory the rest does not need."""
-        k = min(int(np.searchsorted(self._step[:self._n], step)), self._held(keep_from))
+        k = self._cut(step, keep_from)
         if k > 0:
             rest = self._n - k
             self._idx[:rest] = self._idx[k:self._n]
@@ -138,7 +142,7 @@ class SpikeBuffer:
         """(position, indices, steps) of the spikes of ``step`` and later, and of all from
         position ``keep_from``: what a rewind to now needs back if :meth:`forget_before` drops
         them meanwhile."""
-        k = min(int(np.searchsorted(self._step[:self._n], step)), self._held(keep_from))
+        k = self._cut(step, keep_from)
         return self._first + k, self._idx[k:self._n].copy(), self._step[k:self._n].copy()
 
     def rewind_to(self, n: int, tail: tuple[int, np.ndarray, np.ndarray]) -> None:
