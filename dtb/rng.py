@@ -2,8 +2,8 @@
 
 Nothing here keeps state, so a neuron's random numbers do not depend on which rank it lives on
 or in which order ranks draw them. The mixer is SplitMix64's finaliser (Steele, Lea & Flood 2014),
-applied to each word in turn; the same arithmetic is compiled into Brian2 (Cython) for the
-per-step background noise and run in numpy for connectivity.
+applied to each word in turn; the same arithmetic is compiled (numba, dtb.engine.neuron_kernel)
+for the per-step background noise and run in numpy for connectivity and tests.
 """
 
 from __future__ import annotations
@@ -73,14 +73,14 @@ def normal(seed: int, stream: int, stream2: int, key, counter) -> np.ndarray:
 
 
 def poisson_count(seed: int, stream: int, key, counter, lam) -> np.ndarray:
-    """Poisson counts by inversion of one counter-based uniform (numpy twin of the Cython code)."""
+    """Poisson counts by inversion of one counter-based uniform (numpy twin of the compiled neuron pass)."""
     u = np.broadcast_to(uniform(seed, stream, key, counter), np.broadcast(key, counter, lam).shape)
     return _poisson_from_uniform(u, np.broadcast_to(np.asarray(lam, dtype=np.float64), u.shape))
 
 
 def _poisson_from_uniform(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """Inversion: the count k is the number of Poisson CDF values below u (same operation order
-    as the Cython code, so the results are bitwise equal)."""
+    as the compiled neuron pass, so the results are bitwise equal)."""
     out = np.zeros(u.shape, dtype=np.int64)
     p = np.exp(-lam)
     cdf = p.copy()
@@ -93,66 +93,3 @@ def _poisson_from_uniform(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
         cdf = np.where(active, cdf + p, cdf)
         active &= u > cdf
     return out
-
-
-# The same arithmetic for Brian2's Cython target. Unsigned 64-bit arithmetic wraps modulo 2**64
-# in C exactly as numpy's uint64 does.
-CYTHON_POISSON = """
-cdef inline unsigned long long _dtb_mix(unsigned long long z):
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-    return z ^ (z >> 31)
-
-cdef int dtb_poisson(int key_hi, int key_lo, long long counter, double lam, double p0):
-    cdef unsigned long long h
-    cdef double u, p, cdf
-    cdef int k = 0
-    if lam <= 0:
-        return 0
-    h = ((<unsigned long long>(<unsigned int>key_hi)) << 32) | (<unsigned long long>(<unsigned int>key_lo))
-    h = _dtb_mix(h ^ (<unsigned long long>counter + 0x9E3779B97F4A7C15ULL))
-    u = <double>(h >> 11) * (1.0 / 9007199254740992.0)
-    # inversion, unrolled without branches for the first terms (the common counts at the small
-    # per-step rates of background input), then the plain loop for the rare tail
-    p = p0
-    cdf = p
-    k = u > cdf
-    p = p * lam / 1.0
-    cdf += p
-    k += u > cdf
-    p = p * lam / 2.0
-    cdf += p
-    k += u > cdf
-    p = p * lam / 3.0
-    cdf += p
-    k += u > cdf
-    if k < 4:
-        return k
-    p = p * lam / 4.0
-    cdf += p
-    while u > cdf and k < 1000:
-        k += 1
-        p = p * lam / k
-        cdf += p
-    return k
-"""
-
-
-def brian2_poisson_function():
-    """A Brian2 ``Function`` ``dtb_poisson(key_hi, key_lo, counter, lam, p0)`` -> integer count.
-
-    ``(key_hi, key_lo)`` is ``split_key(key_hash(seed, stream, key))``, precomputed per neuron, and
-    ``p0 = exp(-lam)``; the count equals ``poisson_count(seed, stream, key, counter, lam)``."""
-    from brian2 import Function
-
-    def _numpy_impl(key_hi, key_lo, counter, lam, p0):
-        h = (np.asarray(key_hi).astype(np.uint32).astype(np.uint64) << np.uint64(32)) | \
-            np.asarray(key_lo).astype(np.uint32).astype(np.uint64)
-        with np.errstate(over="ignore"):
-            u = (_mix(h ^ (np.asarray(counter).astype(np.uint64) + _GOLDEN)) >> _S11).astype(np.float64) * _TWO_M53
-        return _poisson_from_uniform(u, np.asarray(lam, dtype=np.float64)).astype(np.int32)
-
-    f = Function(_numpy_impl, arg_units=[1, 1, 1, 1, 1], return_unit=1, return_type="integer",
-                 arg_types=["integer", "integer", "integer", "float", "float"], stateless=True)
-    f.implementations.add_implementation("cython", CYTHON_POISSON, name="dtb_poisson")
-    return f

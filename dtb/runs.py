@@ -182,6 +182,7 @@ def _gather(sim, spec: NetworkSpec, outcome: RunOutcome, start_step: int, checkp
     res = gather_results(sim, {"wall_s": outcome.wall_s, "build_s": outcome.build_s,
                                "realtime_factor": outcome.wall_s / outcome.simulated_s,
                                "exchange_s_rank0": sim.exchange_seconds,
+                               **{f"{k}_rank0": v for k, v in sim.profile().items()},
                                "exchange_bytes_rank0": sim.exchange_bytes,
                                "exchange_rounds": sim.exchange_rounds, "resumed_from_step": start_step,
                                "checkpoints_written": len(checkpointer.written),

@@ -21,24 +21,26 @@ def test_poisson_counts_have_poisson_statistics():
         assert stats.chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()).pvalue > 1e-3
 
 
-def test_brian2_cython_noise_equals_numpy_twin():
-    """The compiled dtb_poisson used in the network gives the same counts as the numpy code."""
-    import brian2 as b2
-    from dtb.engine.brian_setup import configure_brian
+def test_compiled_noise_equals_numpy_twin():
+    """The compiled draw of the neuron pass gives the same counts as the numpy code, including
+    the tail beyond 3 events and after the rate changes (its cumulative sums are cached)."""
+    from numba import njit
 
-    configure_brian()
-    f = rng.brian2_poisson_function()
-    G = b2.NeuronGroup(500, "k : integer\nlam : 1\np0 : 1\nhi : integer\nlo : integer", namespace={"dtb_poisson": f})
-    G.lam = np.linspace(0, 4, 500)
-    G.p0 = np.exp(-np.linspace(0, 4, 500))
-    G.hi, G.lo = rng.split_key(rng.key_hash(77, 2, np.arange(500) + 1000))
-    G.run_regularly("k = dtb_poisson(hi, lo, t_in_timesteps, lam, p0)", when="start")
-    net = b2.Network(G)
-    b2.defaultclock.dt = 0.1 * b2.ms
-    net.run(0.3 * b2.ms)   # steps 0, 1, 2: G.k holds step 2's draw
-    expected = rng.poisson_count(77, 2, np.arange(500) + 1000, 2, np.linspace(0, 4, 500))
-    np.testing.assert_array_equal(np.asarray(G.k[:]), expected)
-    assert expected.sum() > 500
+    from dtb.engine import neuron_kernel
+
+    poisson = neuron_kernel.load_kernel(neuron_kernel.kernel_source(("ampa",), (), ("ampa",), frozenset()))
+    module = __import__(poisson.__module__)
+    draw = njit(lambda key, step, lam, p0, cdf: [module._poisson(key[i], step, lam[i], p0[i], cdf, i)
+                                                  for i in range(len(key))])
+    gids = np.arange(500) + 1000
+    key = neuron_kernel.combined_keys(*rng.split_key(rng.key_hash(77, 2, gids)))
+    cdf = np.full(5 * len(gids), np.nan)
+    for step, top in ((2, 4.0), (3, 4.0), (4, 9.0)):       # the third step changes every rate
+        lam = np.linspace(0, top, len(gids))
+        got = np.array(draw(key, step, lam, np.exp(-lam), cdf))
+        np.testing.assert_array_equal(got, rng.poisson_count(77, 2, gids, step, lam))
+        assert (got >= 4).sum() > 50
+    assert got.sum() > 500
 
 
 def _proj(rule, **kw):

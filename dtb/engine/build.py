@@ -12,7 +12,9 @@ import numpy as np
 from dtb import connect, rng
 from dtb.engine.common import SPIKE_TRIM_PERIOD, SpikeBuffer, current_rss
 from dtb.errors import DtbError
-from dtb.models.lif import RECEPTORS, lif_equations, neuron_update_code
+from dtb.engine.delivery import SpikeDelivery
+from dtb.engine.neuron_kernel import NeuronPass
+from dtb.models.lif import RECEPTORS, lif_equations
 from dtb.models.plasticity import (PLASTIC_ON_POST, PLASTIC_ON_PRE, PLASTIC_SLOT_EQUATIONS, PLASTIC_SYNAPSE_MODEL)
 from dtb.spec import CurrentStep, PoissonStimulus
 
@@ -30,7 +32,6 @@ class NetworkBuilder:
         b2.defaultclock.dt = self.dt * b2.second
         self._timestep = b2.defaultclock.variables["timestep"].get_value()
         self._timestep[0] = 0             # the clock is Brian2's global one: a new network starts at 0
-        self._poisson = rng.brian2_poisson_function()
         gids = self.local_gids
         pop_index = spec.population_index(gids)
         self.local_population = pop_index
@@ -53,9 +54,11 @@ class NetworkBuilder:
         used = {pr.receptor for pr in spec.projections}
         self.synaptic_receptors = tuple(r for r in RECEPTORS if r in used)
         G = b2.NeuronGroup(self.n_local, lif_equations(self.shared_parameters, self.synaptic_receptors),
-                           threshold="v > V_th", reset="v = V_reset", refractory="t_ref",
-                           namespace={"dtb_poisson": self._poisson}, name="dtb_neurons")
-        G.state_updater.active = False   # the refractory flag is updated in dtb_update
+                           threshold="v > V_th", reset="v = V_reset", refractory="t_ref", name="dtb_neurons")
+        # integration, threshold and reset are one compiled pass (dtb.engine.neuron_kernel), which
+        # writes the group's spike space as the thresholder would
+        for obj in (G.state_updater, G.thresholder["spike"], G.resetter["spike"]):
+            obj.active = False
         self.group = G
         # Input slots: receptor k of local neuron i accumulates at slot n_slots * i + k of one group,
         # so a single Synapses object (and one spike queue) serves every receptor.
@@ -95,7 +98,11 @@ class NetworkBuilder:
         if spec.cpg is not None:
             background.add(spec.cpg.receptor)
         self._background = tuple(r for r in RECEPTORS if r in background)
-        self.update = G.run_regularly(neuron_update_code(used, background), when="groups", name="dtb_update")
+        active = tuple(r for r in RECEPTORS if r in used or r in background)
+        clock = b2.defaultclock.variables
+        self.neuron_pass = NeuronPass(G, self.inputs, active, self.synaptic_receptors, self._background,
+                                      self.shared_parameters, (self._timestep, clock["t"].get_value()), self.dt)
+        self.update = b2.NetworkOperation(self._step, when="groups", name="dtb_update")
         objects = [G, self.update] + ([self.inputs] if self.inputs is not None else [])
         self.cpg = None
         self._cpg_pools: set[str] = set()
@@ -128,42 +135,54 @@ class NetworkBuilder:
         self.bold = None                  # a BOLD recorder attaches from outside (dtb.bold.attach_bold)
 
     def _build_synapses(self, b2, G) -> list:
+        """Every incoming synapse of the rank's neurons: static ones into compiled delivery tables
+        (:mod:`dtb.engine.delivery`), plastic and teacher ones into Brian2 ``Synapses``."""
         spec = self.spec
         pops = {p.name: p for p in spec.populations}
-        seed, dt, quantum = self.seed, self.dt, spec.simulation.weight_quantum
-        # pass 1: sources of every incoming synapse, to know the remote neurons we need proxies for
+        # pass 1: sources of every incoming synapse, to know the remote neurons that project here
         drawn = []
         for k, pr in enumerate(spec.projections):
             tgt = pops[pr.target]
             sl = self.population_slices(tgt.name)
             if sl is None:
                 continue
-            inc = connect.draw_sources(pr, k, pops[pr.source], tgt, self.local_gids[sl], seed)
+            inc = connect.draw_sources(pr, k, pops[pr.source], tgt, self.local_gids[sl], self.seed)
             drawn.append((k, pr, inc))
         remote = [inc.source[~self.locate(inc.source)[0]] for _, _, inc in drawn]
         self._set_exchange_interval([k for (k, _, _), r in zip(drawn, remote) if len(r)])
         self.remote_gids = np.unique(np.concatenate(remote)) if remote else np.zeros(0, np.int64)
+        del remote
         if self.exchange_mode == "targeted" and self.size > 1:
             self._build_targets()
         self.stats.n_proxies = len(self.remote_gids)
+        parts = self._synapse_parts(drawn)
+        del drawn
         objects = []
         self.proxy = None
-        if len(self.remote_gids):
-            # a source emits at most one spike per refractory period, so K slots per window suffice
-            # scheduled, not yet fired spikes of one source span fewer than D steps, and a source
-            # fires at most once per refractory period: K slots per proxy suffice
-            tref = min(int(np.rint(p.params["t_ref"] / dt)) for p in spec.populations)
-            self.proxy_slots = K = -(-self.D // max(tref, 1)) + 1
-            eqs = "\n".join(f"due{j} : integer" for j in range(K))
-            cond = " or ".join(f"t_in_timesteps == due{j}" for j in range(K))
-            self.proxy = b2.NeuronGroup(len(self.remote_gids), eqs, threshold=cond, reset="", name="dtb_proxies")
-            for j in range(K):
-                self.proxy.variables[f"due{j}"].set_value(np.full(len(self.remote_gids), -1, dtype=np.int32))
-            from brian2.groups.neurongroup import Thresholder
-            for obj in self.proxy.contained_objects:   # nothing to integrate or reset
-                if not isinstance(obj, Thresholder):
-                    obj.active = False
-            objects.append(self.proxy)
+        if parts["plastic", False] or parts["teacher", False]:
+            objects.append(self._build_proxies(b2))
+        self.synapse_sets: dict[bool, list] = {True: [], False: []}   # local? -> Brian2 Synapses
+        self.plastic_syn: dict[bool, object] = {}
+        self.delivery: dict[bool, SpikeDelivery] = {}
+        for (kind, local), chunks in parts.items():
+            if not chunks:
+                continue
+            pre, post, wq, delay = (np.concatenate(x) for x in zip(*chunks))
+            parts[kind, local] = None
+            if kind == "plain":
+                n_sources = self.n_local if local else len(self.remote_gids)
+                self.delivery[local] = SpikeDelivery(n_sources, pre, post, wq, delay,
+                                                     self.inputs.variables["acc"].get_value())
+            else:
+                objects.append(self._brian2_synapses(b2, G, kind, local, pre, post, wq, delay))
+            del pre, post, wq, delay
+        return objects
+
+    def _synapse_parts(self, drawn: list) -> dict:
+        """Pass 2: weights (quanta) and delays (steps) of the drawn synapses, as chunks of
+        (source index, input slot, weight, delay) per (kind, source on this rank?)."""
+        spec = self.spec
+        quantum = spec.simulation.weight_quantum
         n_slots = len(self.synaptic_receptors)
         max_wq = np.iinfo(np.int32).max
         plastic = {k for k, pr in enumerate(spec.projections) if pr.plasticity is not None}
@@ -171,21 +190,18 @@ class NetworkBuilder:
         teacher_of = {j: k for k in plastic for j, q in enumerate(spec.projections)
                       if q.source == spec.projections[k].plasticity.teacher and q.target == spec.projections[k].target}
         self._plastic_keys: dict[bool, list] = {True: [], False: []}
-        # pass 2: weights and delays; all synapses of a kind and side go into one Synapses object
-        parts = {(kind, local): [] for kind in ("plain", "plastic", "teacher") for local in (True, False)}
+        parts: dict = {(kind, local): [] for kind in ("plain", "plastic", "teacher") for local in (True, False)}
         for k, pr, inc in drawn:
-            w = connect.draw_weights(pr, k, inc, seed)
+            w = connect.draw_weights(pr, k, inc, self.seed)
             wq = np.rint(w / quantum)
             if wq.max(initial=0) > max_wq:
                 raise DtbError(f"projection {pr.source}->{pr.target}: weight {w.max():g} S exceeds "
                                f"2**31 weight quanta; raise simulation.weight_quantum")
-            d = connect.draw_delay_steps(pr, k, inc, seed, dt)
+            d = connect.draw_delay_steps(pr, k, inc, self.seed, self.dt).astype(np.int32)
             is_local, src_index = self.locate(inc.source)
             tgt_index = self.locate(inc.target)[1]
             post = (n_slots * tgt_index + self.synaptic_receptors.index(pr.receptor)).astype(np.int32)
-            kinds = ["plastic" if k in plastic else "plain"]
-            if k in teacher_of:
-                kinds.append("teacher")
+            kinds = ["plastic" if k in plastic else "plain"] + (["teacher"] if k in teacher_of else [])
             if k in plastic:
                 self._set_plastic_slots(pr, post)
             for local in (True, False):
@@ -195,59 +211,67 @@ class NetworkBuilder:
                     continue
                 if local:
                     pre = src_index[sel].astype(np.int32)
-                    delay = d[sel]
                     self.stats.n_synapses_local += n
                 else:
                     pre = np.searchsorted(self.remote_gids, inc.source[sel]).astype(np.int32)
-                    delay = d[sel] - self.D
                     self.stats.n_synapses_remote += n
                 for kind in kinds:
                     p = post[sel]
                     if kind == "teacher":      # the event goes to the slot of the plastic receptor
                         kp = spec.projections[teacher_of[k]]
                         p = (n_slots * tgt_index[sel] + self.synaptic_receptors.index(kp.receptor)).astype(np.int32)
-                    parts[kind, local].append((pre, p, wq[sel].astype(np.int32), delay.astype(np.float32)))
+                    parts[kind, local].append((pre, p, wq[sel].astype(np.int32), d[sel]))
                 if k in plastic:
                     self._plastic_keys[local].append(np.stack([np.full(n, k), inc.target[sel], inc.slot[sel],
                                                                inc.source[sel]], axis=1))
                 self.stats.per_receptor[pr.receptor] = self.stats.per_receptor.get(pr.receptor, 0) + n
-        del drawn
-        self.synapse_sets: dict[bool, list] = {True: [], False: []}   # local? -> Synapses objects
-        self.plastic_syn: dict[bool, object] = {}
-        for (kind, local), chunks in parts.items():
-            if not chunks:
-                continue
-            pre, post, wq, delay = (np.concatenate(x) for x in zip(*chunks))
-            parts[kind, local] = None
-            # delays are whole steps: float32 stores them exactly (to 2**24 steps) in half the
-            # memory; Brian2's spike queue accepts float32 delays
-            default_float = b2.prefs.core.default_float_dtype
-            b2.prefs.core.default_float_dtype = np.float32
-            side = "local" if local else "remote"
-            try:
-                if kind == "plain":
-                    syn = b2.Synapses(G if local else self.proxy, self.inputs, model="w : integer (constant)",
-                                      on_pre="acc_post += w", name=f"dtb_{side}_synapses")
-                elif kind == "teacher":
-                    syn = b2.Synapses(G if local else self.proxy, self.inputs, on_pre="cf_post += 1",
-                                      name=f"dtb_{side}_teacher")
-                else:
-                    syn = b2.Synapses(G if local else self.proxy, self.inputs, model=PLASTIC_SYNAPSE_MODEL,
-                                      on_pre=PLASTIC_ON_PRE, on_post=PLASTIC_ON_POST, name=f"dtb_{side}_plastic")
-            finally:
-                b2.prefs.core.default_float_dtype = default_float
-            syn.connect(i=pre, j=post)
-            if kind != "teacher":
-                syn.variables["w"].get_value()[:] = wq
-            if kind == "plastic":
-                syn.variables["tlast"].set_value(-1e9)
-                self.plastic_syn[local] = syn
-                self._plastic_keys[local] = np.concatenate(self._plastic_keys[local])
-            syn.pre.variables["delay"].get_value()[:] = delay * np.float32(dt)
-            del pre, post, wq, delay
-            self.synapse_sets[local].append(syn)
-            objects.append(syn)
-        return objects
+        return parts
+
+    def _build_proxies(self, b2):
+        """Silent neurons standing for the remote sources of Brian2 (plastic, teacher) synapses:
+        the proxy of a source that spiked at step e fires at e + D."""
+        # scheduled, not yet fired spikes of one source span fewer than D steps, and a source
+        # fires at most once per refractory period: K slots per proxy suffice
+        tref = min(int(np.rint(p.params["t_ref"] / self.dt)) for p in self.spec.populations)
+        self.proxy_slots = K = -(-self.D // max(tref, 1)) + 1
+        eqs = "\n".join(f"due{j} : integer" for j in range(K))
+        cond = " or ".join(f"t_in_timesteps == due{j}" for j in range(K))
+        self.proxy = b2.NeuronGroup(len(self.remote_gids), eqs, threshold=cond, reset="", name="dtb_proxies")
+        for j in range(K):
+            self.proxy.variables[f"due{j}"].set_value(np.full(len(self.remote_gids), -1, dtype=np.int32))
+        from brian2.groups.neurongroup import Thresholder
+        for obj in self.proxy.contained_objects:   # nothing to integrate or reset
+            if not isinstance(obj, Thresholder):
+                obj.active = False
+        return self.proxy
+
+    def _brian2_synapses(self, b2, G, kind: str, local: bool, pre, post, wq, delay):
+        """One Brian2 ``Synapses`` for the plastic synapses (or their teachers) of one side; remote
+        ones start at the proxies, D steps after the spike, so they keep delay - D."""
+        # delays are whole steps: float32 stores them exactly (to 2**24 steps) in half the
+        # memory; Brian2's spike queue accepts float32 delays
+        default_float = b2.prefs.core.default_float_dtype
+        b2.prefs.core.default_float_dtype = np.float32
+        side = "local" if local else "remote"
+        try:
+            if kind == "teacher":
+                syn = b2.Synapses(G if local else self.proxy, self.inputs, on_pre="cf_post += 1",
+                                  name=f"dtb_{side}_teacher")
+            else:
+                syn = b2.Synapses(G if local else self.proxy, self.inputs, model=PLASTIC_SYNAPSE_MODEL,
+                                  on_pre=PLASTIC_ON_PRE, on_post=PLASTIC_ON_POST, name=f"dtb_{side}_plastic")
+        finally:
+            b2.prefs.core.default_float_dtype = default_float
+        syn.connect(i=pre, j=post)
+        if kind == "plastic":
+            syn.variables["w"].get_value()[:] = wq
+            syn.variables["tlast"].set_value(-1e9)
+            self.plastic_syn[local] = syn
+            self._plastic_keys[local] = np.concatenate(self._plastic_keys[local])
+        steps = delay if local else delay - self.D
+        syn.pre.variables["delay"].get_value()[:] = steps.astype(np.float32) * np.float32(self.dt)
+        self.synapse_sets[local].append(syn)
+        return syn
 
     def _set_plastic_slots(self, pr, post: np.ndarray) -> None:
         """The rule's parameters (in weight quanta) at the input slots of a plastic projection."""

@@ -1,6 +1,7 @@
 """Spike exchange between ranks (NEST's event delivery manager): every P steps the spikes of
 the last P steps are sent, by allgather (blocking or overlapped) or only to the ranks that need
-them (targeted), and the proxies of remote sources are scheduled to fire D steps after them.
+them (targeted); received spikes are queued for the static synapses they reach, and the proxies of
+remote sources of Brian2 (plastic) synapses are scheduled to fire D steps after them.
 Stop requests travel with the exchange."""
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class SpikeExchange:
         self.exchange_bytes += send.nbytes + head.nbytes
         self.exchange_rounds += 1
         self.exchanged_spikes += len(recv)
-        if self.proxy is not None and len(recv):
-            self._schedule_proxies(recv >> 16, (recv & 0xFFFF) + (k - self.P) + self.D, k)
+        if len(recv):
+            self._receive_remote(recv >> 16, (recv & 0xFFFF) + (k - self.P), k)
         self.exchange_seconds += time.perf_counter() - t0
 
     def _exchange_op(self, k: int) -> None:
@@ -125,9 +126,23 @@ class SpikeExchange:
             self._capacity = int(2 * counts.max() + 1)
         packed = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         self.exchanged_spikes += len(packed)
-        if self.proxy is not None and len(packed):
-            self._schedule_proxies(packed >> 16, (packed & 0xFFFF) + (k_post - self.P) + self.D, k)
+        if len(packed):
+            self._receive_remote(packed >> 16, (packed & 0xFFFF) + (k_post - self.P), k)
         self.exchange_seconds += time.perf_counter() - t0
+
+    def _receive_remote(self, gids: np.ndarray, fired: np.ndarray, k: int) -> None:
+        """Remote spikes (``gids`` fired at steps ``fired``), received at the start of step k:
+        queued for the static synapses they reach here, and the proxies of Brian2 synapses
+        scheduled to fire D steps after them. Every one is due at step k or later."""
+        if len(fired) and fired.min() + self.D < k:
+            raise RuntimeError(f"spike exchange too late at step {k}: a spike was due at step {fired.min() + self.D}")
+        remote = self.delivery.get(False)
+        if remote is not None:
+            pos = np.minimum(np.searchsorted(self.remote_gids, gids), len(self.remote_gids) - 1)
+            mine = self.remote_gids[pos] == gids
+            remote.push(pos[mine], fired[mine], k)
+        if self.proxy is not None:
+            self._schedule_proxies(gids, fired + self.D, k)
 
     def _schedule_proxies(self, gids: np.ndarray, due: np.ndarray, k: int) -> None:
         """Make the proxies of remote ``gids`` fire at steps ``due`` (all >= the current step k)."""

@@ -96,6 +96,9 @@ class Simulation(NetworkBuilder, StimulusControl, Recorder, SpikeExchange, Sched
         self._tasks: list[tuple[int, int, Callable[[int], None]]] = []   # (order, period in steps, fn(step))
         self._mon_pos = 0                 # spikes already sent to other ranks
         self.exchange_seconds = 0.0
+        self.first_step_seconds = 0.0     # the first step: compiling or loading the model's code
+        self.neuron_seconds = 0.0         # in the compiled neuron pass (profile)
+        self.delivery_seconds = 0.0       # queueing and delivering static synapses' events
         self.exchanged_spikes = 0
         self.exchange_bytes = 0           # sent by this rank
         self.exchange_rounds = 0
@@ -129,6 +132,17 @@ class Simulation(NetworkBuilder, StimulusControl, Recorder, SpikeExchange, Sched
     def t(self) -> float:
         """Biological time reached (s)."""
         return self.current_step() * self.dt
+
+    def profile(self) -> dict:
+        """Where this rank's run time went so far: seconds in the compiled neuron pass, in the
+        static synapses' delivery and in the spike exchange, with the work done (neuron-steps,
+        synaptic events), and the costs per unit (ns per neuron-step, ns per event)."""
+        steps = self.current_step() * self.n_local
+        events = sum(d.events for d in self.delivery.values())
+        return {"first_step_s": self.first_step_seconds, "neuron_s": self.neuron_seconds, "delivery_s": self.delivery_seconds,
+                "exchange_s": self.exchange_seconds, "neuron_steps": steps, "events": events,
+                "ns_per_neuron_step": 1e9 * self.neuron_seconds / max(steps, 1),
+                "ns_per_event": 1e9 * self.delivery_seconds / max(events, 1)}
 
     def n_synapses_total(self) -> int:
         return int(self.comm.allreduce(self.stats.n_synapses_local + self.stats.n_synapses_remote))

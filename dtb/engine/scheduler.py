@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import logging
+import time
 from typing import Callable
 
 import numpy as np
@@ -55,12 +56,40 @@ class Scheduler:
                 "compiling the model (first run only, up to a minute; later runs use the cache in ~/.cython)..."))
             notice.daemon = True
             notice.start()
+        t0 = time.perf_counter()
         try:
-            self.net.run(self.dt * b2.second, namespace={}, report=None)
+            self._run_net(1)
         finally:
             if notice is not None:
                 notice.cancel()
+        self.first_step_seconds = time.perf_counter() - t0
         self.stats.rss_after_first_step = current_rss()
+
+    def _step(self) -> None:
+        """The work of step k in Brian2's ``groups`` slot: the neuron pass, then the events of the
+        static synapses due at step k (those of the spikes just emitted included)."""
+        t0 = time.perf_counter()
+        k = int(self._timestep[0])
+        n = self.neuron_pass.step()
+        t1 = time.perf_counter()
+        local = self.delivery.get(True)
+        if local is not None:
+            if n:
+                local.push(self._spikespace[:n], k, k)
+            local.deliver(k)
+        remote = self.delivery.get(False)
+        if remote is not None:
+            remote.deliver(k)
+        self.neuron_seconds += t1 - t0
+        self.delivery_seconds += time.perf_counter() - t1
+
+    def _run_net(self, steps: int) -> None:
+        """Brian2's run of ``steps`` steps; afterwards no spikes are pending in the spike space
+        (what Brian2's thresholder does after a run; ours is the compiled neuron pass)."""
+        try:
+            self.net.run(steps * self.dt * self._b2.second, namespace={}, report=None)
+        finally:
+            self.neuron_pass.clear_spikes()
 
     def add_hook(self, period: float, fn: Callable[["Simulation"], None]) -> None:
         """Call ``fn(sim)`` every ``period`` seconds of biological time (rounded to whole steps), at
@@ -90,7 +119,7 @@ class Scheduler:
             steps -= 1
         try:
             if steps > 0 and self._task_error is None:
-                self.net.run(steps * self.dt * b2.second, namespace={}, report=None)
+                self._run_net(steps)
         finally:
             if bar is not None:
                 self.unschedule(_progress)

@@ -39,6 +39,7 @@ class Snapshot:
     region_spike_pos: int
     region_rows: list
     pending_exchange: tuple | None
+    queued: dict                        # the static synapses' delivery queues, per side
     capacity: int
     rate_override: dict
     bold: dict | None
@@ -104,13 +105,14 @@ class StateManager:
         self._snapshots = getattr(self, "_snapshots", 0) + 1
         name = f"dtb_snapshot_{self._snapshots}"      # several may be held at once (nested)
         self.net.store(name)
+        queued = {side: d.pending() for side, d in self.delivery.items()}
         pending = self._pending_exchange
         if pending is not None:
             req, recv, cap, rest, k = pending
             pending = (req, recv.copy(), cap, rest.copy(), k)
         return Snapshot(name=name, step=self.current_step(), n_spikes=len(self.spikes), mon_pos=self._mon_pos,
                         region_spike_pos=self._region_spike_pos, region_rows=list(self.region_rows),
-                        pending_exchange=pending, capacity=self._capacity, rate_override=dict(self._rate_override),
+                        pending_exchange=pending, queued=queued, capacity=self._capacity, rate_override=dict(self._rate_override),
                         bold=self.bold.capture() if self.bold is not None else None,
                         plastic_history={k: (len(t), len(v)) for k, (t, v) in self.plastic_history.items()},
                         spike_tail=None if self.keep_spikes else self.spikes.tail(self.current_step() - self.spike_window(),
@@ -120,6 +122,8 @@ class StateManager:
         """Return to the state of :meth:`snapshot` ``snap`` (between run() calls; every rank
         rewinds to the same snapshot step)."""
         self.net.restore(snap.name)
+        for side, d in self.delivery.items():
+            d.set_pending(snap.queued[side])
         if snap.spike_tail is None:
             self.spikes.truncate(snap.n_spikes)
         else:
@@ -256,12 +260,19 @@ class StateManager:
 
     def _refill_queues(self, k: int, gids: np.ndarray, steps: np.ndarray) -> None:
         """Rebuild what was in flight at the start of step k from the spikes before it: a spike at
-        step e reaches a synapse of delay d at e + d; those with e + d >= k are put in the spike
-        queue slot e + d - k. A remote source's proxy fires at e + D (rescheduled if still to
-        come, else its spike is in the remote queue with delay d - D)."""
+        step e reaches a synapse of delay d at e + d; those with e + d >= k are queued (static
+        synapses: the delivery queues; Brian2's: the spike queue slot e + d - k). A remote
+        source's proxy fires at e + D (rescheduled if still to come, else its spike is in the
+        remote queue with delay d - D)."""
         recent = steps >= k - self.max_delay_steps() - self.D - 1
         gids, steps = gids[recent], steps[recent]
         local, local_idx = self.locate(gids)
+        if True in self.delivery:
+            self.delivery[True].push(local_idx[local], steps[local], k)
+        if False in self.delivery and len(self.remote_gids):
+            pos = np.minimum(np.searchsorted(self.remote_gids, gids), len(self.remote_gids) - 1)
+            remote = ~local & (self.remote_gids[pos] == gids)
+            self.delivery[False].push(pos[remote], steps[remote], k)
         for syn in self.synapse_sets[True]:
             self._fill_queue(syn, local_idx[local], steps[local], k)
         if self.proxy is not None:
@@ -276,7 +287,7 @@ class StateManager:
 
     def max_delay_steps(self) -> int:
         """The longest delay (steps) of this rank's synapses, as stored in their queues."""
-        m = 0
+        m = max([d.max_delay for d in self.delivery.values()], default=0)
         for syn in self.synapse_sets[True] + self.synapse_sets[False]:
             if len(syn):
                 m = max(m, int(np.rint(syn.pre.variables["delay"].get_value().max() / self.dt)))

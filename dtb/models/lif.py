@@ -4,15 +4,18 @@
     dg_r/dt   = -g_r / tau_r            r in AMPA, NMDA, GABAa, GABAb
     v > V_th  ->  spike, v = V_reset, refractory for t_ref
 
-Integration, once per step of dt, in one pass over the neurons (``neuron_update_code``):
+Integration, once per step of dt, in one compiled pass over the neurons (:mod:`dtb.engine.neuron_kernel`):
   1. g_r += (synaptic events of the previous step + this step's background Poisson events)
      x weight quantum x scale_r  (integer accumulators ``acc_r``, then reset);
   2. v by exponential Euler: exact for the linear membrane with the conductances held at these
-     values over the step, v <- v_inf + (v - v_inf) exp(-dt g_tot / C_m), skipped while refractory;
+     values over the step, v <- v_inf + (v - v_inf) exp(-dt g_tot / C_m), skipped while refractory
+     (computed as v + (drive - v g_tot) (dt/C_m) (1 - exp(-y))/y, y = dt g_tot / C_m, with the
+     last factor from its series: no division, the same bits on every machine);
   3. g_r <- g_r exp(-dt/tau_r), the exact decay (the factor is computed once per neuron at build
      time, so per-population time constants cost no exp() per step).
 This is the same scheme as Brian2's ``exponential_euler`` state updater followed by ``g += w``
-synapses; doing it in one pass instead of two saves a sweep over memory every step.
+synapses, followed by the threshold and the reset; one pass instead of four saves sweeps over
+memory every step.
 
 Synaptic events arrive as integer multiples of a weight quantum (``acc_r``, see
 :mod:`dtb.engine.kernel`): integer sums do not depend on the order in which
@@ -71,7 +74,7 @@ _BRIAN_UNITS = {"capacitance": "farad", "conductance": "siemens", "voltage": "vo
 
 
 def lif_equations(shared: frozenset[str] | set[str] = frozenset(), synaptic: tuple[str, ...] = RECEPTORS) -> str:
-    """The Brian2 variables of the model, with units (the dynamics are in :func:`neuron_update_code`).
+    """The Brian2 variables of the model, with units (the dynamics are in :mod:`dtb.engine.neuron_kernel`).
 
     ``shared``: parameters with one value for every neuron of the rank's group, declared
     ``(shared, constant)`` so the update reads a scalar instead of an array (the per-step
@@ -124,41 +127,4 @@ def lif_equations(shared: frozenset[str] | set[str] = frozenset(), synaptic: tup
         "region : integer (constant)",
         "w_quantum : siemens (shared, constant)",
     ]
-    return "\n".join(lines)
-
-
-def neuron_update_code(receptors=RECEPTORS, background=RECEPTORS) -> str:
-    """One step of the model for every neuron (run in the ``groups`` slot, before the threshold).
-
-    ``receptors``: those any projection uses; ``background``: those a Poisson stimulus uses.
-    Receptors in neither are left out of the generated code (their conductance stays 0).
-    The refractory flag is updated here too, exactly as Brian2's own state updater would
-    (which is then switched off), to save a pass over the neurons.
-    The background count uses the counter-based generator keyed by the neuron (``key_*_r``)
-    and the step, so it does not depend on the rank holding the neuron.
-    """
-    active = [r for r in RECEPTORS if r in receptors or r in background]
-    lines = ["not_refractory = timestep(t - lastspike, dt) >= timestep(t_ref, dt)"]
-    for r in active:
-        events = []
-        if r in receptors:
-            events.append(f"acc_{r}")
-        if r in background:
-            events.append(f"wq_{r} * dtb_poisson(key_hi_{r}, key_lo_{r}, t_in_timesteps, lam_{r}, p0_{r})")
-        lines.append(f"g_{r} += ({' + '.join(events)}) * w_quantum * scale_{r}")
-        if r in receptors:
-            lines.append(f"acc_{r} = 0")
-    exc = [f"g_{r}*(E_{r} - v)" for r in ("ampa", "nmda") if r in active]
-    inh = [f"g_{r}*(E_{r} - v)" for r in ("gabaa", "gabab") if r in active]
-    if exc:
-        lines.append(f"Q_exc += ({' + '.join(exc)}) * dt")
-    if inh:
-        lines.append(f"Q_inh += ({' + '.join(inh)}) * dt")
-    g_tot = " + ".join(["g_L"] + [f"g_{r}" for r in active])
-    drive = " + ".join(["g_L*E_L"] + [f"g_{r}*E_{r}" for r in active] + ["I_ext"])
-    lines.append(f"g_tot = {g_tot}")
-    lines.append(f"v_inf = ({drive}) / g_tot")
-    lines.append("v += int(not_refractory) * (v_inf - v) * (1 - exp(-dt * g_tot / C_m))")
-    for r in active:
-        lines.append(f"g_{r} *= decay_{r}")
     return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Compiled delivery of spikes over static synapses (numba), in place of Brian2's spike queues.
+
+A rank's static synapses of one side (sources on this rank, or remote sources) are kept sorted
+by source and, within a source, by delay, cut into *segments* of one (source, delay). A spike of
+source s at step e puts the segments of s in the ring bucket of their arrival step e + d; at
+each step the bucket of that step is emptied by adding each segment's weights (integer weight
+quanta) to its input slots. Per event that is one load of the target slot and weight and one
+integer add; per spike, one bucket entry per distinct delay.
+
+Integer sums do not depend on the order of delivery, so the result is the same on any number of
+ranks; the timing is Brian2's: the events of a spike at step e with delay d are added during step
+e + d, after that step's neuron update, and folded in at step e + d + 1. Remote spikes go into
+the ring when they are received (at least D steps before they are due), so no proxy neurons are
+needed for static synapses.
+
+Memory: 8 bytes per synapse (target slot, weight) and 12 per segment (first synapse, delay),
+plus 4 bytes per queued segment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _push(sources, fired, fired_all, now, first_segment, segment_delay, ring, count, start):
+    """Queue the segments of the spikes (sources[i], fired at step fired[i], or at fired_all if
+    ``fired`` is empty) whose arrival is at or after ``now``, from spike start[0] and its segment
+    start[1] on. Returns -1 when done, or the spike index at which a bucket filled (start then
+    holds where to resume)."""
+    n_slots = ring.shape[0]
+    each = fired.shape[0] > 0
+    for i in range(start[0], sources.shape[0]):
+        s = sources[i]
+        e = fired[i] if each else fired_all
+        g0 = start[1] if i == start[0] and start[1] >= 0 else first_segment[s]
+        for g in range(g0, first_segment[s + 1]):
+            arrival = e + segment_delay[g]
+            if arrival < now:
+                continue
+            b = arrival % n_slots
+            c = count[b]
+            if c == ring.shape[1]:
+                start[0] = i
+                start[1] = g
+                return i
+            ring[b, c] = g
+            count[b] = c + 1
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _deliver(now, ring, count, first_synapse, target, weight, acc):
+    """Add the events arriving at step ``now`` to their input slots; returns the event count."""
+    b = now % ring.shape[0]
+    events = 0
+    for j in range(count[b]):
+        g = ring[b, j]
+        for x in range(first_synapse[g], first_synapse[g + 1]):
+            acc[target[x]] += weight[x]
+        events += first_synapse[g + 1] - first_synapse[g]
+    count[b] = 0
+    return events
+
+
+class SpikeDelivery:
+    """Static synapses from ``n_sources`` sources to the input slots of a rank, and their queue.
+
+    ``pre``: source index of each synapse; ``post``: input slot; ``weight``: integer weight quanta;
+    ``delay``: delay in whole steps (>= 0); ``acc``: the input slots (Brian2's array, in place)."""
+
+    def __init__(self, n_sources: int, pre: np.ndarray, post: np.ndarray, weight: np.ndarray,
+                 delay: np.ndarray, acc: np.ndarray):
+        delay = np.asarray(delay, dtype=np.int32)
+        order = np.lexsort((delay, pre))
+        self.target = np.asarray(post, dtype=np.int32)[order]
+        self.weight = np.asarray(weight, dtype=np.int32)[order]
+        pre, delay = np.asarray(pre)[order], delay[order]
+        del order
+        new = np.ones(len(pre), dtype=bool)
+        new[1:] = (pre[1:] != pre[:-1]) | (delay[1:] != delay[:-1])
+        starts = np.flatnonzero(new)
+        del new
+        self.first_synapse = np.append(starts, len(pre)).astype(np.int64)
+        self.segment_delay = delay[starts]
+        self.first_segment = np.searchsorted(pre[starts], np.arange(n_sources + 1)).astype(np.int64)
+        self.max_delay = int(delay.max(initial=0))
+        self.acc = acc
+        self.ring = np.zeros((self.max_delay + 1, 16), dtype=np.int32)
+        self.count = np.zeros(self.max_delay + 1, dtype=np.int64)
+        self.events = 0
+        self._none = np.zeros(0, dtype=np.int64)
+        self._start = np.zeros(2, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.target, self.weight, self.first_synapse, self.segment_delay,
+                                      self.first_segment, self.ring, self.count))
+
+    def push(self, sources: np.ndarray, fired: np.ndarray | int, now: int) -> None:
+        """Queue the spikes of ``sources`` fired at steps ``fired`` (one step for all, or one
+        each); events due before step ``now`` are dropped (already delivered)."""
+        if np.ndim(fired):
+            fired_each, fired_all = np.ascontiguousarray(fired, dtype=np.int64), 0
+            sources = np.asarray(sources, dtype=np.int64)
+        else:
+            fired_each, fired_all = self._none, int(fired)
+        start = self._start
+        start[0], start[1] = 0, -1
+        while _push(sources, fired_each, fired_all, now, self.first_segment, self.segment_delay, self.ring,
+                    self.count, start) >= 0:
+            grown = np.zeros((self.ring.shape[0], 2 * self.ring.shape[1]), dtype=np.int32)
+            grown[:, :self.ring.shape[1]] = self.ring
+            self.ring = grown
+
+    def deliver(self, now: int) -> None:
+        """Add the events due at step ``now`` to the input slots."""
+        self.events += _deliver(now, self.ring, self.count, self.first_synapse, self.target, self.weight, self.acc)
+
+    def pending(self) -> tuple[np.ndarray, np.ndarray]:
+        """The queue, to come back to (:meth:`set_pending`)."""
+        return self.ring.copy(), self.count.copy()
+
+    def set_pending(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        self.ring, self.count = state[0].copy(), state[1].copy()
+
+    def clear(self) -> None:
+        self.count[:] = 0
