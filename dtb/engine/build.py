@@ -139,24 +139,25 @@ class NetworkBuilder:
         (:mod:`dtb.engine.delivery`), plastic and teacher ones into Brian2 ``Synapses``."""
         spec = self.spec
         pops = {p.name: p for p in spec.populations}
-        # pass 1: sources of every incoming synapse, to know the remote neurons that project here
-        drawn = []
-        for k, pr in enumerate(spec.projections):
-            tgt = pops[pr.target]
-            sl = self.population_slices(tgt.name)
-            if sl is None:
-                continue
-            inc = connect.draw_sources(pr, k, pops[pr.source], tgt, self.local_gids[sl], self.seed)
-            drawn.append((k, pr, inc))
-        remote = [inc.source[~self.locate(inc.source)[0]] for _, _, inc in drawn]
-        self._set_exchange_interval([k for (k, _, _), r in zip(drawn, remote) if len(r)])
+        here = [(k, pr, self.population_slices(pr.target)) for k, pr in enumerate(spec.projections)]
+        here = [(k, pr, sl) for k, pr, sl in here if sl is not None]
+        # pass 1: the remote neurons that project here (sources are drawn and dropped, one
+        # projection at a time; pass 2 draws them again: counter-based, the same)
+        remote, crossing = [], []
+        for k, pr, sl in here:
+            src = connect.draw_sources(pr, k, pops[pr.source], pops[pr.target], self.local_gids[sl], self.seed).source
+            far = np.unique(src[~self.locate(src)[0]])
+            if len(far):
+                remote.append(far)
+                crossing.append(k)
+            del src
+        self._set_exchange_interval(crossing)
         self.remote_gids = np.unique(np.concatenate(remote)) if remote else np.zeros(0, np.int64)
         del remote
         if self.exchange_mode == "targeted" and self.size > 1:
             self._build_targets()
         self.stats.n_proxies = len(self.remote_gids)
-        parts = self._synapse_parts(drawn)
-        del drawn
+        parts = self._synapse_parts(here)
         objects = []
         self.proxy = None
         if parts["plastic", False] or parts["teacher", False]:
@@ -164,23 +165,25 @@ class NetworkBuilder:
         self.synapse_sets: dict[bool, list] = {True: [], False: []}   # local? -> Brian2 Synapses
         self.plastic_syn: dict[bool, object] = {}
         self.delivery: dict[bool, SpikeDelivery] = {}
-        for (kind, local), chunks in parts.items():
+        for key in list(parts):
+            kind, local = key
+            chunks = parts.pop(key)
             if not chunks:
                 continue
-            pre, post, wq, delay = (np.concatenate(x) for x in zip(*chunks))
-            parts[kind, local] = None
             if kind == "plain":
                 n_sources = self.n_local if local else len(self.remote_gids)
-                self.delivery[local] = SpikeDelivery(n_sources, pre, post, wq, delay,
-                                                     self.inputs.variables["acc"].get_value())
+                self.delivery[local] = SpikeDelivery(n_sources, chunks, self.inputs.variables["acc"].get_value())
             else:
+                pre, post, wq, delay = (np.concatenate(x) for x in zip(*chunks))
+                del chunks
                 objects.append(self._brian2_synapses(b2, G, kind, local, pre, post, wq, delay))
-            del pre, post, wq, delay
+                del pre, post, wq, delay
         return objects
 
-    def _synapse_parts(self, drawn: list) -> dict:
-        """Pass 2: weights (quanta) and delays (steps) of the drawn synapses, as chunks of
-        (source index, input slot, weight, delay) per (kind, source on this rank?)."""
+    def _synapse_parts(self, here: list) -> dict:
+        """Pass 2: sources, weights (quanta) and delays (steps) of the synapses of the projections
+        ``here`` [(index, projection, slice of local targets)], one projection at a time, as
+        compact chunks of (source index, input slot, weight, delay) per (kind, source on this rank?)."""
         spec = self.spec
         quantum = spec.simulation.weight_quantum
         n_slots = len(self.synaptic_receptors)
@@ -191,13 +194,17 @@ class NetworkBuilder:
                       if q.source == spec.projections[k].plasticity.teacher and q.target == spec.projections[k].target}
         self._plastic_keys: dict[bool, list] = {True: [], False: []}
         parts: dict = {(kind, local): [] for kind in ("plain", "plastic", "teacher") for local in (True, False)}
-        for k, pr, inc in drawn:
+        pops = {p.name: p for p in spec.populations}
+        for k, pr, sl in here:
+            inc = connect.draw_sources(pr, k, pops[pr.source], pops[pr.target], self.local_gids[sl], self.seed)
             w = connect.draw_weights(pr, k, inc, self.seed)
             wq = np.rint(w / quantum)
             if wq.max(initial=0) > max_wq:
                 raise DtbError(f"projection {pr.source}->{pr.target}: weight {w.max():g} S exceeds "
                                f"2**31 weight quanta; raise simulation.weight_quantum")
-            d = connect.draw_delay_steps(pr, k, inc, self.seed, self.dt).astype(np.int32)
+            del w
+            d = connect.draw_delay_steps(pr, k, inc, self.seed, self.dt)
+            d = d.astype(np.int16 if d.max(initial=0) < 2**15 else np.int32)   # 2 bytes a synapse while building
             is_local, src_index = self.locate(inc.source)
             tgt_index = self.locate(inc.target)[1]
             post = (n_slots * tgt_index + self.synaptic_receptors.index(pr.receptor)).astype(np.int32)

@@ -14,7 +14,8 @@ the ring when they are received (at least D steps before they are due), so no pr
 needed for static synapses.
 
 Memory: 8 bytes per synapse (target slot, weight) and 12 per segment (first synapse, delay),
-plus 4 bytes per queued segment.
+plus 4 bytes per queued segment. Built by a counting sort over the chunks of synapses as they
+are drawn, at most 12 bytes per synapse beside the chunks themselves.
 """
 
 from __future__ import annotations
@@ -64,28 +65,81 @@ def _deliver(now, ring, count, first_synapse, target, weight, acc):
     return events
 
 
+@njit(cache=True, nogil=True)
+def _scatter(pre, post, weight, delay, fill, target_out, weight_out, delay_out):
+    """Place each synapse of a chunk at the next free position of its source."""
+    for i in range(pre.shape[0]):
+        j = fill[pre[i]]
+        fill[pre[i]] = j + 1
+        target_out[j] = post[i]
+        weight_out[j] = weight[i]
+        delay_out[j] = delay[i]
+
+
+@njit(cache=True, nogil=True)
+def _sort_by_delay(first, target, weight, delay):
+    """Sort each source's synapses by delay (in place); returns the number of (source, delay)
+    segments."""
+    n_segments = 0
+    for s in range(first.shape[0] - 1):
+        lo, hi = first[s], first[s + 1]
+        if hi - lo > 1:
+            order = np.argsort(delay[lo:hi], kind="mergesort")
+            target[lo:hi] = target[lo:hi][order]
+            weight[lo:hi] = weight[lo:hi][order]
+            delay[lo:hi] = delay[lo:hi][order]
+        for x in range(lo, hi):
+            if x == lo or delay[x] != delay[x - 1]:
+                n_segments += 1
+    return n_segments
+
+
+@njit(cache=True, nogil=True)
+def _segments(first, delay, first_synapse, segment_delay, first_segment):
+    """The segment tables: first synapse and delay of each segment, first segment of each source."""
+    g = 0
+    for s in range(first.shape[0] - 1):
+        first_segment[s] = g
+        for x in range(first[s], first[s + 1]):
+            if x == first[s] or delay[x] != delay[x - 1]:
+                first_synapse[g] = x
+                segment_delay[g] = delay[x]
+                g += 1
+    first_segment[first.shape[0] - 1] = g
+    first_synapse[g] = first[first.shape[0] - 1]
+
+
 class SpikeDelivery:
-    """Static synapses from ``n_sources`` sources to the input slots of a rank, and their queue.
+    """Static synapses from ``n_sources`` sources to the input slots of a rank, and their queue."""
 
-    ``pre``: source index of each synapse; ``post``: input slot; ``weight``: integer weight quanta;
-    ``delay``: delay in whole steps (>= 0); ``acc``: the input slots (Brian2's array, in place)."""
-
-    def __init__(self, n_sources: int, pre: np.ndarray, post: np.ndarray, weight: np.ndarray,
-                 delay: np.ndarray, acc: np.ndarray):
-        delay = np.asarray(delay, dtype=np.int32)
-        order = np.lexsort((delay, pre))
-        self.target = np.asarray(post, dtype=np.int32)[order]
-        self.weight = np.asarray(weight, dtype=np.int32)[order]
-        pre, delay = np.asarray(pre)[order], delay[order]
-        del order
-        new = np.ones(len(pre), dtype=bool)
-        new[1:] = (pre[1:] != pre[:-1]) | (delay[1:] != delay[:-1])
-        starts = np.flatnonzero(new)
-        del new
-        self.first_synapse = np.append(starts, len(pre)).astype(np.int64)
-        self.segment_delay = delay[starts]
-        self.first_segment = np.searchsorted(pre[starts], np.arange(n_sources + 1)).astype(np.int64)
+    def __init__(self, n_sources: int, chunks: list, acc: np.ndarray):
+        """``chunks``: a list of (pre, post, weight, delay) arrays, emptied as it is read (so the
+        build holds the chunks and the table at once, never two copies of the table): ``pre``
+        source index of each synapse, ``post`` input slot, ``weight`` integer weight quanta,
+        ``delay`` in whole steps (>= 0). ``acc``: the input slots (Brian2's array, in place)."""
+        counts = np.zeros(n_sources, dtype=np.int64)
+        for pre, _, _, _ in chunks:
+            counts += np.bincount(pre, minlength=n_sources)
+        first = np.zeros(n_sources + 1, dtype=np.int64)
+        np.cumsum(counts, out=first[1:])
+        del counts
+        n = int(first[-1])
+        self.target = np.empty(n, dtype=np.int32)
+        self.weight = np.empty(n, dtype=np.int32)
+        delay = np.empty(n, dtype=np.int32)
+        fill = first[:-1].copy()
+        while chunks:                    # counting sort by source, a chunk at a time
+            pre, post, weight, d = chunks.pop(0)
+            _scatter(pre, post, weight, d, fill, self.target, self.weight, delay)
+            del pre, post, weight, d
+        del fill
+        n_segments = _sort_by_delay(first, self.target, self.weight, delay)
+        self.first_synapse = np.empty(n_segments + 1, dtype=np.int64)
+        self.segment_delay = np.empty(n_segments, dtype=np.int32)
+        self.first_segment = np.empty(n_sources + 1, dtype=np.int64)
+        _segments(first, delay, self.first_synapse, self.segment_delay, self.first_segment)
         self.max_delay = int(delay.max(initial=0))
+        del delay
         self.acc = acc
         self.ring = np.zeros((self.max_delay + 1, 16), dtype=np.int32)
         self.count = np.zeros(self.max_delay + 1, dtype=np.int64)

@@ -63,6 +63,11 @@ class Scheduler:
             if notice is not None:
                 notice.cancel()
         self.first_step_seconds = time.perf_counter() - t0
+        # the profile counts from here: the first step loads (or compiles) the kernels
+        self.neuron_seconds = self.delivery_seconds = 0.0
+        self._profiled_from = self.current_step()
+        for d in self.delivery.values():
+            d.events = 0
         self.stats.rss_after_first_step = current_rss()
 
     def _step(self) -> None:
