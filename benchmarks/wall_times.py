@@ -6,8 +6,8 @@ Each command runs from the repository root with this interpreter's `dtb`; the ta
 the machine (CPU model, cores) and the 1-minute load average before each command, because a shared
 machine's other work lengthens every wall time here. Commands:
 
-- compile: `dtb run six_regions.toml --duration "0.1 s"` with an empty Cython cache (the first
-  run after installing compiles the model), then the same run with the cache filled;
+- compile: `dtb run six_regions.toml --duration "0.1 s"` with empty Cython and numba caches (the
+  first run after installing compiles the model), then the same run with the caches filled;
 - whole_brain: what `make run` runs after installing (`dtb run whole_brain.toml --ranks 2`);
 - visual_task: `dtb task visual_task.toml --ranks 2` (the docs' task example);
 - test_fast: `make test-fast`'s pytest selection.
@@ -35,10 +35,9 @@ def commands(out: Path, cache: Path) -> dict[str, list[tuple[str, list[str], dic
     six = [DTB, "run", str(EXAMPLES / "six_regions.toml"), "--duration", "0.1 s"]
     return {
         "compile": [
-            ("six regions 0.1 s, empty Cython cache (first run)", six + ["--out", str(out / "c1")],
-             {"CYTHON_CACHE_DIR": str(cache)}),
-            ("six regions 0.1 s, cache filled", six + ["--out", str(out / "c2")],
-             {"CYTHON_CACHE_DIR": str(cache)}),
+            ("six regions 0.1 s, empty Cython and numba caches (first run)", six + ["--out", str(out / "c1")],
+             compile_caches(cache)),
+            ("six regions 0.1 s, caches filled", six + ["--out", str(out / "c2")], compile_caches(cache)),
         ],
         "whole_brain": [("make run: whole brain 10 s on 2 ranks",
                          [DTB, "run", str(EXAMPLES / "whole_brain.toml"), "--ranks", "2",
@@ -50,6 +49,13 @@ def commands(out: Path, cache: Path) -> dict[str, list[tuple[str, list[str], dic
                        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "-m", "not slow and not mpi and not slurm"], {})],
     }
+
+
+def compile_caches(folder: Path) -> dict:
+    """Environment pointing Brian2's Cython cache, dtb's generated kernels and numba's cache into
+    ``folder`` (empty at first: the run compiles everything, as after installing)."""
+    return {"CYTHON_CACHE_DIR": str(folder / "cython"), "DTB_KERNEL_CACHE": str(folder / "kernels"),
+            "NUMBA_CACHE_DIR": str(folder / "numba")}
 
 
 def machine() -> str:

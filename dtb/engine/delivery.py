@@ -109,6 +109,21 @@ def _segments(first, delay, first_synapse, segment_delay, first_segment):
     first_synapse[g] = first[first.shape[0] - 1]
 
 
+@njit(cache=True, nogil=True)
+def _decode(packed, base, table, sources, fired):
+    """Received spikes, each packed as gid * 2**16 + (step - base): the index of each gid in the
+    sorted ``table`` (gids not in it are skipped) and its step; returns how many were kept."""
+    n = 0
+    for i in range(packed.shape[0]):
+        gid = packed[i] >> 16
+        j = np.searchsorted(table, gid)
+        if j < table.shape[0] and table[j] == gid:
+            sources[n] = j
+            fired[n] = (packed[i] & 0xFFFF) + base
+            n += 1
+    return n
+
+
 class SpikeDelivery:
     """Static synapses from ``n_sources`` sources to the input slots of a rank, and their queue."""
 
@@ -170,6 +185,14 @@ class SpikeDelivery:
             grown = np.zeros((self.ring.shape[0], 2 * self.ring.shape[1]), dtype=np.int32)
             grown[:, :self.ring.shape[1]] = self.ring
             self.ring = grown
+
+    def push_packed(self, packed: np.ndarray, base: int, table: np.ndarray, now: int) -> None:
+        """Queue received spikes packed as gid * 2**16 + (step - base); ``table``: the sorted gids
+        of this table's sources (gids not in it have no synapse here)."""
+        sources = np.empty(len(packed), dtype=np.int64)
+        fired = np.empty(len(packed), dtype=np.int64)
+        n = _decode(packed, base, table, sources, fired)
+        self.push(sources[:n], fired[:n], now)
 
     def deliver(self, now: int) -> None:
         """Add the events due at step ``now`` to the input slots."""

@@ -51,7 +51,7 @@ class SpikeExchange:
         self.exchange_rounds += 1
         self.exchanged_spikes += len(recv)
         if len(recv):
-            self._receive_remote(recv >> 16, (recv & 0xFFFF) + (k - self.P), k)
+            self._receive_remote(recv, k - self.P, k)
         self.exchange_seconds += time.perf_counter() - t0
 
     def _exchange_op(self, k: int) -> None:
@@ -127,22 +127,21 @@ class SpikeExchange:
         packed = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         self.exchanged_spikes += len(packed)
         if len(packed):
-            self._receive_remote(packed >> 16, (packed & 0xFFFF) + (k_post - self.P), k)
+            self._receive_remote(packed, k_post - self.P, k)
         self.exchange_seconds += time.perf_counter() - t0
 
-    def _receive_remote(self, gids: np.ndarray, fired: np.ndarray, k: int) -> None:
-        """Remote spikes (``gids`` fired at steps ``fired``), received at the start of step k:
-        queued for the static synapses they reach here, and the proxies of Brian2 synapses
-        scheduled to fire D steps after them. Every one is due at step k or later."""
-        if len(fired) and fired.min() + self.D < k:
-            raise RuntimeError(f"spike exchange too late at step {k}: a spike was due at step {fired.min() + self.D}")
+    def _receive_remote(self, packed: np.ndarray, base: int, k: int) -> None:
+        """Remote spikes received at the start of step k, each packed as gid * 2**16 + (step -
+        base): queued for the static synapses they reach here, and the proxies of Brian2
+        synapses scheduled to fire D steps after them. Every one is due at step k or later."""
+        first = base + int((packed & 0xFFFF).min())
+        if first + self.D < k:
+            raise RuntimeError(f"spike exchange too late at step {k}: a spike was due at step {first + self.D}")
         remote = self.delivery.get(False)
         if remote is not None:
-            pos = np.minimum(np.searchsorted(self.remote_gids, gids), len(self.remote_gids) - 1)
-            mine = self.remote_gids[pos] == gids
-            remote.push(pos[mine], fired[mine], k)
+            remote.push_packed(packed, base, self.remote_gids, k)
         if self.proxy is not None:
-            self._schedule_proxies(gids, fired + self.D, k)
+            self._schedule_proxies(packed >> 16, (packed & 0xFFFF) + base + self.D, k)
 
     def _schedule_proxies(self, gids: np.ndarray, due: np.ndarray, k: int) -> None:
         """Make the proxies of remote ``gids`` fire at steps ``due`` (all >= the current step k)."""
