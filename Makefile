@@ -24,7 +24,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=20
 
-# the fast part (29 s on 2 cores, benchmarks/wall_times.py): no long simulations, no MPI, no Slurm
+# the fast part (24 s on 2 cores, benchmarks/wall_times.py): no long simulations, no MPI, no Slurm
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not mpi and not slurm"
 

@@ -46,9 +46,9 @@ class Scheduler:
     COMPILE_NOTICE_S = 3.0
 
     def _first_step(self, b2) -> None:
-        """The first step, in which Brian2 and numba compile the model's code (24 s on a 2-core
-        machine the first time before the numba kernels, benchmarks/wall_times.py; later runs load
-        it from the caches in ~/.cython and ~/.cache/dtb): rank 0 says so when it takes long, so
+        """The first step, in which Brian2 and numba compile the model's code (8 s on a 2-core
+        machine the first time, benchmarks/wall_times.py; later runs load it from the caches in
+        ~/.cython and ~/.cache/dtb): rank 0 says so when it takes long, so
         that a first run is not silent."""
         import threading
         notice = None
