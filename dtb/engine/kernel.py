@@ -1,25 +1,26 @@
-"""The simulation kernel: one rank's share of the network as a Brian2 ``Network``, split like NEST's
-managers: building (:mod:`.build`), stimuli (:mod:`.stimuli`), recording (:mod:`.recording`),
-spike exchange (:mod:`.exchange`), the scheduler (:mod:`.scheduler`) and state capture,
-restore and rewind (:mod:`.state`); :class:`Simulation` joins them.
+"""The simulation kernel: one rank's share of the network, split like NEST's managers: building
+(:mod:`.build`), the compiled neuron pass (:mod:`.neuron_kernel`) and spike delivery
+(:mod:`.delivery`), stimuli (:mod:`.stimuli`), recording (:mod:`.recording`), spike exchange
+(:mod:`.exchange`), the scheduler (:mod:`.scheduler`) and state capture, restore and rewind
+(:mod:`.state`); :class:`Simulation` joins them. Brian2's ``Network`` holds the state variables,
+runs the clock and hosts plastic synapses, monitors and the CPG.
 
 Build (each rank, for the gids it owns, never the whole network):
-  * one ``NeuronGroup`` holding the rank's neurons (the sorted gids its partition gives it);
-  * per receptor, a local ``Synapses`` (sources on this rank) and a remote one whose sources are
-    a silent proxy group standing for the remote neurons that project here;
+  * one ``NeuronGroup`` holding the rank's neurons (the sorted gids its partition gives it),
+    advanced by one compiled pass per step (update, Poisson background, threshold, reset);
+  * the static synapses onto them in two delivery tables, local sources and remote ones;
+    plastic synapses as Brian2 ``Synapses`` (remote sources: a silent proxy group);
   * counter-based background noise and integer synaptic accumulators (see :mod:`dtb.models.lif`).
 
 Run: ``Simulation.run(duration)`` can be called repeatedly (no rebuild). Spikes cross ranks with
-a lag of ``D`` steps, the minimum delay of the projections that cross ranks: the proxy of a remote
-source that spiked at step e fires
-at step e + D (its threshold compares the step counter with the steps it was scheduled for), and
-remote synapses store their delay minus D, so the spike arrives at step e + delay, exactly when
-it would had the source been local. By default ranks exchange every D steps (an allgather of the spikes of the last D
+a lag of ``D`` steps, the minimum delay of the projections that cross ranks: a received spike of
+a remote source that fired at step e is queued for step e + delay (proxies of plastic synapses
+fire at e + D and those synapses store delay - D), exactly when it would arrive had the source
+been local. By default ranks exchange every D steps (an allgather of the spikes of the last D
 steps). With ``simulation.exchange = "overlap"`` they exchange every P = D/2 steps with a
 non-blocking allgather: the spikes of [k-P, k) are posted at step k and collected at step k + P,
-still in time (their proxies fire from k - P + D >= k + P on), which hides network latency and
-load fluctuations at the price of twice as many exchanges. Only public Brian2 behaviour is used; tests/test_exchange.py pins the
-timing.
+still in time (the first is due at k - P + D >= k + P), which hides network latency and load
+fluctuations at the price of twice as many exchanges. tests/test_exchange.py pins the timing.
 """
 
 from __future__ import annotations

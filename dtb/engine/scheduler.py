@@ -48,8 +48,8 @@ class Scheduler:
     def _first_step(self, b2) -> None:
         """The first step, in which Brian2 and numba compile the model's code (8 s on a 2-core
         machine the first time, benchmarks/wall_times.py; later runs load it from the caches in
-        ~/.cython and ~/.cache/dtb): rank 0 says so when it takes long, so
-        that a first run is not silent."""
+        ~/.cython and ~/.cache/dtb): rank 0 says so when it takes long, so that a first run is
+        not silent."""
         import threading
         notice = None
         if self.rank == 0:
