@@ -237,11 +237,17 @@ class NetworkSpec:
     def n_neurons(self) -> int:
         return sum(p.size for p in self.populations)
 
+    @functools.cached_property
+    def _population_by_name(self) -> dict[str, Population]:
+        return {p.name: p for p in reversed(self.populations)}       # the first of a name wins
+
     def population(self, name: str) -> Population:
-        for p in self.populations:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+        """The population called ``name`` (a dict lookup: an ensemble of 24 members x 188
+        populations asks 400,000 times while building, which took 42 s as a linear search)."""
+        try:
+            return self._population_by_name[name]
+        except KeyError:
+            raise KeyError(name) from None
 
     @property
     def region_sizes(self):
