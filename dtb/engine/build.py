@@ -128,7 +128,7 @@ class NetworkBuilder:
         # One Python operation on the default clock dispatches all periodic work: with a single
         # clock Brian2 takes its fast loop (one clock per period would cost a clock search per step).
         # It runs in the last slot of each step, so a task "at the start of step k" sees the state
-        # after step k - 1 and the thresholder's output of step k - 1 (cleared when a run ends).
+        # after step k - 1 and the spikes of step k - 1 in the spike space (cleared when a run ends).
         objects.append(b2.NetworkOperation(self._tick, when="end", order=100, name="dtb_scheduler"))
         self.net = b2.Network(*objects)
         self._b2 = b2
@@ -342,11 +342,11 @@ class NetworkBuilder:
     # -------------------------------------------------------------- monitors
     def _build_monitors(self, b2, G) -> list:
         mon = self.spec.monitors
-        # spikes are read from the thresholder's output by the scheduler, once per step (cheaper
-        # than a SpikeMonitor, whose dynamic arrays are resized from Python every step)
+        # each step's spikes are recorded from the spike space right after the neuron pass
+        # (Scheduler._step; cheaper than a SpikeMonitor, whose dynamic arrays are resized from
+        # Python every step)
         self._spikespace = G.variables["_spikespace"].get_value()
         self.spikes = SpikeBuffer()
-        self.schedule(1, self._read_spikes, order=-1000)
         if not self.keep_spikes:
             self.schedule(SPIKE_TRIM_PERIOD, self._forget_old_spikes, order=1000)
         objects = []

@@ -64,12 +64,6 @@ class SpikeExchange:
             self._collect_spikes(k)
             self._post_spikes(k)
 
-    def _read_spikes(self, k: int) -> None:
-        """Before step k the thresholder's output holds the spikes of step k - 1."""
-        n = self._spikespace[-1]
-        if n:
-            self.spikes.append(self._spikespace[:n], k - 1)
-
     def _new_local_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         """Spikes recorded since the last call: (gids, steps)."""
         i, steps = self.spikes.since(self._mon_pos)

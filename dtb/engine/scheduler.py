@@ -73,12 +73,15 @@ class Scheduler:
         self.stats.rss_after_first_step = current_rss()
 
     def _step(self) -> None:
-        """The work of step k in Brian2's ``groups`` slot: the neuron pass, then the events of the
-        static synapses due at step k (those of the spikes just emitted included)."""
+        """The work of step k in Brian2's ``groups`` slot: the neuron pass, the record of its
+        spikes, then the events of the static synapses due at step k (those of the spikes just
+        emitted included)."""
         t0 = time.perf_counter()
         k = int(self._timestep[0])
         n = self.neuron_pass.step()
         t1 = time.perf_counter()
+        if n:
+            self.spikes.append(self._spikespace[:n], k)
         local = self.delivery.get(True)
         if local is not None:
             if n:
