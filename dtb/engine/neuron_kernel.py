@@ -185,37 +185,7 @@ def kernel_source(active: tuple[str, ...], synaptic: tuple[str, ...], background
         ref_steps = "ref_steps"
     body += ["        not_refractory = (t - lastspike) > (t_ref + dt) or "
              f"np.int64((t - lastspike + 1e-3 * dt) / dt) >= {ref_steps}"]
-    n_slots = len(synaptic)
-    for r in active:
-        events = []
-        if r in synaptic:
-            body.append(f"        j_{r} = {n_slots} * i + {synaptic.index(r)}")
-            events.append(f"a_acc[j_{r}]")
-        if r in background:
-            events.append(f"wq_{r} * _poisson(key_{r}, timestep, lam_{r}, p0_{r}, a_cdf_{r}, i)")
-        body.append(f"        g_{r} += (w_quantum * scale_{r}) * ({' + '.join(events)})")
-        if r in synaptic:
-            body.append(f"        a_acc[j_{r}] = 0")
-    exc = [f"g_{r} * (E_{r} - v)" for r in active if r in _EXCITATORY]
-    inh = [f"g_{r} * (E_{r} - v)" for r in active if r not in _EXCITATORY]
-    if exc:
-        body.append(f"        Q_exc += dt * {_sum(exc)}")
-    if inh:
-        body.append(f"        Q_inh += dt * {_sum(inh)}")
-    body.append(f"        g_tot = g_L + {_sum([f'g_{r}' for r in active])}" if active else "        g_tot = g_L")
-    drive = _sum([f"E_{r} * g_{r}" for r in active]) if active else "0.0"
-    # exponential Euler: v_inf + (v - v_inf) exp(-y), y = dt g_tot / C_m, written as
-    # v + (drive - v g_tot) (dt / C_m) (1 - exp(-y)) / y, which needs no division
-    body += [f"        drive = (g_L * E_L) + I_ext + {drive}",
-             "        if not_refractory:",
-             "            y = (dt / C_m) * g_tot",
-             "            v += (drive - v * g_tot) * ((dt / C_m) * _relax(y))",
-             "            if v > V_th:",
-             "                spikespace[ns] = i",
-             "                ns += 1",
-             "                not_refractory = False",
-             "                a_lastspike[i] = t",
-             "                v = V_reset"]
+    body += _synaptic_input(active, synaptic, background) + _membrane(active)
     for r in active:
         body.append(f"        a_g_{r}[i] = g_{r} * decay_{r}")
     body += ["        a_v[i] = v",
@@ -225,6 +195,49 @@ def kernel_source(active: tuple[str, ...], synaptic: tuple[str, ...], background
              "    spikespace[n] = ns",
              "    return ns"]
     return _HEADER + "\n@njit(cache=True, nogil=True)\n" + "\n".join(body) + "\n"
+
+
+def _synaptic_input(active: tuple[str, ...], synaptic: tuple[str, ...], background: tuple[str, ...]) -> list[str]:
+    """Loop lines: this step's synaptic events and background counts into the conductances."""
+    out: list[str] = []
+    n_slots = len(synaptic)
+    for r in active:
+        events = []
+        if r in synaptic:
+            out.append(f"        j_{r} = {n_slots} * i + {synaptic.index(r)}")
+            events.append(f"a_acc[j_{r}]")
+        if r in background:
+            events.append(f"wq_{r} * _poisson(key_{r}, timestep, lam_{r}, p0_{r}, a_cdf_{r}, i)")
+        out.append(f"        g_{r} += (w_quantum * scale_{r}) * ({' + '.join(events)})")
+        if r in synaptic:
+            out.append(f"        a_acc[j_{r}] = 0")
+    return out
+
+
+def _membrane(active: tuple[str, ...]) -> list[str]:
+    """Loop lines: synaptic charge, exponential Euler for v, threshold and reset."""
+    out: list[str] = []
+    exc = [f"g_{r} * (E_{r} - v)" for r in active if r in _EXCITATORY]
+    inh = [f"g_{r} * (E_{r} - v)" for r in active if r not in _EXCITATORY]
+    if exc:
+        out.append(f"        Q_exc += dt * {_sum(exc)}")
+    if inh:
+        out.append(f"        Q_inh += dt * {_sum(inh)}")
+    out.append(f"        g_tot = g_L + {_sum([f'g_{r}' for r in active])}" if active else "        g_tot = g_L")
+    drive = _sum([f"E_{r} * g_{r}" for r in active]) if active else "0.0"
+    # exponential Euler: v_inf + (v - v_inf) exp(-y), y = dt g_tot / C_m, written as
+    # v + (drive - v g_tot) (dt / C_m) (1 - exp(-y)) / y, which needs no division
+    out += [f"        drive = (g_L * E_L) + I_ext + {drive}",
+            "        if not_refractory:",
+            "            y = (dt / C_m) * g_tot",
+            "            v += (drive - v * g_tot) * ((dt / C_m) * _relax(y))",
+            "            if v > V_th:",
+            "                spikespace[ns] = i",
+            "                ns += 1",
+            "                not_refractory = False",
+            "                a_lastspike[i] = t",
+            "                v = V_reset"]
+    return out
 
 
 def _sum(terms: list[str]) -> str:
