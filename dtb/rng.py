@@ -49,12 +49,6 @@ def hash_u64(seed: int, stream: int, key, counter) -> np.ndarray:
         return _mix(key_hash(seed, stream, key) ^ (np.asarray(counter).astype(np.uint64) + _GOLDEN))
 
 
-def split_key(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A uint64 key hash as two int32 words (high, low), the form Brian2 integer variables hold."""
-    h = np.asarray(h, dtype=np.uint64)
-    return (h >> np.uint64(32)).astype(np.uint32).view(np.int32), (h & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
-
-
 def uniform(seed: int, stream: int, key, counter) -> np.ndarray:
     """Uniform numbers in [0, 1) with 53 random bits."""
     return (hash_u64(seed, stream, key, counter) >> _S11).astype(np.float64) * _TWO_M53

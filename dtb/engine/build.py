@@ -85,10 +85,6 @@ class NetworkBuilder:
         G.variables["gid"].set_value(gids.astype(np.int32))
         G.variables["region"].set_value(self.local_region.astype(np.int32))
         G.variables["w_quantum"].set_value(spec.simulation.weight_quantum)
-        for k, r in enumerate(RECEPTORS):
-            hi, lo = rng.split_key(rng.key_hash(self.seed, rng.STREAM_NOISE + k, gids))
-            G.variables[f"key_hi_{r}"].set_value(hi)
-            G.variables[f"key_lo_{r}"].set_value(lo)
         u = rng.uniform(self.seed, rng.STREAM_INIT, gids, 0)
         v0 = values["V_reset"] + u * (values["V_th"] - values["V_reset"])
         fixed = np.array([p.params.get("v_init", np.nan) for p in spec.populations])[pop_index]
@@ -100,7 +96,9 @@ class NetworkBuilder:
         self._background = tuple(r for r in RECEPTORS if r in background)
         active = tuple(r for r in RECEPTORS if r in used or r in background)
         clock = b2.defaultclock.variables
-        self.neuron_pass = NeuronPass(G, self.inputs, active, self.synaptic_receptors, self._background,
+        # each neuron's background noise key per receptor (counter-based: the same on any rank)
+        keys = {r: rng.key_hash(self.seed, rng.STREAM_NOISE + RECEPTORS.index(r), gids) for r in self._background}
+        self.neuron_pass = NeuronPass(G, self.inputs, active, self.synaptic_receptors, keys,
                                       self.shared_parameters, (self._timestep, clock["t"].get_value()), self.dt)
         self.update = b2.NetworkOperation(self._step, when="groups", name="dtb_update")
         objects = [G, self.update] + ([self.inputs] if self.inputs is not None else [])

@@ -144,9 +144,9 @@ def _poisson(key, counter, lam, p0, cdf, i):
 '''
 
 
-def kernel_arrays(active: tuple[str, ...], synaptic: tuple[str, ...], background: tuple[str, ...],
-                  shared: frozenset[str]) -> list[str]:
-    """Names of the Brian2 variables the kernel reads or writes, in argument order."""
+def kernel_arrays(active: tuple[str, ...], synaptic: tuple[str, ...], background: tuple[str, ...]) -> list[str]:
+    """Names of the arrays the kernel reads or writes, in argument order: Brian2 variables of the
+    group, ``acc`` (the input slots), ``key_r`` (noise keys) and ``cdf_r`` (the pass's own cache)."""
     names = ["v", "lastspike", "not_refractory", "Q_exc", "Q_inh", "C_m", "g_L", "E_L", "V_th", "V_reset",
              "t_ref", "I_ext", "w_quantum"]
     for r in active:
@@ -165,7 +165,7 @@ def kernel_source(active: tuple[str, ...], synaptic: tuple[str, ...], background
     ``active``: receptors with a conductance (used by a projection or a background);
     ``synaptic``: those projections use, in input-slot order; ``background``: those a Poisson
     stimulus drives; ``shared``: parameters held as one scalar (read once, outside the loop)."""
-    names = kernel_arrays(active, synaptic, background, shared)
+    names = kernel_arrays(active, synaptic, background)
     args = ", ".join(f"a_{n}" for n in names)
     per_neuron = {"v", "lastspike", "not_refractory", "Q_exc", "Q_inh"} | {f"g_{r}" for r in active} | \
         {f"{p}_{r}" for r in background for p in ("lam", "p0", "wq", "key", "cdf")}
@@ -273,32 +273,26 @@ def load_kernel(source: str):
     return module.step
 
 
-def combined_keys(key_hi: np.ndarray, key_lo: np.ndarray) -> np.ndarray:
-    """The 64-bit noise key of each neuron from its two 32-bit halves (as the Cython code did)."""
-    hi = np.asarray(key_hi).astype(np.uint32).astype(np.uint64)
-    lo = np.asarray(key_lo).astype(np.uint32).astype(np.uint64)
-    return (hi << np.uint64(32)) | lo
-
-
 class NeuronPass:
     """One step of every neuron of a rank, run by a Brian2 network operation in the slot
     ``groups`` (:meth:`step`). Reads the variables of the Brian2 group in place, so whatever changes them
     (stimuli, the data assimilation's scales, checkpoints, rewinds) is seen at the next step."""
 
     def __init__(self, group, inputs, active: tuple[str, ...], synaptic: tuple[str, ...],
-                 background: tuple[str, ...], shared: frozenset[str], clock_arrays: tuple[np.ndarray, np.ndarray],
+                 keys: dict[str, np.ndarray], shared: frozenset[str], clock_arrays: tuple[np.ndarray, np.ndarray],
                  dt: float):
+        """``keys``: receptor -> each neuron's 64-bit noise key (:func:`dtb.rng.key_hash`), for the
+        receptors with a Poisson background."""
+        background = tuple(r for r in RECEPTORS if r in keys)
         self.fn = load_kernel(kernel_source(active, synaptic, background, shared))
         arrays = []
-        for name in kernel_arrays(active, synaptic, background, shared):
+        for name in kernel_arrays(active, synaptic, background):
             if name == "acc":
                 arrays.append(inputs.variables["acc"].get_value())
             elif name.startswith("cdf_"):
                 arrays.append(np.full(5 * len(group), np.nan))   # filled at the first step
             elif name.startswith("key_"):
-                r = name[4:]
-                arrays.append(combined_keys(group.variables[f"key_hi_{r}"].get_value(),
-                                            group.variables[f"key_lo_{r}"].get_value()))
+                arrays.append(np.ascontiguousarray(keys[name[4:]], dtype=np.uint64))
             else:
                 arrays.append(np.atleast_1d(group.variables[name].get_value()))
         self.arrays = tuple(arrays)
@@ -315,4 +309,4 @@ class NeuronPass:
         self.spikespace[-1] = 0
 
 
-__all__ = ["NeuronPass", "kernel_source", "kernel_arrays", "load_kernel", "combined_keys", "RECEPTORS"]
+__all__ = ["NeuronPass", "kernel_source", "kernel_arrays", "load_kernel"]

@@ -86,8 +86,8 @@ def lif_equations(shared: frozenset[str] | set[str] = frozenset(), synaptic: tup
     Per-neuron bookkeeping variables besides the model's own:
     ``gid`` (global id), ``region`` (region index), ``acc_r`` (synaptic input in weight quanta,
     folded in at the next step; linked), ``scale_r`` (conductance scale, default 1; set by the data
-    assimilation), ``lam_r``/``p0_r``/``wq_r``/``key_*_r`` (Poisson background: expected events
-    per step, exp(-lam), weight in quanta, the neuron's noise key), ``Q_exc``/``Q_inh`` (synaptic
+    assimilation), ``lam_r``/``p0_r``/``wq_r`` (Poisson background: expected events per step,
+    exp(-lam), weight in quanta; the noise keys are the neuron pass's), ``Q_exc``/``Q_inh`` (synaptic
     charge since the last regional sample).
     """
     syn = " + ".join(f"g_{r}*(E_{r} - v)" for r in RECEPTORS)
@@ -109,8 +109,6 @@ def lif_equations(shared: frozenset[str] | set[str] = frozenset(), synaptic: tup
             f"scale_{r} : 1{flag(f'scale_{r}', constant=False)}",
             f"lam_{r} : 1",
             f"p0_{r} : 1",
-            f"key_hi_{r} : integer (constant)",
-            f"key_lo_{r} : integer (constant)",
             f"wq_{r} : integer",
         ]
         if r in synaptic:
