@@ -162,14 +162,6 @@ class SpikeDelivery:
         self._none = np.zeros(0, dtype=np.int64)
         self._start = np.zeros(2, dtype=np.int64)
 
-    def __len__(self) -> int:
-        return len(self.target)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.target, self.weight, self.first_synapse, self.segment_delay,
-                                      self.first_segment, self.ring, self.count))
-
     def push(self, sources: np.ndarray, fired: np.ndarray | int, now: int) -> None:
         """Queue the spikes of ``sources`` fired at steps ``fired`` (one step for all, or one
         each); events due before step ``now`` are dropped (already delivered)."""
@@ -204,6 +196,3 @@ class SpikeDelivery:
 
     def set_pending(self, state: tuple[np.ndarray, np.ndarray]) -> None:
         self.ring, self.count = state[0].copy(), state[1].copy()
-
-    def clear(self) -> None:
-        self.count[:] = 0

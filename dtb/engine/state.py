@@ -269,16 +269,16 @@ class StateManager:
         local, local_idx = self.locate(gids)
         if True in self.delivery:
             self.delivery[True].push(local_idx[local], steps[local], k)
-        if False in self.delivery and len(self.remote_gids):
-            pos = np.minimum(np.searchsorted(self.remote_gids, gids), len(self.remote_gids) - 1)
-            remote = ~local & (self.remote_gids[pos] == gids)
-            self.delivery[False].push(pos[remote], steps[remote], k)
         for syn in self.synapse_sets[True]:
             self._fill_queue(syn, local_idx[local], steps[local], k)
+        if not len(self.remote_gids):
+            return
+        pos = np.minimum(np.searchsorted(self.remote_gids, gids), len(self.remote_gids) - 1)
+        remote = ~local & (self.remote_gids[pos] == gids)
+        r_pos, r_step = pos[remote], steps[remote]
+        if False in self.delivery:
+            self.delivery[False].push(r_pos, r_step, k)
         if self.proxy is not None:
-            pos = np.minimum(np.searchsorted(self.remote_gids, gids), len(self.remote_gids) - 1)
-            remote = ~local & (self.remote_gids[pos] == gids)
-            r_pos, r_step = pos[remote], steps[remote]
             pending = r_step + self.D >= k
             if pending.any():
                 self._schedule_proxies(self.remote_gids[r_pos[pending]], r_step[pending] + self.D, k)
