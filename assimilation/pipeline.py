@@ -32,6 +32,8 @@ training, then again with /heldout):
     /hp/fitted              (M, R, H) the fitted twin: each member's mean over the last half of the
                             training TRs (dtb validate and --hyperparameters use it)
     /operator/mu, sigma     (R,) the zscore observation operator's spin-up statistics
+    /input/mean, std        (n_train, R) the region input u after each analysis (input_std > 0):
+                            the Poisson backgrounds are scaled by exp(u)
     /metrics                TRAINING part, in-sample: attrs and datasets (R,) r_forecast, r_analysis,
                             r_persistence (mean Pearson r over regions in the attrs)
     /fc/observed, /fc/forecast   (R, R) FC of the training data and of the training forecast
@@ -39,7 +41,8 @@ training, then again with /heldout):
     /heldout/<mode>/forecast/mean, std   (O, len(horizons), R) the twin's forecasts, mode "updating"
                             or "frozen"; NaN where the target lies beyond the data
     /heldout/<mode>/filter/mean   (n_total - n_train, R) the filter's one-TR-ahead forecast of every
-                            held-out row; /heldout/<mode>/hp/mean (n_total - n_train, R, H)
+                            held-out row; /heldout/<mode>/hp/mean (n_total - n_train, R, H);
+                            /heldout/<mode>/input/mean (n_total - n_train, R) with a region input
     /heldout/scores/<model> datasets r, skill, mse, n (len(horizons),), r_region (len(horizons), R)
                             for "twin (updating)", "twin (frozen)" and every baseline of
                             assimilation.forecast, on the same samples; attrs of /heldout/scores:
@@ -376,12 +379,13 @@ class _Fit:
         a.n_assimilate = len(self.observed)          # the filter goes on through the held-out part
         o = forecast.origins(self.n_train, len(self.observed), self.s.forecast_stride)
         end_of_training = sim.snapshot()
-        x_end, x_analysis_end = a.x.copy(), a.x_analysis.copy()
+        x_end, x_analysis_end, fast_end = a.x.copy(), a.x_analysis.copy(), a.fast_state()
         out: dict = {"origins": o}
         for mode in ("updating", "frozen"):
             sim.rewind(end_of_training)              # the network as the last training analysis left it
             a.truncate(self.n_train)
             a.x, a.x_analysis, a.mode = x_end.copy(), x_analysis_end.copy(), "updating"
+            a.set_fast_state(fast_end)
             if mode == "frozen":
                 a.freeze()
             run = self._forecast_mode(o, mode, progress)
@@ -401,13 +405,14 @@ class _Fit:
             if a.t != origin + 1:
                 raise RuntimeError(f"the filter is at TR {a.t}, not after origin {origin}")
             ahead = min(int(horizons.max()), n_total - 1 - origin)
-            snap = sim.snapshot()
+            snap, fast = sim.snapshot(), a.fast_state()
             a.mode, a.branch = "free", []
             sim.run(ahead * tr)
             sim.finish_exchange()
             inside = horizons <= ahead
             fc[i, inside] = np.array(a.branch)[horizons[inside] - 1]
             sim.rewind(snap)
+            a.set_fast_state(fast)
             sim.forget(snap)
             a.mode = mode
             nxt = o[i + 1] if i + 1 < len(o) else n_total - 1
@@ -421,7 +426,7 @@ class _Fit:
             bar.close()
         res = a.results()
         n = self.n_train
-        return {"forecast": fc, "filter": res["forecast"][n:], "hp": res["hp"][n:]}
+        return {"forecast": fc, "filter": res["forecast"][n:], "hp": res["hp"][n:], "input": res["input"][n:]}
 
 
 def _bar(show: bool, total: int, initial: int, desc: str):
@@ -458,6 +463,9 @@ def write_fit(path: Path, fit: _Fit, attrs: dict) -> None:
         h.create_dataset("hp/fitted", data=fitted_hyperparameters(hp))
         h.create_dataset("operator/mu", data=res["mu"])
         h.create_dataset("operator/sigma", data=res["sigma"])
+        if len(res["input"]):
+            h.create_dataset("input/mean", data=res["input"][:n_train].mean(axis=1))
+            h.create_dataset("input/std", data=res["input"][:n_train].std(axis=1))
         g = h.create_group("metrics")
         g.attrs["scope"] = "training part (in-sample)"
         for k, v in metrics.items():
@@ -492,6 +500,8 @@ def write_heldout(path: Path, heldout: dict, observed: np.ndarray, n_train: int,
             g.create_dataset(f"{mode}/forecast/std", data=run["forecast"].std(axis=2))
             g.create_dataset(f"{mode}/filter/mean", data=run["filter"].mean(axis=1))
             g.create_dataset(f"{mode}/hp/mean", data=run["hp"].mean(axis=1))
+            if len(run["input"]):
+                g.create_dataset(f"{mode}/input/mean", data=run["input"].mean(axis=1))
         sg = g.create_group("scores")
         sg.attrs.update({"ar_orders": np.asarray(fitted["ar_orders"]), "mvar_penalty": fitted["mvar_penalty"],
                          "kalman": json.dumps(fitted["kalman"])})

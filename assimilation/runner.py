@@ -3,13 +3,14 @@ runs in one ``run()``; every TR, after the BOLD recorder has stepped the balloon
 analysis updates each member's augmented state
 
     [x (regions x hyperparameters, unbounded), hemodynamic state (s, ln f, ln v, ln q per
-     region), predicted observation (per region)]
+     region), region input u (per region; with ``input_std`` > 0), predicted observation (per
+     region)]
 
 from the observed BOLD of that TR, writes the hemodynamic state back into the recorder and the
 new hyperparameters into the neurons' conductance scales, and lets x diffuse (random walk) for
-the next forecast. Every rank computes the same analysis (the same inputs, allreduced BOLD and a
-random generator keyed by seed and TR), so nothing needs broadcasting and the result does not
-depend on the rank count.
+the next forecast; the region input relaxes towards 0 (:mod:`assimilation.region_input`). Every
+rank computes the same analysis (the same inputs, allreduced BOLD and a random generator keyed
+by seed and TR), so nothing needs broadcasting and the result does not depend on the rank count.
 
 Observation operator: with ``observation = "model"`` the observation is the model's BOLD itself
 (twin experiments); with ``"zscore"`` it is the model BOLD standardised per region by the mean
@@ -25,9 +26,10 @@ import numpy as np
 from assimilation.enkf import enkf_analysis, neighbours, random_walk, region_domains, to_bounded, to_unbounded
 from assimilation.ensemble import gamma_multipliers, member_and_region, set_scales
 from assimilation.settings import AssimilationSettings
+from assimilation.region_input import RegionInput
 from dtb.spec import NetworkSpec
 
-_STREAM_PRIOR, _STREAM_ANALYSIS = 7001, 7002
+_STREAM_PRIOR, _STREAM_ANALYSIS, _STREAM_INPUT = 7001, 7002, 7003
 
 
 class Assimilator:
@@ -71,6 +73,9 @@ class Assimilator:
         self.forecast: list[np.ndarray] = []     # (M, R) per TR, observation units
         self.analysis: list[np.ndarray] = []     # (M, R)
         self.hp_trace: list[np.ndarray] = []     # (M, R, H) after each analysis
+        self.input_trace: list[np.ndarray] = []  # (M, R) region input u after each analysis
+        self.input = (RegionInput(base, self.M, settings.input_std, settings.input_tau, base.bold.tr)
+                      if settings.input_std > 0 else None)
         self._localisation(sc)
         sim.add_hook(base.bold.tr, lambda _sim: self._on_tr())
 
@@ -96,10 +101,16 @@ class Assimilator:
         reach = neighbours(sc, 1 if self.s.localisation == "neighbours" else 0)
         R, H = self.R, self.H
         RH = R * H
+        blocks = RH + np.arange(self._region_blocks()) * R       # every block of R after x
 
         def columns(i):
-            return np.concatenate([i * H + np.arange(H), RH + np.arange(4) * R + i, [RH + 4 * R + i]])
+            return np.concatenate([i * H + np.arange(H), blocks + i])
         self.domains = region_domains(reach, columns)
+
+    def _region_blocks(self) -> int:
+        """Blocks of R columns after x in the analysed state: hemodynamic (4), input (0 or 1),
+        predicted observation (1)."""
+        return 4 + (self.input is not None) + 1
 
     def start(self) -> None:
         """Begin assimilating at the next TR; with the zscore operator, its statistics come from
@@ -110,10 +121,24 @@ class Assimilator:
                 raise ValueError("the zscore observation needs at least two spin-up TRs")
             self.mu = spin.mean(axis=(0, 1))
             self.sigma = np.maximum(spin.std(axis=(0, 1)), 1e-9)
+        if self.input is not None:
+            self.input.u = self.s.input_std * np.random.default_rng([self.seed, _STREAM_INPUT]).standard_normal(
+                (self.M, self.R))
+            self.input.apply(self.sim)
         self.active = True
 
     def observe(self, bold: np.ndarray) -> np.ndarray:
+        """The members' predicted observation (M, R) of their BOLD (M, R)."""
         return (bold - self.mu) / self.sigma
+
+    def fast_state(self) -> dict[str, np.ndarray]:
+        """The state that runs with the network between analyses (the region input): a copy, to
+        come back to with :meth:`set_fast_state` when the network rewinds."""
+        return {"input": self.input.u.copy()} if self.input is not None else {}
+
+    def set_fast_state(self, saved: dict[str, np.ndarray]) -> None:
+        if self.input is not None and "input" in saved:
+            self.input.u = np.array(saved["input"], dtype=float)
 
     # --------------------------------------------------------------- analysis
     def _on_tr(self) -> None:
@@ -122,6 +147,9 @@ class Assimilator:
         z = self.observe(np.asarray(self.sim.bold.signal[-1]).reshape(self.M, self.R))
         if self.mode == "free":
             self.branch.append(z)
+            if self.input is not None:
+                self.input.relax()
+                self.input.apply(self.sim)
             return
         if self.t >= len(self.observed):
             return
@@ -139,11 +167,15 @@ class Assimilator:
         state gets exactly the update it gets in the full analysis."""
         st = self.sim.bold.integrator.state
         hemo = np.concatenate([a.reshape(self.M, self.R) for a in (st.s, st.lf, st.lv, st.lq)], axis=1)
-        X = np.concatenate([self.x, hemo, z], axis=1)
+        fast = [self.input.u] if self.input is not None else []
+        X = np.concatenate([self.x, hemo, *fast, z], axis=1)
         rng = np.random.default_rng([self.seed, _STREAM_ANALYSIS, self.t])
         Xa = enkf_analysis(X, z, self.observed[self.t], self.s.obs_noise ** 2, rng, self.s.inflation,
                            domains=self.domains)
         RH = self.R * self.H
+        if self.input is not None:
+            self.input.u = Xa[:, RH + 4 * self.R:-self.R].copy()
+            self.input_trace.append(self.input.u)
         hemo_a = Xa[:, RH:RH + 4 * self.R]
         for k, a in enumerate((st.s, st.lf, st.lv, st.lq)):
             a[:] = hemo_a[:, k * self.R:(k + 1) * self.R].reshape(-1)
@@ -160,6 +192,9 @@ class Assimilator:
         if self.s.hemodynamic_noise > 0:
             for arr in (st.s, st.lf, st.lv, st.lq):
                 arr += self.s.hemodynamic_noise * rng.standard_normal(arr.shape)
+        if self.input is not None:
+            self.input.relax(rng)
+            self.input.apply(self.sim)
         self.apply()
 
     def freeze(self) -> None:
@@ -171,7 +206,7 @@ class Assimilator:
 
     def truncate(self, n: int) -> None:
         """Forget the records after TR ``n`` (the filter rewinds to the end of training)."""
-        del self.forecast[n:], self.analysis[n:], self.hp_trace[n:]
+        del self.forecast[n:], self.analysis[n:], self.hp_trace[n:], self.input_trace[n:]
         self.t = n
 
     # ------------------------------------------------------------ checkpoints
@@ -183,7 +218,8 @@ class Assimilator:
                 "sigma": self.sigma, "filter_seconds": np.array(self.filter_seconds),
                 "forecast": np.array(self.forecast).reshape(-1, M, R),
                 "analysis": np.array(self.analysis).reshape(-1, M, R),
-                "hp_trace": np.array(self.hp_trace).reshape(-1, M, R, H),
+                "hp_trace": np.array(self.hp_trace).reshape(-1, M, R, H), **self.fast_state(),
+                "input_trace": np.array(self.input_trace).reshape(-1, M, R),
                 "observed_sha": np.frombuffer(_digest(self.observed), dtype=np.uint8)}
 
     def restore(self, saved: dict[str, np.ndarray]) -> None:
@@ -200,13 +236,16 @@ class Assimilator:
         self.forecast = list(saved["forecast"])
         self.analysis = list(saved["analysis"])
         self.hp_trace = list(saved["hp_trace"])
+        self.input_trace = list(saved.get("input_trace", ()))
+        self.set_fast_state(saved)
 
     # ---------------------------------------------------------------- results
     def results(self) -> dict[str, np.ndarray]:
         f = np.array(self.forecast)
         a = np.array(self.analysis)
         hp = np.array(self.hp_trace)
-        return {"forecast": f, "analysis": a, "hp": hp, "mu": self.mu, "sigma": self.sigma, "x_final": self.x}
+        return {"forecast": f, "analysis": a, "hp": hp, "mu": self.mu, "sigma": self.sigma, "x_final": self.x,
+                "input": np.array(self.input_trace).reshape(-1, self.M, self.R)}
 
 
 def _digest(a: np.ndarray) -> bytes:

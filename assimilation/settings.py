@@ -22,6 +22,11 @@ gamma_shape = 4.0                # shape k of the per-neuron Gamma multipliers (
 spinup = "10 s"                  # run before assimilating (the zscore observation's statistics)
 observation = "zscore"           # "zscore": the model BOLD standardised by its spin-up mean and std
                                  # is compared with z-scored data; "model": data in model BOLD units
+input_std = 0.0                  # region input: each member's region r scales its Poisson
+                                 # background rates by exp(u_r); every analysis updates u (in both
+                                 # held-out modes), which between analyses relaxes towards 0 with
+                                 # time constant input_tau and this stationary std (0: no input)
+input_tau = "5 s"
 detrend = true                   # data preprocessing: linear detrend,
 band_pass = []                   # [low, high] Hz Butterworth band-pass, e.g. [0.01, 0.1] (none: []),
 band_pass_causal = true          # true: one causal pass, so each sample depends only on earlier
@@ -87,6 +92,8 @@ class AssimilationSettings:
     gamma_shape: float = 4.0
     spinup: float = 10.0           # [s]
     observation: str = "zscore"
+    input_std: float = 0.0
+    input_tau: float = 5.0         # [s]
     detrend: bool = True
     zscore: bool = True
     band_pass: tuple[float, float] | None = None   # [Hz]
@@ -138,6 +145,8 @@ def read_section(r, context) -> AssimilationSettings:
         gamma_shape=r.float("gamma_shape", d.gamma_shape, low=0.1),
         spinup=r.quantity("spinup", "time", d.spinup, nonnegative=True),
         observation=r.str("observation", d.observation, choices=("zscore", "model")),
+        input_std=r.float("input_std", d.input_std, low=0.0, high=3.0),
+        input_tau=r.quantity("input_tau", "time", d.input_tau, positive=True),
         detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
         band_pass=tuple(float(x) for x in band) if band else None,
         band_pass_causal=r.bool("band_pass_causal", d.band_pass_causal),

@@ -20,6 +20,7 @@ Model BOLD goes through the data's preprocessing before its FC. Written with the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def free_run(run: dict, test: np.ndarray, spec: NetworkSpec, comm) -> tuple[np.n
     # a member whose hyperparameter sat on a bound (sigmoid saturated) has its mean there too
     x0 = run["x_final"] if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high,
                                                             saturated=True)
-    a = Assimilator(sim, spec, s, test, sc=None, n_assimilate=0, x0=x0)
+    # a free run: no region input (it exists only where data move it)
+    a = Assimilator(sim, spec, dataclasses.replace(s, input_std=0.0), test, sc=None, n_assimilate=0, x0=x0)
     t0 = time.perf_counter()
     sim.run(spinup_trs(spec) * spec.bold.tr)
     a.active = True

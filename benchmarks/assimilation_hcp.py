@@ -75,7 +75,9 @@ def config_for(subject: str, args) -> dict:
                            "detrend": True, "zscore": True, "band_pass": list(args.band_pass or []),
                            "band_pass_causal": True, "coupling": args.coupling,
                            "random_walk_centered": True, "gamma_shape": args.gamma_shape,
-                           "forecast_horizons": [1, 2, 5, 10], "forecast_stride": args.stride}
+                           "forecast_horizons": [1, 2, 5, 10], "forecast_stride": args.stride,
+                           "input_std": args.input_std,
+                           "input_tau": f"{args.input_tau:g} s"}
     return net
 
 
@@ -111,9 +113,10 @@ def run_subject(s: str, args, d: Path) -> dict:
     t0 = time.time()
     dtb(["assimilate", str(cfg), "--bold", str(d / f"{s}.npy"), "--out", str(out), "--no-plots", "-q", "--no-progress"])
     structural = subject_dir(s) / "structural"
-    dtb(["validate", str(out / "assimilation.h5"), "--bold", str(d / f"{s}.npy"), "-q", "--no-plots",
-         "--connectome", str(structural / "DTI_CM.mat"), "--lengths", str(structural / "DTI_LEN.mat")]
-        + (["--no-hopf"] if args.no_hopf else []))
+    if not args.no_validate:
+        dtb(["validate", str(out / "assimilation.h5"), "--bold", str(d / f"{s}.npy"), "-q", "--no-plots",
+             "--connectome", str(structural / "DTI_CM.mat"), "--lengths", str(structural / "DTI_LEN.mat")]
+            + (["--no-hopf"] if args.no_hopf else []))
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "assimilation.h5", Path(args.keep) / f"{s}.h5")
@@ -124,7 +127,7 @@ def read_row(s: str, path: Path, wall: float) -> dict:
     from assimilation.pipeline import read_scores
     with h5py.File(path) as h:
         scores, horizons, _ = read_scores(h)
-        v = dict(h["validation"].attrs)
+        v = dict(h["validation"].attrs) if "validation" in h else {}
         row = {"subject": s, "tuning": s in TUNING_SUBJECTS, "horizons": horizons,
                "s_per_tr": float(h.attrs["wall_per_tr_s"]), "coupling": float(h.attrs.get("coupling", 1.0)),
                "neurons_per_member": int(h.attrs["neurons_per_member"]), "members": int(h.attrs["members"]),
@@ -219,7 +222,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--coupling", type=float, nargs="*", default=[4.0, 6.0],
                     help="global coupling candidates, chosen by FC on the training half (default 4 6)")
     ap.add_argument("--gamma-shape", type=float, default=4.0)
+    ap.add_argument("--input-std", type=float, default=0.0,
+                    help="region input analysed every TR: std of ln(background factor) (default 0: none)")
+    ap.add_argument("--input-tau", type=float, default=5.0, help="[s] the region input's time constant (default 5)")
     ap.add_argument("--no-hopf", action="store_true", help="leave out the Hopf baseline")
+    ap.add_argument("--no-validate", action="store_true",
+                    help="held-out forecasts only: no free run, so no FC or FCD columns")
     ap.add_argument("--json", help="also write the rows here (JSON), after every subject")
     ap.add_argument("--table", nargs="+", help="print the tables of rows saved with --json, and exit")
     return ap

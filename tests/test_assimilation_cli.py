@@ -328,3 +328,27 @@ def test_balanced_coupling_keeps_the_regions_rates(setup, tmp_path):
     plain, balanced = rates(coupled(spec, 4.0, None)), rates(coupled(spec, 4.0, own))
     assert np.mean([plain[n] / own[n] for n in exc]) > 1.3
     assert all(abs(balanced[n] / own[n] - 1) < 0.2 for n in exc)
+
+
+def test_region_input_is_analysed_in_both_modes_and_rewound_exactly(setup, tmp_path):
+    """A region input: it is analysed in both held-out modes (it moves with the hyperparameters
+    frozen), and every forecast branch rewinds it exactly (the branch's one-TR forecast is the
+    filter's own forecast of that row)."""
+    d, cfg, _ = setup
+    text = cfg.read_text().replace('forecast_horizons = [1, 2, 5]', 'forecast_horizons = [1, 2, 5]\n'
+                                   'input_std = 0.2\ninput_tau = "4 s"')
+    assert 'input_std = 0.2' in text
+    (tmp_path / "net.toml").write_text(text)
+    p = run_dtb(["assimilate", str(tmp_path / "net.toml"), "--bold", str(d / "bold.npy"), "--out", str(tmp_path / "o"),
+                 "--no-plots"])
+    assert p.returncode == 0, p.stderr
+    with h5py.File(tmp_path / "o" / "assimilation.h5") as f:
+        assert f["input/mean"].shape == (20, R) and np.isfinite(f["input/mean"][()]).all()
+        assert f["input/std"][()].mean() > 0.02                   # the ensemble keeps a spread in u
+        h = f["heldout"]
+        for mode in ("updating", "frozen"):
+            np.testing.assert_array_equal(h[f"{mode}/forecast/mean"][:, 0], h[f"{mode}/filter/mean"][[0, 5, 10, 15]])
+            u = h[f"{mode}/input/mean"][()]
+            assert u.shape == (20, R) and np.ptp(u, axis=0).min() > 0
+        frozen = h["frozen/hp/mean"][()]
+        np.testing.assert_array_equal(frozen, np.repeat(frozen[:1], len(frozen), axis=0))
