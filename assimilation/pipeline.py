@@ -8,8 +8,9 @@ no sample depends on a later one beyond the training part.
 
 Held-out forecasts: after the last training analysis the filter goes on through the held-out
 part, twice from the same state: ``updating`` (hyperparameters still updated by every analysis)
-and ``frozen`` (the hyperparameters of the last training analysis kept; the analyses update only
-the hemodynamic state). At every forecast origin (every ``forecast_stride`` TRs, from the last
+and ``frozen`` (each member keeps the fitted twin's hyperparameters, /hp/fitted: its mean over
+the last half of the training TRs, the twin ``dtb validate`` runs; the analyses update only the
+hemodynamic state and the region input, if any). At every forecast origin (every ``forecast_stride`` TRs, from the last
 training TR) the ensemble first runs freely ``max(forecast_horizons)`` TRs ahead (no analysis),
 which gives the forecasts of every horizon, then rewinds (``Simulation.rewind``) and assimilates
 the next TRs. A forecast from origin o uses data up to row o only.
@@ -61,7 +62,7 @@ import h5py
 import numpy as np
 
 from assimilation import forecast
-from assimilation.enkf import fc_matrix, fc_similarity, pearson_per_column, persistence_forecast
+from assimilation.enkf import fc_matrix, fc_similarity, pearson_per_column, persistence_forecast, to_unbounded
 from assimilation.ensemble import balance_long_range, ensemble_spec, scale_long_range
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
@@ -387,7 +388,8 @@ class _Fit:
             a.x, a.x_analysis, a.mode = x_end.copy(), x_analysis_end.copy(), "updating"
             a.set_fast_state(fast_end)
             if mode == "frozen":
-                a.freeze()
+                fitted = fitted_hyperparameters(np.array(a.hp_trace[:self.n_train]))
+                a.freeze(to_unbounded(fitted.reshape(a.M, -1), self.s.low, self.s.high, saturated=True))
             run = self._forecast_mode(o, mode, progress)
             if run is None:
                 return None

@@ -61,9 +61,10 @@ def test_assimilate_and_validate(setup):
             filt = h[f"{mode}/filter/mean"][()]
             assert filt.shape == (20, R)
             np.testing.assert_array_equal(h[f"{mode}/forecast/mean"][:, 0], filt[[0, 5, 10, 15]])
-        # frozen: the hyperparameters stay those of the last training analysis
+        # frozen: the hyperparameters stay those of the fitted twin (hp/fitted, what dtb validate runs)
         frozen = h["frozen/hp/mean"][()]
         np.testing.assert_array_equal(frozen, np.repeat(frozen[:1], len(frozen), axis=0))
+        np.testing.assert_allclose(frozen[0], f["hp/fitted"][()].mean(axis=0), rtol=1e-9)
         assert not np.allclose(h["updating/hp/mean"][()], frozen)
         assert set(h["scores"]) == {"persistence", "AR(2)", "AR(p)", "MVAR(1)", "Kalman ref", "twin (updating)",
                                     "twin (frozen)"}
