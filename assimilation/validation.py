@@ -10,7 +10,10 @@ Adds to ``assimilation.h5`` (a copy edited, then renamed over it):
                             fc_sc (the network's connectome), lin_gain, fc_lin_runs, fc_lin (linear
                             network: each run's FC r averaged, and its runs' mean FC), hopf_K,
                             fc_hopf_runs, fc_hopf (neurolib's Hopf model, when installed);
-                            baseline_runs
+                            baseline_runs; the free run's activity over the held-out TRs
+                            (assimilation.activity): rate_hz (all neurons), rate_min_hz and
+                            rate_max_hz (the lowest and highest region's mean), sync_fraction
+                            (fraction of region x TR windows whose excess rate CV exceeds 1)
     /validation/fc/model    (R, R) the members' mean FC; /validation/fc/observed (R, R) the data's
     /validation/bold        (n_test, M, R) the free run's BOLD (observation units)
 
@@ -69,9 +72,11 @@ def _read_run(run_path: Path) -> dict:
                 "coupling": float(h.attrs.get("coupling", 1.0))}
 
 
-def free_run(run: dict, test: np.ndarray, spec: NetworkSpec, comm) -> tuple[np.ndarray, float]:
+def free_run(run: dict, test: np.ndarray, spec: NetworkSpec, comm) -> tuple[np.ndarray, float, dict]:
     """The fitted twin (each member at its fitted hyperparameters, /hp/fitted) run freely over
-    the held-out TRs after a spin-up: its BOLD (n_test, M, R) in observation units, and the wall."""
+    the held-out TRs after a spin-up: its BOLD (n_test, M, R) in observation units, the wall, and
+    its firing rates and synchrony over the held-out TRs (:mod:`assimilation.activity`)."""
+    from assimilation.activity import ActivityMonitor
     s = spec.assimilation
     spec = coupled(spec, run["coupling"], balance_rates(spec, comm))     # the global coupling fitted with it
     sim = simulation(ensemble_spec(spec, s.members), comm, per_neuron_scales=True, keep_region_rows=False,
@@ -82,14 +87,16 @@ def free_run(run: dict, test: np.ndarray, spec: NetworkSpec, comm) -> tuple[np.n
                                                             saturated=True)
     # a free run: no region input (it exists only where data move it)
     a = Assimilator(sim, spec, dataclasses.replace(s, input_std=0.0), test, sc=None, n_assimilate=0, x0=x0)
+    activity = ActivityMonitor(sim)
     t0 = time.perf_counter()
     sim.run(spinup_trs(spec) * spec.bold.tr)
     a.active = True
+    activity.start()
     a.mu, a.sigma = run["mu"], run["sigma"]
     sim.run(len(test) * spec.bold.tr)
     wall = time.perf_counter() - t0
     sim.finish_exchange()
-    return np.array(a.forecast), wall
+    return np.array(a.forecast), wall, activity.summary()
 
 
 def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm, baseline_runs: int | None = None,
@@ -107,13 +114,13 @@ def validate(run_path: Path, observed_all: np.ndarray, spec: NetworkSpec, comm, 
     if len(test) < 10:
         raise DtbError(f"only {len(test)} held-out TRs to validate on (the training fraction was "
                        f"{n_train / run['n_total']:.2f})")
-    model, wall = free_run(run, test, spec, comm)
+    model, wall, activity = free_run(run, test, spec, comm)
     if comm.Get_rank() != 0:
         return None
     out, fc_ens, fc_obs = held_out_fc(model, test, spec)
     out.update(fc_baseline_metrics(spec, observed_all[:n_train], test, baseline_runs or spec.assimilation.members,
                                    hopf, connectome))
-    out.update({"n_test": len(test), "wall_s": wall})
+    out.update({"n_test": len(test), "wall_s": wall, **activity})
     with atomic_edit(run_path) as tmp, h5py.File(tmp, "a") as h:
         if "validation" in h:
             del h["validation"]
@@ -172,4 +179,7 @@ def fc_table(v: dict) -> str:
         rows.append("Hopf model: not run (pip install neurolib, or --no-hopf was given)")
     if "fcd_ks" in v:
         rows.append(f"FCD (30-TR windows): KS distance twin vs data {v['fcd_ks']:.3f} (0: the same distribution)")
+    if "rate_hz" in v:
+        rows.append(f"free run: {v['rate_hz']:.1f} Hz mean rate (regions {v['rate_min_hz']:.1f}-{v['rate_max_hz']:.1f} Hz); "
+                    f"{100 * v['sync_fraction']:.1f} % of region x TR windows synchronous (excess rate CV > 1)")
     return "\n".join(rows)

@@ -165,6 +165,7 @@ class BoldRecorder:
         self.sizes = sim.spec.region_sizes
         self.integrator = None
         self.signal: list[np.ndarray] = []
+        self.listeners: list = []               # called with each TR's rows, summed over ranks
         self._row = 0
         sim.add_hook(settings.tr, lambda s: self._on_tr())
 
@@ -177,6 +178,8 @@ class BoldRecorder:
         if self.sim.size > 1:
             from mpi4py import MPI
             self.sim.comm.Allreduce(MPI.IN_PLACE, rows, op=MPI.SUM)
+        for listener in self.listeners:
+            listener(rows)
         i_exc, _, rate = regional_activity(rows, self.sizes, self.interval)
         u = drive_from_regions(rate, i_exc, self.settings)
         if self.integrator is None:

@@ -82,6 +82,8 @@ def test_assimilate_and_validate(setup):
         assert v["bold"].shape == (20, 4, R) and -1 <= v.attrs["fc_r_members"] <= 1
         for k in ("fc_sc", "fc_lin", "fc_lin_runs", "fc_hopf", "lin_gain", "hopf_K"):
             assert np.isfinite(v.attrs[k]), k
+        assert 0 < v.attrs["rate_min_hz"] <= v.attrs["rate_hz"] <= v.attrs["rate_max_hz"] < 200
+        assert 0 <= v.attrs["sync_fraction"] <= 1
         # the model's FC: the members' mean FC, their BOLD preprocessed like the data (detrend, z-score)
         from assimilation.data import preprocess
         from assimilation.enkf import fc_matrix
