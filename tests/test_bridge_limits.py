@@ -259,6 +259,7 @@ def test_authentication_is_required_when_a_secret_is_set():
         ros = roslibpy.Ros(host="127.0.0.1", port=s.port)
         ros.authenticate(**client_auth(SECRET, "127.0.0.1"))
         ros.run(timeout=10)
+        roslibpy.set_rosapi_timeout(20)     # its default, 3 s, timed out once under full load (CI-like)
         assert ros.get_topics() is not None
         ros.close()
     finally:
