@@ -185,6 +185,12 @@ def fitted_hyperparameters(hp: np.ndarray) -> np.ndarray:
     return hp[len(hp) // 2:].mean(axis=0)
 
 
+def fitted_x(fitted: np.ndarray, s) -> np.ndarray:
+    """The fitted twin's hyperparameters (M, R, H) as the filter's unbounded x (M, R * H); a
+    member whose hyperparameter sat on a bound (sigmoid saturated) keeps it there."""
+    return to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high, saturated=True)
+
+
 def isolated_rates(spec: NetworkSpec, comm) -> dict[str, float]:
     """Each population's rate (Hz) with every long-range weight at 0, over the spin-up (one
     network, the config's seed): the operating point that ``coupling_balance`` keeps."""
@@ -388,8 +394,7 @@ class _Fit:
             a.x, a.x_analysis, a.mode = x_end.copy(), x_analysis_end.copy(), "updating"
             a.set_fast_state(fast_end)
             if mode == "frozen":
-                fitted = fitted_hyperparameters(np.array(a.hp_trace[:self.n_train]))
-                a.freeze(to_unbounded(fitted.reshape(a.M, -1), self.s.low, self.s.high, saturated=True))
+                a.freeze(fitted_x(fitted_hyperparameters(np.array(a.hp_trace[:self.n_train])), self.s))
             run = self._forecast_mode(o, mode, progress)
             if run is None:
                 return None

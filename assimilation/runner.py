@@ -197,10 +197,9 @@ class Assimilator:
             self.input.apply(self.sim)
         self.apply()
 
-    def freeze(self, x: np.ndarray | None = None) -> None:
-        """Keep the hyperparameters ``x`` (unbounded, (M, R * H); default: those of the latest
-        analysis, without the random walk after it) from now on: mode "frozen"."""
-        self.x_analysis = np.array(self.x_analysis if x is None else x, dtype=float)
+    def freeze(self, x: np.ndarray) -> None:
+        """Keep the hyperparameters ``x`` (unbounded, (M, R * H)) from now on: mode "frozen"."""
+        self.x_analysis = np.array(x, dtype=float)
         self.x = self.x_analysis.copy()
         self.apply()
         self.mode = "frozen"

@@ -30,9 +30,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from assimilation.enkf import fc_matrix, fc_similarity, fcd_values, ks_distance, to_unbounded
+from assimilation.enkf import fc_matrix, fc_similarity, fcd_values, ks_distance
 from assimilation.ensemble import ensemble_spec
-from assimilation.pipeline import (balance_rates, coupled, preprocessed, preprocessed_members, read_scores,
+from assimilation.pipeline import (balance_rates, coupled, fitted_x, preprocessed, preprocessed_members, read_scores,
                                    region_connectivity, region_delays, simulation, spinup_trs)
 from assimilation.runner import Assimilator
 from dtb.errors import DtbError
@@ -82,9 +82,7 @@ def free_run(run: dict, test: np.ndarray, spec: NetworkSpec, comm) -> tuple[np.n
     sim = simulation(ensemble_spec(spec, s.members), comm, per_neuron_scales=True, keep_region_rows=False,
                      keep_spikes=False)
     fitted = run["fitted"]
-    # a member whose hyperparameter sat on a bound (sigmoid saturated) has its mean there too
-    x0 = run["x_final"] if fitted is None else to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high,
-                                                            saturated=True)
+    x0 = run["x_final"] if fitted is None else fitted_x(fitted, s)
     # a free run: no region input (it exists only where data move it)
     a = Assimilator(sim, spec, dataclasses.replace(s, input_std=0.0), test, sc=None, n_assimilate=0, x0=x0)
     activity = ActivityMonitor(sim)
