@@ -47,6 +47,12 @@ def inflate(X: np.ndarray, factor: float) -> np.ndarray:
     return mean + factor * (X - mean)
 
 
+def revert(X: np.ndarray, centre, keep: float) -> np.ndarray:
+    """``centre + keep * (X - centre)``: one step of relaxation towards ``centre`` (``keep`` =
+    exp(-step / time constant), in [0, 1])."""
+    return centre + keep * (np.asarray(X, dtype=float) - centre)
+
+
 def random_walk(X: np.ndarray, std, rng: np.random.Generator, centered: bool = False) -> np.ndarray:
     """X + N(0, std^2), per column (``std`` scalar or (n,)). ``centered``: the steps' mean over
     the members (rows) is removed, so the walk widens the ensemble (its sample covariance grows by

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from assimilation.enkf import enkf_analysis, neighbours, random_walk, region_domains, to_bounded, to_unbounded
+from assimilation.enkf import enkf_analysis, neighbours, random_walk, region_domains, revert, to_bounded, to_unbounded
 from assimilation.ensemble import gamma_multipliers, member_and_region, set_scales
 from assimilation.settings import AssimilationSettings
 from assimilation.region_input import RegionInput
@@ -188,7 +188,7 @@ class Assimilator:
             self.x = self.x_analysis = Xa[:, :RH]
         self.hp_trace.append(self.hp())
         if self.mode == "updating":
-            self.x = random_walk(self.x, self.s.random_walk, rng, self.s.random_walk_centered)
+            self.x = random_walk(self._reverted(self.x), self.s.random_walk, rng, self.s.random_walk_centered)
         if self.s.hemodynamic_noise > 0:
             for arr in (st.s, st.lf, st.lv, st.lq):
                 arr += self.s.hemodynamic_noise * rng.standard_normal(arr.shape)
@@ -196,6 +196,14 @@ class Assimilator:
             self.input.relax(rng)
             self.input.apply(self.sim)
         self.apply()
+
+    def _reverted(self, x: np.ndarray) -> np.ndarray:
+        """x relaxed one TR towards the prior's x (``random_walk_reversion``; unchanged when 0)."""
+        tau = self.s.random_walk_reversion
+        if tau <= 0:
+            return x
+        centre = to_unbounded(np.asarray(self.s.prior), self.s.low, self.s.high)
+        return revert(x, centre, float(np.exp(-self.base.bold.tr / tau)))
 
     def freeze(self, x: np.ndarray) -> None:
         """Keep the hyperparameters ``x`` (unbounded, (M, R * H)) from now on: mode "frozen"."""

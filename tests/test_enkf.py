@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from assimilation.enkf import (ar1_forecast, enkf_analysis, kalman_update, neighbours, random_walk, region_domains,
-                               pearson_per_column, to_bounded, to_unbounded)
+                               pearson_per_column, revert, to_bounded, to_unbounded)
 
 MEAN = np.array([1.0, -0.5, 2.0])
 COV = np.array([[1.0, 0.3, 0.1], [0.3, 0.5, -0.2], [0.1, -0.2, 0.8]])
@@ -86,6 +86,36 @@ def test_centred_random_walk_keeps_the_ensemble_mean_and_the_step_variance():
         var = centred[:, std == s].var(axis=0, ddof=1).mean()
         assert var == pytest.approx(s ** 2, rel=0.02)
         assert plain[:, std == s].var(axis=0, ddof=1).mean() == pytest.approx(s ** 2, rel=0.02)
+
+
+def test_reverting_random_walk_is_the_ar1_with_its_stationary_variance():
+    """revert then random_walk, iterated: x_t = c + a (x_{t-1} - c) + s e_t, whose stationary
+    variance is s^2 / (1 - a^2) and lag-1 correlation a, whatever the start (here far off, at
+    the sigmoid's flat end, where the plain walk would leave a member)."""
+    a, s, c = np.exp(-0.72 / 20.0), 0.5, 0.4
+    rng = np.random.default_rng(3)
+    x = np.full((1, 2000), 8.0)
+    trace = []
+    for _ in range(1200):
+        x = random_walk(revert(x, c, a), s, rng)
+        trace.append(x[0])
+    tail = np.array(trace[600:])                         # past 600 steps of 0.96: started 8 away, now < 1e-10
+    assert tail.mean() == pytest.approx(c, abs=0.1)
+    assert tail.var() == pytest.approx(s ** 2 / (1 - a ** 2), rel=0.03)
+    lag1 = np.mean((tail[1:] - c) * (tail[:-1] - c)) / np.mean((tail - c) ** 2)
+    assert lag1 == pytest.approx(a, abs=0.005)
+    np.testing.assert_allclose(revert(x, c, 1.0), x, atol=1e-12)   # keep 1: no reversion
+
+
+def test_settings_read_the_hyperparameters_reversion():
+    from dtb.config import spec_from_dict
+    from dtb.errors import DtbError
+    base = {"atlas": {"neurons": 1400, "min_neurons": 20}, "bold": {"tr": "1 s"}}
+    assert spec_from_dict({**base, "assimilation": {}}).assimilation.random_walk_reversion == 0.0
+    s = spec_from_dict({**base, "assimilation": {"random_walk_reversion": "20 s"}}).assimilation
+    assert s.random_walk_reversion == 20.0
+    with pytest.raises(DtbError, match="random_walk_reversion"):
+        spec_from_dict({**base, "assimilation": {"random_walk_reversion": "-1 s"}})
 
 
 def test_domain_localisation_uses_only_local_observations():
