@@ -16,6 +16,39 @@ from assimilation.settings import AssimilationSettings
 from dtb.spec import NetworkSpec
 
 
+def toy_network(regions: int = 10, neurons_per_region: int = 200, seed: int = 3) -> NetworkSpec:
+    """The twin experiment's network: ``regions`` regions of ``neurons_per_region`` neurons, a
+    random connectome (60 % of pairs, uniform weights) with tract lengths 20-80 mm, dt 0.5 ms,
+    rate-driven BOLD with TR 1 s."""
+    from atlas.build import AtlasNetworkSettings, network_config
+    from dtb.spec import spec_from_dict
+    R = regions
+    rng = np.random.default_rng(seed)
+    w = rng.random((R, R)) * (rng.random((R, R)) < 0.6)
+    np.fill_diagonal(w, 0)
+    lengths = 20 + 60 * rng.random((R, R))
+    lengths = (lengths + lengths.T) / 2
+    net = network_config([f"R{i}" for i in range(R)], np.full(R, 100.0), w, lengths,
+                         AtlasNetworkSettings(neurons=neurons_per_region * R, min_neurons=50, seed=1, dt=5e-4))
+    net["bold"] = {"tr": "1 s", "preset": "dtb", "drive": "rate"}
+    net["monitors"] = {"region_interval": "1 ms"}
+    return spec_from_dict(net)
+
+
+def recovery(out: dict) -> dict[str, float]:
+    """How well a twin run (:func:`run_twin`'s result) recovered its first hyperparameter: the
+    fraction of regions whose final posterior mean is within 10 % of the truth, the fraction whose
+    truth lies within the mean +- 2 sd, the mean relative error (posterior and prior at
+    ``out["prior"]``) and the correlation of means and truth over regions."""
+    truth = out["hp_true"][:, 0]
+    post = out["hp"][-1][:, :, 0]                       # (members, regions)
+    mean, sd = post.mean(axis=0), post.std(axis=0)
+    rel = np.abs(mean / truth - 1)
+    return {"within_10pct": float((rel < 0.10).mean()), "covered_2sd": float((np.abs(mean - truth) < 2 * sd).mean()),
+            "rel_error": float(rel.mean()), "prior_rel_error": float(np.abs(out["prior"] / truth - 1).mean()),
+            "r": float(np.corrcoef(mean, truth)[0, 1])}
+
+
 def simulate_truth(base: NetworkSpec, hp_true: np.ndarray, settings: AssimilationSettings, n_tr: int,
                    obs_noise: float, seed: int = 12345) -> np.ndarray:
     """BOLD (n_tr, R) of one network with hyperparameters ``hp_true`` (R, H), plus observation
@@ -54,6 +87,7 @@ def run_twin(base: NetworkSpec, hp_true: np.ndarray, settings: AssimilationSetti
     out = a.results()
     out["observed"] = observed
     out["hp_true"] = hp_true
+    out["prior"] = settings.prior
     del sim, a
     gc.collect()
     return out
