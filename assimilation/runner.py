@@ -198,11 +198,15 @@ class Assimilator:
         self.apply()
 
     def _reverted(self, x: np.ndarray) -> np.ndarray:
-        """x relaxed one TR towards the prior's x (``random_walk_reversion``; unchanged when 0)."""
+        """x relaxed one TR towards the prior's x or the ensemble's mean x (``random_walk_reversion``,
+        ``random_walk_reversion_to``; unchanged when 0)."""
         tau = self.s.random_walk_reversion
         if tau <= 0:
             return x
-        centre = to_unbounded(np.asarray(self.s.prior), self.s.low, self.s.high)
+        if self.s.random_walk_reversion_to == "mean":
+            centre = x.mean(axis=0)
+        else:
+            centre = to_unbounded(np.asarray(self.s.prior), self.s.low, self.s.high)
         return revert(x, centre, float(np.exp(-self.base.bold.tr / tau)))
 
     def freeze(self, x: np.ndarray) -> None:

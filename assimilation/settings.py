@@ -11,10 +11,13 @@ prior_spread = 0.3               # std of the initial ensemble in x (the unbound
 random_walk = 0.05               # std of x's diffusion per TR (the forecast of a static parameter)
 random_walk_centered = true      # remove the steps' mean over members: the walk spreads the
                                  # ensemble without moving its mean by sampling noise
-random_walk_reversion = "0 s"    # with a time > 0, each member's x also relaxes towards the prior's
-                                 # x by exp(-TR / this) before every step of the walk (an
+random_walk_reversion = "0 s"    # with a time > 0, each member's x also relaxes towards a centre
+                                 # by exp(-TR / this) before every step of the walk (an
                                  # Ornstein-Uhlenbeck forecast of the hyperparameters: the walk can
                                  # no longer carry members into the sigmoid's flat ends); 0: none
+random_walk_reversion_to = "prior"   # the centre: "prior" (the prior's x; biases a static
+                                 # parameter towards the prior) or "mean" (the ensemble's mean x,
+                                 # which stays where it is: only the spread is bounded)
 hemodynamic_noise = 0.03         # std added per TR to each member's s, ln f, ln v, ln q (model error:
                                  # drive the network does not explain; keeps the ensemble spread)
 obs_noise = 0.5                  # observation noise std, in observation units
@@ -87,6 +90,7 @@ class AssimilationSettings:
     random_walk: float = 0.05
     random_walk_centered: bool = True
     random_walk_reversion: float = 0.0   # [s], 0: none
+    random_walk_reversion_to: str = "prior"
     hemodynamic_noise: float = 0.03
     obs_noise: float = 0.5
     inflation: float = 1.0
@@ -144,6 +148,8 @@ def read_section(r, context) -> AssimilationSettings:
         random_walk=r.float("random_walk", d.random_walk, low=0.0),
         random_walk_centered=r.bool("random_walk_centered", d.random_walk_centered),
         random_walk_reversion=r.quantity("random_walk_reversion", "time", d.random_walk_reversion, nonnegative=True),
+        random_walk_reversion_to=r.str("random_walk_reversion_to", d.random_walk_reversion_to,
+                                       choices=("prior", "mean")),
         hemodynamic_noise=r.float("hemodynamic_noise", d.hemodynamic_noise, low=0.0),
         obs_noise=r.float("obs_noise", d.obs_noise, low=1e-9),
         inflation=r.float("inflation", d.inflation, low=1.0, high=10.0),

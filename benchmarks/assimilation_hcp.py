@@ -73,6 +73,7 @@ def config_for(subject: str, args) -> dict:
                            "obs_noise": args.obs_noise, "inflation": args.inflation, "localisation": "own",
                            "random_walk": args.random_walk, "hemodynamic_noise": args.hemodynamic_noise,
                            "random_walk_reversion": f"{args.random_walk_reversion:g} s",
+                           "random_walk_reversion_to": args.reversion_to,
                            "detrend": True, "zscore": True, "band_pass": list(args.band_pass or []),
                            "band_pass_causal": True, "coupling": args.coupling,
                            "random_walk_centered": True, "gamma_shape": args.gamma_shape,
@@ -211,6 +212,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--random-walk", type=float, default=0.5)
     ap.add_argument("--random-walk-reversion", type=float, default=0.0,
                     help="[s] the hyperparameters' relaxation towards the prior between analyses (default 0: none)")
+    ap.add_argument("--reversion-to", choices=("prior", "mean"), default="prior",
+                    help="the relaxation's centre: the prior's x or the ensemble's mean x (default prior)")
     ap.add_argument("--spinup", type=float, default=10.0, help="[s] free run before assimilating (default 10)")
     ap.add_argument("--hemodynamic-noise", type=float, default=0.0)
     ap.add_argument("--inflation", type=float, default=1.0)

@@ -39,12 +39,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--input-tau", type=float, default=5.0, help="[s] region input's time constant (default 5)")
     ap.add_argument("--random-walk-reversion", type=float, default=0.0,
                     help="[s] the walk's relaxation towards the prior (default 0: none)")
+    ap.add_argument("--reversion-to", choices=("prior", "mean"), default="prior",
+                    help="the reversion's centre (default prior)")
     ap.add_argument("--random-walk", type=float, default=TEST_SETTINGS.random_walk)
     ap.add_argument("--trs", type=int, default=20, help="TRs assimilated (TR 1 s; default 20)")
     ap.add_argument("--members", type=int, default=TEST_SETTINGS.members)
     args = ap.parse_args(argv)
     settings = dataclasses.replace(TEST_SETTINGS, input_std=args.input_std, input_tau=args.input_tau,
                                    random_walk_reversion=args.random_walk_reversion,
+                                   random_walk_reversion_to=args.reversion_to,
                                    random_walk=args.random_walk, members=args.members)
     t0 = time.perf_counter()
     out = run_twin(toy_network(REGIONS), np.linspace(0.7, 1.45, REGIONS)[:, None], settings,
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     rec = recovery(out)
     n = REGIONS
     print(f"input_std {args.input_std:g}, input_tau {args.input_tau:g} s, random walk {args.random_walk:g}, "
-          f"reversion {args.random_walk_reversion:g} s, {args.members} members, {args.trs} TRs: "
+          f"reversion {args.random_walk_reversion:g} s to the {args.reversion_to}, {args.members} members, {args.trs} TRs: "
           f"within 10 % {round(rec['within_10pct'] * n)}/{n}, truth within 2 sd {round(rec['covered_2sd'] * n)}/{n}, "
           f"r {rec['r']:.3f}, mean relative error {rec['rel_error']:.3f} (prior {rec['prior_rel_error']:.3f}); "
           f"{time.perf_counter() - t0:.0f} s")

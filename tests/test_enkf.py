@@ -113,7 +113,11 @@ def test_settings_read_the_hyperparameters_reversion():
     base = {"atlas": {"neurons": 1400, "min_neurons": 20}, "bold": {"tr": "1 s"}}
     assert spec_from_dict({**base, "assimilation": {}}).assimilation.random_walk_reversion == 0.0
     s = spec_from_dict({**base, "assimilation": {"random_walk_reversion": "20 s"}}).assimilation
-    assert s.random_walk_reversion == 20.0
+    assert (s.random_walk_reversion, s.random_walk_reversion_to) == (20.0, "prior")
+    s = spec_from_dict({**base, "assimilation": {"random_walk_reversion_to": "mean"}}).assimilation
+    assert s.random_walk_reversion_to == "mean"
+    with pytest.raises(DtbError, match="random_walk_reversion_to"):
+        spec_from_dict({**base, "assimilation": {"random_walk_reversion_to": "median"}})
     with pytest.raises(DtbError, match="random_walk_reversion"):
         spec_from_dict({**base, "assimilation": {"random_walk_reversion": "-1 s"}})
 
@@ -184,3 +188,23 @@ def test_fcd_tells_switching_from_stationary_connectivity():
     assert ks_distance(f_stat, f_stat) == 0.0
     assert ks_distance(f_stat, f_switch) > 0.3
     assert len(fcd_values(stationary[:20], 30, 5)) == 0
+
+
+def test_the_filter_reverts_towards_the_ensemble_mean_or_the_prior():
+    from types import SimpleNamespace as NS
+
+    from assimilation.runner import Assimilator
+    from assimilation.settings import AssimilationSettings
+    X = 1.0 + 3.0 * np.random.default_rng(2).standard_normal((8, 6))
+    keep = np.exp(-1.0 / 10.0)                               # TR 1 s, tau 10 s
+
+    def reverted(to, tau=10.0):
+        fake = NS(s=AssimilationSettings(random_walk_reversion=tau, random_walk_reversion_to=to),
+                  base=NS(bold=NS(tr=1.0)))
+        return Assimilator._reverted(fake, X)
+    to_mean = reverted("mean")
+    np.testing.assert_allclose(to_mean.mean(axis=0), X.mean(axis=0), atol=1e-12)   # the mean stays
+    np.testing.assert_allclose(to_mean.std(axis=0), keep * X.std(axis=0), rtol=1e-12)
+    centre = np.log(0.5)                                     # the prior 1.0 in (0.5, 2.0): x = logit(1/3)
+    np.testing.assert_allclose(reverted("prior"), centre + keep * (X - centre), rtol=1e-12)
+    assert reverted("prior", tau=0.0) is X                   # 0: no reversion
