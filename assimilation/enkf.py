@@ -168,6 +168,11 @@ def sc_fc_similarity(sc: np.ndarray, fc: np.ndarray) -> float:
     return fc_similarity(np.log1p(sc + sc.T), fc)
 
 
+#: sliding windows of the FCD: 30 TRs, step 5 (Hansen et al. 2015 use about a minute; held-out
+#: halves of resting-state scans leave room for a few dozen windows)
+FCD_WINDOW, FCD_STEP = 30, 5
+
+
 def fcd_values(bold: np.ndarray, window: int, step: int) -> np.ndarray:
     """Functional connectivity dynamics: the upper triangle of the FCD matrix, the Pearson r
     between the FC upper triangles of sliding windows (``window`` and ``step`` in samples) of

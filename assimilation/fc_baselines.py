@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from assimilation.enkf import fc_matrix, fc_similarity, sc_fc_similarity
+from assimilation.enkf import FCD_STEP, FCD_WINDOW, fc_matrix, fc_similarity, fcd_values, ks_distance, sc_fc_similarity
 
 #: gains of the linear network (1: its stability limit)
 LINEAR_GAINS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -55,38 +55,52 @@ def hopf_available() -> bool:
     return importlib.util.find_spec("neurolib") is not None
 
 
+def on_tr_grid(bold: np.ndarray, dt: float, tr: float, n: int) -> np.ndarray:
+    """(T, R) BOLD sampled every ``dt`` s, resampled (cubic spline) at ``tr`` s: at most ``n``
+    rows, none past the last sample."""
+    from scipy.interpolate import CubicSpline
+    t_src = dt * np.arange(len(bold))
+    t_dst = tr * np.arange(n)
+    return CubicSpline(t_src, bold, axis=0)(t_dst[t_dst <= t_src[-1]])
+
+
 def hopf_fc_r(weights: np.ndarray, lengths: np.ndarray, train: np.ndarray, test: np.ndarray, tr: float, runs: int,
               prep: Callable[[np.ndarray, float], np.ndarray]) -> dict:
     """neurolib's Hopf model on the connectome (``weights`` [target, source], ``lengths`` in mm):
     K chosen among :data:`HOPF_COUPLINGS` by FC r on the training part (one run per K, seed 1);
     then ``runs`` runs (seeds 1, 2, ...), each as long as the held-out part (``tr`` s per row)
     after 10 s dropped. Its BOLD (sampled every 2 s) goes through ``prep``. Returns {"hopf_K",
-    "fc_hopf_runs", "fc_hopf"} (NaN where every K diverged)."""
+    "fc_hopf_runs", "fc_hopf", "fcd_ks_hopf"} (NaN where every K diverged): the FCD's KS distance
+    to the data's, with the runs' BOLD resampled at ``tr`` so that its windows are the data's."""
     from neurolib.models.hopf import HopfModel
     seconds = 2.0 * np.ceil((10.0 + len(test) * tr) / 2.0)   # whole BOLD samples (every 2 s), or neurolib drops them
 
-    def fc_of(k: float, seed: int) -> np.ndarray | None:
+    def bold_of(k: float, seed: int) -> np.ndarray | None:
         m = HopfModel(Cmat=weights / weights.max(), Dmat=lengths, seed=seed)   # seeds the initial state too
         m.params.update({"K_gl": k, "duration": seconds * 1000.0, "sigma_ou": 0.14, "seed": seed})
         m.run(bold=True)
         bold = m.BOLD.BOLD[:, 5:].T                   # drop the first 10 s (neurolib samples BOLD every 2 s)
         if not np.all(np.isfinite(bold)) or np.any(bold.std(axis=0) == 0):
             return None                               # K too strong: the model diverged
-        return fc_matrix(prep(bold, 2.0))
+        return prep(bold, 2.0)
 
     fc_train = fc_matrix(train)
     best = (-2.0, None, None)
     for k in HOPF_COUPLINGS:
-        fc = fc_of(k, 1)
-        r = -2.0 if fc is None else fc_similarity(fc, fc_train)
+        b = bold_of(k, 1)
+        r = -2.0 if b is None else fc_similarity(fc_matrix(b), fc_train)
         if r > best[0]:
-            best = (r, k, fc)
+            best = (r, k, b)
     k = best[1]
     if k is None:
-        return {"hopf_K": float("nan"), "fc_hopf_runs": float("nan"), "fc_hopf": float("nan")}
-    found = [best[2]] + [fc_of(k, seed) for seed in range(2, runs + 1)]
-    each, of_mean = runs_fc_r([f for f in found if f is not None], fc_matrix(test))
-    return {"hopf_K": k, "fc_hopf_runs": each, "fc_hopf": of_mean}
+        return {"hopf_K": float("nan"), "fc_hopf_runs": float("nan"), "fc_hopf": float("nan"),
+                "fcd_ks_hopf": float("nan")}
+    found = [b for b in [best[2]] + [bold_of(k, seed) for seed in range(2, runs + 1)] if b is not None]
+    each, of_mean = runs_fc_r([fc_matrix(b) for b in found], fc_matrix(test))
+    fcd_data = fcd_values(test, FCD_WINDOW, FCD_STEP)
+    fcd_hopf = np.concatenate([fcd_values(on_tr_grid(b, 2.0, tr, len(test)), FCD_WINDOW, FCD_STEP) for b in found])
+    ks = ks_distance(fcd_hopf, fcd_data) if len(fcd_data) and len(fcd_hopf) else float("nan")
+    return {"hopf_K": k, "fc_hopf_runs": each, "fc_hopf": of_mean, "fcd_ks_hopf": ks}
 
 
 def fc_baselines(weights: np.ndarray, lengths: np.ndarray | None, train: np.ndarray, test: np.ndarray, tr: float,
@@ -94,7 +108,7 @@ def fc_baselines(weights: np.ndarray, lengths: np.ndarray | None, train: np.ndar
                  linear_gain: float | None = None) -> dict:
     """Every FC baseline on the held-out part from the connectome ``weights`` [target, source]
     (and tract ``lengths`` in mm for the Hopf model): {"fc_sc", "lin_gain", "fc_lin_runs",
-    "fc_lin", "hopf_K", "fc_hopf_runs", "fc_hopf"} (the Hopf entries only with ``hopf``,
+    "fc_lin", "hopf_K", "fc_hopf_runs", "fc_hopf", "fcd_ks_hopf"} (the Hopf entries only with ``hopf``,
     ``lengths`` and neurolib installed)."""
     out = {"fc_sc": sc_fc_similarity(weights, fc_matrix(test))}
     out.update(linear_fc_r(weights, train, test, tr, runs, prep, linear_gain))

@@ -9,7 +9,9 @@ Adds to ``assimilation.h5`` (a copy edited, then renamed over it):
                             least two windows fit); the FC baselines fitted on the training part:
                             fc_sc (the network's connectome), lin_gain, fc_lin_runs, fc_lin (linear
                             network: each run's FC r averaged, and its runs' mean FC), hopf_K,
-                            fc_hopf_runs, fc_hopf (neurolib's Hopf model, when installed);
+                            fc_hopf_runs, fc_hopf (neurolib's Hopf model, when installed),
+                            fcd_ks_hopf (its FCD's KS distance to the data's, its BOLD resampled
+                            at the TR);
                             baseline_runs; the free run's activity over the held-out TRs
                             (assimilation.activity): rate_hz (all neurons), rate_min_hz and
                             rate_max_hz (the lowest and highest region's mean), sync_fraction
@@ -30,7 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from assimilation.enkf import fc_matrix, fc_similarity, fcd_values, ks_distance
+from assimilation.enkf import FCD_STEP, FCD_WINDOW, fc_matrix, fc_similarity, fcd_values, ks_distance
 from assimilation.ensemble import ensemble_spec
 from assimilation.pipeline import (balance_rates, coupled, fitted_x, preprocessed, preprocessed_members, read_scores,
                                    region_connectivity, region_delays, simulation, spinup_trs)
@@ -39,9 +41,6 @@ from dtb.errors import DtbError
 from dtb.files import atomic_edit
 from dtb.spec import NetworkSpec
 
-#: sliding windows of the FCD: 30 TRs, step 5 (Hansen et al. 2015 use about a minute; held-out
-#: halves of resting-state scans leave room for a few dozen windows)
-FCD_WINDOW, FCD_STEP = 30, 5
 #: neurolib's Hopf model turns tract lengths (mm) into delays at this speed (m/s = mm/ms)
 HOPF_SIGNAL_SPEED = 20.0
 
@@ -176,7 +175,8 @@ def fc_table(v: dict) -> str:
     else:
         rows.append("Hopf model: not run (pip install neurolib, or --no-hopf was given)")
     if "fcd_ks" in v:
-        rows.append(f"FCD (30-TR windows): KS distance twin vs data {v['fcd_ks']:.3f} (0: the same distribution)")
+        hopf_ks = f", Hopf model vs data {v['fcd_ks_hopf']:.3f}" if "fcd_ks_hopf" in v else ""
+        rows.append(f"FCD (30-TR windows): KS distance twin vs data {v['fcd_ks']:.3f}{hopf_ks} (0: the same distribution)")
     if "rate_hz" in v:
         rows.append(f"free run: {v['rate_hz']:.1f} Hz mean rate (regions {v['rate_min_hz']:.1f}-{v['rate_max_hz']:.1f} Hz); "
                     f"{100 * v['sync_fraction']:.1f} % of region x TR windows synchronous (excess rate CV > 1)")

@@ -49,7 +49,8 @@ TUNING_SUBJECTS = ("101309", "102311", "102816")
 MODELS = ("persistence", "AR(2)", "AR(p)", "MVAR(1)", "Kalman ref", "twin (updating)", "twin (frozen)")
 FC_COLUMNS = (("fc_r_members", "twin 1"), ("fc_r_ensemble", "twin mn"), ("fc_sc", "SC"), ("fc_lin_runs", "lin 1"),
               ("fc_lin", "lin mn"), ("fc_hopf_runs", "Hopf 1"), ("fc_hopf", "Hopf mn"), ("fcd_ks", "FCD KS"),
-              ("rate_hz", "Hz"), ("sync_fraction", "sync"), ("s_per_tr", "s/TR"), ("coupling", "coupl."))
+              ("fcd_ks_hopf", "Hopf KS"), ("rate_hz", "Hz"), ("sync_fraction", "sync"), ("s_per_tr", "s/TR"),
+              ("coupling", "coupl."))
 
 
 def subject_dir(s: str) -> Path:
