@@ -91,8 +91,23 @@ def preprocess_like(bold: np.ndarray, tr: float, args, fit_rows: int | None = No
     return preprocess(bold, tr, True, tuple(args.band_pass) if args.band_pass else None, True, True, fit_rows)
 
 
+#: the packages ``python -m dtb`` runs from: a copy of the working tree's, taken at the start
+#: (:func:`snapshot_source`), so that editing the code during a run of hours does not change it
+#: half-way (a later subject, or a lazy import late in a subject, would otherwise see the edit)
+SOURCE = ROOT
+PACKAGES = ("dtb", "assimilation", "atlas", "bridges", "cluster")
+
+
+def snapshot_source(dest: Path) -> None:
+    """Copy the packages into ``dest`` and run every later ``dtb`` command from there."""
+    global SOURCE
+    for pkg in PACKAGES:
+        shutil.copytree(ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    SOURCE = dest
+
+
 def dtb(args: list[str]) -> None:
-    p = subprocess.run([sys.executable, "-m", "dtb", *args], capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run([sys.executable, "-m", "dtb", *args], capture_output=True, text=True, cwd=SOURCE)
     if p.returncode != 0:
         raise RuntimeError(f"dtb {' '.join(args)} failed:\n{p.stderr[-3000:]}")
 
@@ -256,6 +271,7 @@ def main() -> None:
     rows: list[dict] = []
     print(f"{time.strftime('%Y-%m-%d %H:%M')}: {len(subjects)} subjects, {args.jobs} at a time", flush=True)
     with tempfile.TemporaryDirectory() as d, ThreadPoolExecutor(args.jobs) as pool:
+        snapshot_source(Path(d) / "src")
         for row in pool.map(lambda s: run_or_report(s, args, Path(d)), subjects):
             rows.append(row)
             print(f"{row['subject']}: " + (f"failed: {row['error']}" if "error" in row else
