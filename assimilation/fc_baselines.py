@@ -64,6 +64,20 @@ def on_tr_grid(bold: np.ndarray, dt: float, tr: float, n: int) -> np.ndarray:
     return CubicSpline(t_src, bold, axis=0)(t_dst[t_dst <= t_src[-1]])
 
 
+def hopf_bold(weights: np.ndarray, lengths: np.ndarray, k: float, seed: int, seconds: float) -> np.ndarray | None:
+    """One run of neurolib's Hopf model (global coupling ``k``, ``seconds`` long, a whole number
+    of 2-s BOLD samples): its BOLD (T, R), sampled every 2 s, the first 10 s dropped; None if it
+    diverged."""
+    from neurolib.models.hopf import HopfModel
+    m = HopfModel(Cmat=weights / weights.max(), Dmat=lengths, seed=seed)   # seeds the initial state too
+    m.params.update({"K_gl": k, "duration": seconds * 1000.0, "sigma_ou": 0.14, "seed": seed})
+    m.run(bold=True)
+    bold = m.BOLD.BOLD[:, 5:].T                   # drop the first 10 s (neurolib samples BOLD every 2 s)
+    if not np.all(np.isfinite(bold)) or np.any(bold.std(axis=0) == 0):
+        return None                               # K too strong: the model diverged
+    return bold
+
+
 def hopf_fc_r(weights: np.ndarray, lengths: np.ndarray, train: np.ndarray, test: np.ndarray, tr: float, runs: int,
               prep: Callable[[np.ndarray, float], np.ndarray]) -> dict:
     """neurolib's Hopf model on the connectome (``weights`` [target, source], ``lengths`` in mm):
@@ -72,17 +86,11 @@ def hopf_fc_r(weights: np.ndarray, lengths: np.ndarray, train: np.ndarray, test:
     after 10 s dropped. Its BOLD (sampled every 2 s) goes through ``prep``. Returns {"hopf_K",
     "fc_hopf_runs", "fc_hopf", "fcd_ks_hopf"} (NaN where every K diverged): the FCD's KS distance
     to the data's, with the runs' BOLD resampled at ``tr`` so that its windows are the data's."""
-    from neurolib.models.hopf import HopfModel
     seconds = 2.0 * np.ceil((10.0 + len(test) * tr) / 2.0)   # whole BOLD samples (every 2 s), or neurolib drops them
 
     def bold_of(k: float, seed: int) -> np.ndarray | None:
-        m = HopfModel(Cmat=weights / weights.max(), Dmat=lengths, seed=seed)   # seeds the initial state too
-        m.params.update({"K_gl": k, "duration": seconds * 1000.0, "sigma_ou": 0.14, "seed": seed})
-        m.run(bold=True)
-        bold = m.BOLD.BOLD[:, 5:].T                   # drop the first 10 s (neurolib samples BOLD every 2 s)
-        if not np.all(np.isfinite(bold)) or np.any(bold.std(axis=0) == 0):
-            return None                               # K too strong: the model diverged
-        return prep(bold, 2.0)
+        bold = hopf_bold(weights, lengths, k, seed, seconds)
+        return None if bold is None else prep(bold, 2.0)
 
     fc_train = fc_matrix(train)
     best = (-2.0, None, None)

@@ -16,6 +16,18 @@ from assimilation.settings import AssimilationSettings
 from dtb.spec import NetworkSpec
 
 
+#: the twin experiment's filter (tests/test_assimilation_twin.py, benchmarks/twin_recovery.py):
+#: the AMPA scale only, observed in model BOLD units
+TWIN_SETTINGS = AssimilationSettings(members=10, hyperparameters=("ampa",), observation="model", obs_noise=2e-3,
+                                     prior=1.0, prior_spread=0.5, random_walk=0.02, localisation="own",
+                                     hemodynamic_noise=0.0)
+
+
+def toy_truth(regions: int = 10) -> np.ndarray:
+    """The twin experiment's true AMPA scales (regions, 1): 0.7 ... 1.45 across the regions."""
+    return np.linspace(0.7, 1.45, regions)[:, None]
+
+
 def toy_network(regions: int = 10, neurons_per_region: int = 200, seed: int = 3) -> NetworkSpec:
     """The twin experiment's network: ``regions`` regions of ``neurons_per_region`` neurons, a
     random connectome (60 % of pairs, uniform weights) with tract lengths 20-80 mm, dt 0.5 ms,

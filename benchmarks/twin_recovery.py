@@ -19,17 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assimilation.settings import AssimilationSettings  # noqa: E402
-from assimilation.twin import recovery, run_twin, toy_network  # noqa: E402
+from assimilation.twin import TWIN_SETTINGS, recovery, run_twin, toy_network, toy_truth  # noqa: E402
 
 REGIONS = 10
-TEST_SETTINGS = AssimilationSettings(members=10, hyperparameters=("ampa",), observation="model", obs_noise=2e-3,
-                                     prior=1.0, prior_spread=0.5, random_walk=0.02, localisation="own",
-                                     hemodynamic_noise=0.0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,17 +36,16 @@ def main(argv: list[str] | None = None) -> None:
                     help="[s] the walk's relaxation towards the prior (default 0: none)")
     ap.add_argument("--reversion-to", choices=("prior", "mean"), default="prior",
                     help="the reversion's centre (default prior)")
-    ap.add_argument("--random-walk", type=float, default=TEST_SETTINGS.random_walk)
+    ap.add_argument("--random-walk", type=float, default=TWIN_SETTINGS.random_walk)
     ap.add_argument("--trs", type=int, default=20, help="TRs assimilated (TR 1 s; default 20)")
-    ap.add_argument("--members", type=int, default=TEST_SETTINGS.members)
+    ap.add_argument("--members", type=int, default=TWIN_SETTINGS.members)
     args = ap.parse_args(argv)
-    settings = dataclasses.replace(TEST_SETTINGS, input_std=args.input_std, input_tau=args.input_tau,
+    settings = dataclasses.replace(TWIN_SETTINGS, input_std=args.input_std, input_tau=args.input_tau,
                                    random_walk_reversion=args.random_walk_reversion,
                                    random_walk_reversion_to=args.reversion_to,
                                    random_walk=args.random_walk, members=args.members)
     t0 = time.perf_counter()
-    out = run_twin(toy_network(REGIONS), np.linspace(0.7, 1.45, REGIONS)[:, None], settings,
-                   n_tr=args.trs, truth_noise=1e-4)
+    out = run_twin(toy_network(REGIONS), toy_truth(REGIONS), settings, n_tr=args.trs, truth_noise=1e-4)
     rec = recovery(out)
     n = REGIONS
     print(f"input_std {args.input_std:g}, input_tau {args.input_tau:g} s, random walk {args.random_walk:g}, "

@@ -9,8 +9,7 @@ conductance scales from it leaves three directions unconstrained (see README, da
 import numpy as np
 import pytest
 
-from assimilation.settings import AssimilationSettings
-from assimilation.twin import recovery, run_twin, toy_network
+from assimilation.twin import TWIN_SETTINGS, recovery, run_twin, toy_network, toy_truth
 
 R = 10
 
@@ -18,11 +17,7 @@ R = 10
 @pytest.fixture(scope="module")
 def twin():
     base = toy_network(R)
-    hp_true = np.linspace(0.7, 1.45, R)[:, None]
-    settings = AssimilationSettings(members=10, hyperparameters=("ampa",), observation="model", obs_noise=2e-3,
-                                    prior=1.0, prior_spread=0.5, random_walk=0.02, localisation="own",
-                                    hemodynamic_noise=0.0)
-    return run_twin(base, hp_true, settings, n_tr=20, truth_noise=1e-4)
+    return run_twin(base, toy_truth(R), TWIN_SETTINGS, n_tr=20, truth_noise=1e-4)
 
 
 def test_posterior_recovers_the_truth(twin):
