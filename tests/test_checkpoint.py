@@ -106,9 +106,15 @@ def test_rank_killed_while_writing_keeps_previous_checkpoint(base):
     cfg = base / "net.toml"
     out = base / "crash"
     # rank 1 is killed (SIGKILL) halfway through its second checkpoint file
+    tmp = base / "tmp-of-killed-run"
+    tmp.mkdir()
     p = run_dtb(["run", str(cfg), "--out", str(out), "--no-plots", "-q", "--checkpoint-every", "100 ms"], ranks=2,
-                env_extra={"DTB_TEST_KILL_IN_CHECKPOINT": "1:2"})
+                env_extra={"DTB_TEST_KILL_IN_CHECKPOINT": "1:2", "TMPDIR": str(tmp)})
     assert p.returncode != 0
+    # Brian2's debug log and script copy, which it deletes only at a clean exit, are gone already
+    # (its brian_stdout/stderr files stay: it reads them back to report a compiler error)
+    left = sorted(tmp.glob("brian_debug_*")) + sorted(tmp.glob("brian_script_*"))
+    assert not left, left
     ck = out / "checkpoint"
     assert (ck / "LATEST").read_text().strip() == "step-000000001000"
     assert (ck / ".tmp-step-000000002000").exists()          # the abandoned attempt

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 
 _DONE = False
 
@@ -25,4 +27,28 @@ def configure_brian() -> None:
     BrianLogger.suppress_name("resolution_conflict")
     BrianLogger.log_level_warn()
     logging.getLogger("brian2").setLevel(logging.WARNING)
+    _drop_brian_temp_files()
     _DONE = True
+
+
+def _drop_brian_temp_files() -> None:
+    """Close and delete the debug log and the copy of the main script that Brian2 writes to the
+    temporary folder when it is imported. It deletes them only at a clean exit, so every rank that
+    a scheduler kills (time limit, ``scancel``) would leave both behind on the node; dtb logs
+    through its own logger, and a failing run says what failed on stderr. (Brian2's
+    ``brian_stdout_*``/``brian_stderr_*`` files stay: it reads them back to report a compiler
+    error, so they cannot go before the process ends.)"""
+    from brian2 import BrianLogger, prefs
+
+    prefs["logging.file_log"] = False
+    prefs["logging.save_script"] = False
+    if BrianLogger.file_handler is not None:
+        logging.getLogger("brian2").removeHandler(BrianLogger.file_handler)
+        BrianLogger.file_handler.close()
+        BrianLogger.file_handler = None
+    for path in (BrianLogger.tmp_log, BrianLogger.tmp_script):
+        if path:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    BrianLogger.tmp_log = None
+    BrianLogger.tmp_script = None
