@@ -14,6 +14,9 @@ part, their BOLD through the data's preprocessing; reported as the r of each run
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from typing import Callable
 
 import numpy as np
@@ -64,6 +67,24 @@ def on_tr_grid(bold: np.ndarray, dt: float, tr: float, n: int) -> np.ndarray:
     return CubicSpline(t_src, bold, axis=0)(t_dst[t_dst <= t_src[-1]])
 
 
+class _NotFromNeurolib(logging.Filter):
+    """Drops the records neurolib logs on the root logger ("nan in model output!" at ERROR when a
+    coupling diverges, which :func:`hopf_bold` expects and reports as None)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"{os.sep}neurolib{os.sep}" not in record.pathname
+
+
+@contextlib.contextmanager
+def _neurolib_quiet():
+    root, quiet = logging.getLogger(), _NotFromNeurolib()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
 def hopf_bold(weights: np.ndarray, lengths: np.ndarray, k: float, seed: int, seconds: float) -> np.ndarray | None:
     """One run of neurolib's Hopf model (global coupling ``k``, ``seconds`` long, a whole number
     of 2-s BOLD samples): its BOLD (T, R), sampled every 2 s, the first 10 s dropped; None if it
@@ -71,7 +92,8 @@ def hopf_bold(weights: np.ndarray, lengths: np.ndarray, k: float, seed: int, sec
     from neurolib.models.hopf import HopfModel
     m = HopfModel(Cmat=weights / weights.max(), Dmat=lengths, seed=seed)   # seeds the initial state too
     m.params.update({"K_gl": k, "duration": seconds * 1000.0, "sigma_ou": 0.14, "seed": seed})
-    m.run(bold=True)
+    with _neurolib_quiet():
+        m.run(bold=True)
     bold = m.BOLD.BOLD[:, 5:].T                   # drop the first 10 s (neurolib samples BOLD every 2 s)
     if not np.all(np.isfinite(bold)) or np.any(bold.std(axis=0) == 0):
         return None                               # K too strong: the model diverged

@@ -41,3 +41,20 @@ def test_hopf_fcd_is_compared_on_the_datas_windows():
     near = hopf_fc_r(w, lengths, like, like, tr, 3, prep)["fcd_ks_hopf"]
     print(f"\nFCD KS: Hopf vs white noise {got['fcd_ks_hopf']:.3f}, vs another Hopf run {near:.3f}")
     assert near < got["fcd_ks_hopf"]
+
+
+@pytest.mark.skipif(not hopf_available(), reason="neurolib not installed")
+def test_a_diverging_hopf_run_is_none_and_silent(caplog):
+    """A coupling strong enough to diverge gives None, and neurolib's "nan in model output!"
+    (logged at ERROR on the root logger) does not reach the user; the root logger is left as it was."""
+    import logging
+    rng = np.random.default_rng(0)
+    R = 6
+    w = rng.random((R, R)) * (rng.random((R, R)) < 0.7)
+    np.fill_diagonal(w, 0)
+    lengths = 20 + 60 * rng.random((R, R))
+    filters = list(logging.getLogger().filters)
+    with caplog.at_level(logging.DEBUG):
+        assert hopf_bold(w, (lengths + lengths.T) / 2, 100.0, 1, 20.0) is None
+    assert not [r for r in caplog.records if "nan" in r.getMessage()], caplog.text
+    assert logging.getLogger().filters == filters
