@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class _NotFromNeurolib(logging.Filter):
 
 
 @contextlib.contextmanager
-def _neurolib_quiet():
+def _neurolib_quiet() -> Iterator[None]:
     root, quiet = logging.getLogger(), _NotFromNeurolib()
     root.addFilter(quiet)
     try:
