@@ -78,6 +78,9 @@ CONFOUND_STRATEGIES = ("auto", "simple", "compcor", "none")
 
 HYPERPARAMETERS = ("ampa", "nmda", "gabaa", "gabab")
 
+#: what [assimilation] random_walk_reversion_to may be: the prior's x or the ensemble's mean x
+REVERSION_CENTRES = ("prior", "mean")
+
 
 @dataclass(frozen=True)
 class AssimilationSettings:
@@ -149,7 +152,7 @@ def read_section(r, context) -> AssimilationSettings:
         random_walk_centered=r.bool("random_walk_centered", d.random_walk_centered),
         random_walk_reversion=r.quantity("random_walk_reversion", "time", d.random_walk_reversion, nonnegative=True),
         random_walk_reversion_to=r.str("random_walk_reversion_to", d.random_walk_reversion_to,
-                                       choices=("prior", "mean")),
+                                       choices=REVERSION_CENTRES),
         hemodynamic_noise=r.float("hemodynamic_noise", d.hemodynamic_noise, low=0.0),
         obs_noise=r.float("obs_noise", d.obs_noise, low=1e-9),
         inflation=r.float("inflation", d.inflation, low=1.0, high=10.0),

@@ -226,9 +226,10 @@ def parser() -> argparse.ArgumentParser:
                     help="Hz (default 0.01 0.1, causal; none: detrended and z-scored only)")
     ap.add_argument("--obs-noise", type=float, default=0.1, help="z units (default 0.1)")
     ap.add_argument("--random-walk", type=float, default=0.5)
+    from assimilation.settings import REVERSION_CENTRES
     ap.add_argument("--random-walk-reversion", type=float, default=0.0,
-                    help="[s] the hyperparameters' relaxation towards the prior between analyses (default 0: none)")
-    ap.add_argument("--reversion-to", choices=("prior", "mean"), default="prior",
+                    help="[s] the hyperparameters' relaxation towards --reversion-to between analyses (default 0: none)")
+    ap.add_argument("--reversion-to", choices=REVERSION_CENTRES, default="prior",
                     help="the relaxation's centre: the prior's x or the ensemble's mean x (default prior)")
     ap.add_argument("--spinup", type=float, default=10.0, help="[s] free run before assimilating (default 10)")
     ap.add_argument("--hemodynamic-noise", type=float, default=0.0)

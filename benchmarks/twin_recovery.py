@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from assimilation.settings import REVERSION_CENTRES  # noqa: E402
 from assimilation.twin import TWIN_SETTINGS, recovery, run_twin, toy_network, toy_truth  # noqa: E402
 
 REGIONS = 10
@@ -33,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--input-std", type=float, default=0.0, help="region input's stationary std (default 0: none)")
     ap.add_argument("--input-tau", type=float, default=5.0, help="[s] region input's time constant (default 5)")
     ap.add_argument("--random-walk-reversion", type=float, default=0.0,
-                    help="[s] the walk's relaxation towards the prior (default 0: none)")
-    ap.add_argument("--reversion-to", choices=("prior", "mean"), default="prior",
+                    help="[s] the walk's relaxation towards --reversion-to (default 0: none)")
+    ap.add_argument("--reversion-to", choices=REVERSION_CENTRES, default="prior",
                     help="the reversion's centre (default prior)")
     ap.add_argument("--random-walk", type=float, default=TWIN_SETTINGS.random_walk)
     ap.add_argument("--trs", type=int, default=20, help="TRs assimilated (TR 1 s; default 20)")
