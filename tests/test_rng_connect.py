@@ -23,23 +23,27 @@ def test_poisson_counts_have_poisson_statistics():
 
 def test_compiled_noise_equals_numpy_twin():
     """The compiled draw of the neuron pass gives the same counts as the numpy code, including
-    the tail beyond 3 events and after the rate changes (its cumulative sums are cached)."""
+    the tail beyond the cached sums and after the rate changes (its cumulative sums are cached,
+    for one rate at a time)."""
     from numba import njit
 
     from dtb.engine import neuron_kernel
 
     poisson = neuron_kernel.load_kernel(neuron_kernel.kernel_source(("ampa",), (), ("ampa",), frozenset()))
     module = __import__(poisson.__module__)
-    draw = njit(lambda key, step, lam, p0, cdf: [module._poisson(key[i], step, lam[i], p0[i], cdf, i)
+    draw = njit(lambda key, step, lam, p0, cdf: [module._poisson(key[i], step, lam[i], p0[i], cdf)
                                                   for i in range(len(key))])
     gids = np.arange(500) + 1000
     key = rng.key_hash(77, 2, gids)
-    cdf = np.full(5 * len(gids), np.nan)
-    for step, top in ((2, 4.0), (3, 4.0), (4, 9.0)):       # the third step changes every rate
+    cdf = np.full(neuron_kernel.POISSON_CACHE, np.nan)
+    for step, top in ((2, 4.0), (3, 4.0), (4, 9.0), (5, 9.0)):   # the third step changes every rate
         lam = np.linspace(0, top, len(gids))
+        if step == 5:                                              # runs of neurons sharing a rate
+            lam = np.repeat(lam[::50], 50)
         got = np.array(draw(key, step, lam, np.exp(-lam), cdf))
         np.testing.assert_array_equal(got, rng.poisson_count(77, 2, gids, step, lam))
         assert (got >= 4).sum() > 50
+    assert (got >= neuron_kernel.POISSON_CACHE - 3).sum() > 5       # the tail beyond the cache
     assert got.sum() > 500
 
 
