@@ -17,6 +17,12 @@
   (benchmarks/connectome_fc.py). ``long_range_exponent`` p softens it: the factor is
   s_i^p / mean(s^p) (p = 1: proportional; 0.5: the square root, which keeps the weakest regions
   within a factor of about 3 of the mean instead of 10, and predicts FC as well).
+* ``long_range_inhibitory``: the long-range weight onto a region's inhibitory population, as a
+  fraction of the weight onto its excitatory one (1: the same; 0: none, long-range input to E
+  only). Below 1, a region's excitatory rate rises with its long-range input (the inhibitory
+  neurons, driven by the same input, would otherwise cancel it); above 0, the inhibition that
+  comes with it keeps strong coupling from driving regions into a high-activity state
+  (feed-forward inhibition).
 * Delays: tract length / ``velocity`` (mm / (m/s) = ms), rounded to dt, never below ``min_delay``.
 * Regions listed in ``subcortical`` get ``subcortical_params`` (neuron parameter overrides).
 """
@@ -40,6 +46,7 @@ class AtlasNetworkSettings:
     long_range_fraction: float = 0.2      # of each neuron's synapses, from other regions
     long_range_scaling: str = "uniform"   # "uniform" or "in_strength" (long-range weight per target region)
     long_range_exponent: float = 1.0      # in_strength: weight factor s_i^p / mean(s^p)
+    long_range_inhibitory: float = 1.0    # long-range weight onto I as a fraction of that onto E
     velocity: float = 5.0                 # [m/s = mm/ms] conduction velocity
     min_delay: float = 1e-3               # [s] no delay below this (also the local delay floor)
     dt: float = 1e-4                      # [s]
@@ -124,6 +131,8 @@ def network_config(regions: list[str], volumes: np.ndarray, weights: np.ndarray,
     """The network as a config dict (the same structure as a TOML config) for ``spec_from_dict``."""
     if not 0 <= s.long_range_fraction <= 1:
         raise DtbError(f"atlas.long_range_fraction must lie in [0, 1], got {s.long_range_fraction}")
+    if not 0 <= s.long_range_inhibitory <= 1:
+        raise DtbError(f"atlas.long_range_inhibitory must lie in [0, 1], got {s.long_range_inhibitory}")
     if not s.velocity > 0:
         raise DtbError(f"atlas.velocity must be positive, got {s.velocity}")
     n = neurons_per_region(volumes, s.neurons, s.min_neurons)
@@ -164,9 +173,10 @@ def network_config(regions: list[str], volumes: np.ndarray, weights: np.ndarray,
                               "delay": local_delay})
     for i, target in enumerate(regions):
         for j in np.flatnonzero(K[i]):
-            for tgt in ("E", "I"):
-                projs.append({"source": f"{regions[j]}_E", "target": f"{target}_{tgt}", "rule": "fixed_indegree",
-                              "indegree": int(K[i, j]), "receptor": "ampa", "weight": nS(w_long[i]),
-                              "delay": ms(d[i, j] * s.dt)})
+            for tgt, factor in (("E", 1.0), ("I", s.long_range_inhibitory)):
+                if factor > 0:
+                    projs.append({"source": f"{regions[j]}_E", "target": f"{target}_{tgt}", "rule": "fixed_indegree",
+                                  "indegree": int(K[i, j]), "receptor": "ampa", "weight": nS(w_long[i] * factor),
+                                  "delay": ms(d[i, j] * s.dt)})
     return {"simulation": {"dt": ms(s.dt), "duration": f"{s.duration:g} s", "seed": s.seed},
             "populations": pops, "projections": projs, "stimuli": stims}

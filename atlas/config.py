@@ -13,6 +13,7 @@ turn them into populations, projections and background input (see :mod:`atlas.bu
     long_range_scaling = "uniform"      # or "in_strength": long-range weight per region in
                                         # proportion to its incoming connectome strength
     long_range_exponent = 1.0           # in_strength: weight factor s_i^p / mean(s^p) (0.5: square root)
+    long_range_inhibitory = 1.0         # long-range weight onto I as a fraction of that onto E (0: E only)
     velocity = "5 m/s"
     min_delay = "1 ms"
     w_exc = "0.6 nS"                    # local E -> E, I   (AMPA)
@@ -101,6 +102,7 @@ def expand_atlas(data: dict, source: str, reader_cls) -> dict:
         long_range_fraction=r.float("long_range_fraction", d.long_range_fraction, low=0.0, high=1.0),
         long_range_scaling=r.str("long_range_scaling", d.long_range_scaling, choices=LONG_RANGE_SCALINGS),
         long_range_exponent=r.float("long_range_exponent", d.long_range_exponent, *LONG_RANGE_EXPONENTS),
+        long_range_inhibitory=r.float("long_range_inhibitory", d.long_range_inhibitory, low=0.0, high=1.0),
         velocity=r.quantity("velocity", "velocity", d.velocity, positive=True),
         min_delay=r.quantity("min_delay", "time", d.min_delay, positive=True),
         dt=dt,

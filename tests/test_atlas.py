@@ -107,6 +107,26 @@ def test_in_strength_scaling_gives_hubs_stronger_long_range_input(tmp_path):
         long_range_weight_factors(w, "in_strength", -1.0)
 
 
+def test_long_range_input_to_inhibitory_neurons_is_a_fraction(tmp_path):
+    """long_range_inhibitory scales the long-range weight onto I populations (0: none at all),
+    leaving the synapses onto E and every local projection as they were."""
+    w, ln = _write_atlas(tmp_path)
+    settings = dict(neurons=600, indegree=100, long_range_fraction=0.3)
+    full = spec_from_dict(network_config(["A", "B", "C"], np.ones(3), w, ln, AtlasNetworkSettings(**settings)))
+    part = spec_from_dict(network_config(["A", "B", "C"], np.ones(3), w, ln,
+                                         AtlasNetworkSettings(long_range_inhibitory=0.6, **settings)))
+    none = spec_from_dict(network_config(["A", "B", "C"], np.ones(3), w, ln,
+                                         AtlasNetworkSettings(long_range_inhibitory=0.0, **settings)))
+    for p, q in zip(full.projections, part.projections):
+        assert (p.source, p.target, p.indegree) == (q.source, q.target, q.indegree)
+        long_to_i = p.source[0] != p.target[0] and p.target.endswith("_I")
+        assert q.weight.value == pytest.approx(p.weight.value * (0.6 if long_to_i else 1.0))
+    assert [p for p in full.projections if not (p.source[0] != p.target[0] and p.target.endswith("_I"))] == \
+        list(none.projections)
+    with pytest.raises(DtbError, match="long_range_inhibitory"):
+        network_config(["A", "B", "C"], np.ones(3), w, ln, AtlasNetworkSettings(long_range_inhibitory=1.5, **settings))
+
+
 def test_delays_are_length_over_velocity_rounded_to_dt(tmp_path):
     w, ln = _write_atlas(tmp_path)
     d = delay_steps(ln, velocity=3.0, dt=1e-4, min_delay=1e-3)
