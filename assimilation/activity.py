@@ -6,6 +6,10 @@ with the Poisson counting noise removed, sqrt(max(var - mean, 0)) / mean (counts
 n neurons firing independently at a steady rate have var = mean, so an asynchronous region
 scores about 0 whatever its size; a region whose neurons fire together in bursts scores above
 1). Reported: the fraction of (region, TR) windows above 1.
+
+Excitatory rates: per region of every member (the spikes of its excitatory populations over
+their size and the time since :meth:`ActivityMonitor.start`), their mean, lowest and highest,
+the fraction in the physiological range EXCITATORY_RANGE and the number above EXCITATORY_CEILING.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import numpy as np
 
 #: bin of the population rate for the synchrony measure [s]
 SYNCHRONY_BIN = 0.01
+#: an excitatory rate in this range is physiological for cortex at rest [Hz]; none should exceed the ceiling
+EXCITATORY_RANGE, EXCITATORY_CEILING = (1.0, 10.0), 20.0
 
 
 class ActivityMonitor:
@@ -29,10 +35,19 @@ class ActivityMonitor:
         self.windows = 0
         self.seconds = 0.0
         self.active = False
+        pops = sim.spec.populations
+        names = sim.spec.regions
+        self._exc_region = np.array([names.index(p.region) if p.kind == "excitatory" else -1 for p in pops])
+        self._exc_size = np.bincount(self._exc_region[self._exc_region >= 0],
+                                     weights=[p.size for p in pops if p.kind == "excitatory"], minlength=n)
+        self._pop_start = np.zeros(len(pops), dtype=np.int64)
+        self._t_start = 0.0
         sim.bold.listeners.append(self._on_tr)
 
     def start(self) -> None:
         self.active = True
+        self._pop_start = self.sim.population_spikes.copy()
+        self._t_start = self.sim.t
 
     def _on_tr(self, rows: np.ndarray) -> None:
         if not self.active:
@@ -58,4 +73,22 @@ class ActivityMonitor:
         region = self.spikes / sizes / seconds
         return {"rate_hz": float(self.spikes.sum() / sizes.sum() / seconds), "rate_min_hz": float(region.min()),
                 "rate_max_hz": float(region.max()),
-                "sync_fraction": float(self.synchronous.sum() / max(self.windows * len(sizes), 1))}
+                "sync_fraction": float(self.synchronous.sum() / max(self.windows * len(sizes), 1)),
+                **self.excitatory()}
+
+    def excitatory(self) -> dict[str, float]:
+        """Excitatory rates per region of every member since :meth:`start` (collective: every rank
+        calls it); empty without excitatory populations."""
+        counts = self.sim.population_spikes - self._pop_start
+        counts = self.sim.comm.allreduce(counts) if self.sim.size > 1 else counts
+        keep = self._exc_region >= 0
+        if not keep.any():
+            return {}
+        seconds = max(self.sim.t - self._t_start, 1e-12)
+        spikes = np.bincount(self._exc_region[keep], weights=counts[keep], minlength=len(self._exc_size))
+        has = self._exc_size > 0
+        rate = spikes[has] / self._exc_size[has] / seconds
+        low, high = EXCITATORY_RANGE
+        return {"rate_e_hz": float(rate.mean()), "rate_e_min_hz": float(rate.min()), "rate_e_max_hz": float(rate.max()),
+                "rate_e_in_range": float(np.mean((rate >= low) & (rate <= high))),
+                "rate_e_over_ceiling": int(np.sum(rate > EXCITATORY_CEILING))}

@@ -150,3 +150,15 @@ def preprocess(data: np.ndarray, tr: float, detrend: bool = True, band_pass: tup
     if zscore:
         out = (out - out[:n].mean(axis=0)) / out[:n].std(axis=0)
     return out
+
+
+def preprocessed(bold: np.ndarray, spec, fit_rows: int | None = None) -> np.ndarray:
+    """BOLD (T, R), measured or a model's, through the config's preprocessing (detrend,
+    band-pass, z-score; their statistics from the first ``fit_rows`` rows, default all)."""
+    s = spec.assimilation
+    return preprocess(bold, spec.bold.tr, s.detrend, s.band_pass, s.zscore, s.band_pass_causal, fit_rows)
+
+
+def preprocessed_members(model: np.ndarray, spec) -> list[np.ndarray]:
+    """Each member's BOLD of a free run (T, M, R) through the config's preprocessing."""
+    return [preprocessed(model[:, m], spec) for m in range(model.shape[1])]

@@ -52,13 +52,75 @@ def scale_long_range(spec: NetworkSpec, factor: float) -> NetworkSpec:
     if factor == 1.0:
         return spec
     long_range = is_long_range(spec)
-
-    def scaled(d):
-        return dataclasses.replace(d, value=d.value * factor, low=d.low * factor, high=d.high * factor,
-                                   mean=d.mean * factor, std=d.std * factor)
-    projs = tuple(dataclasses.replace(pr, weight=scaled(pr.weight)) if long_range(pr) else pr
+    projs = tuple(dataclasses.replace(pr, weight=_scaled(pr.weight, factor)) if long_range(pr) else pr
                   for pr in spec.projections)
     return dataclasses.replace(spec, projections=projs)
+
+
+def _scaled(d, factor: float):
+    """A weight distribution times ``factor``."""
+    return dataclasses.replace(d, value=d.value * factor, low=d.low * factor, high=d.high * factor,
+                               mean=d.mean * factor, std=d.std * factor)
+
+
+def long_range_mask(spec: NetworkSpec) -> np.ndarray:
+    """(R, R) bool [target region, source region]: a projection runs from the source to the target."""
+    regions = spec.regions
+    region = {p.name: regions.index(p.region) for p in spec.populations}
+    mask = np.zeros((len(regions),) * 2, dtype=bool)
+    for pr in filter(is_long_range(spec), spec.projections):
+        mask[region[pr.target], region[pr.source]] = True
+    return mask
+
+
+def with_effective_connectivity(spec: NetworkSpec, C: np.ndarray) -> NetworkSpec:
+    """``spec`` with its long-range projections following the effective connectivity ``C``
+    [target region, source region] (:mod:`assimilation.effective`, fitted on the mask of
+    :func:`long_range_mask`). For each target population, its long-range synapses
+    (``fixed_indegree``; their number kept) are shared among the source regions in proportion
+    to C[i, :] (largest remainder), and their weights set so that each edge's total, indegree x
+    weight, is kappa C[i, j]; kappa is one per kind of target population (excitatory,
+    inhibitory), chosen so that the mean over its populations of their long-range total is what
+    it was. Projections left with no synapse (the weakest edges) are dropped."""
+    from atlas.build import apportion
+    from dtb.partition import expected_projection_indegree
+    regions = spec.regions
+    region = {p.name: regions.index(p.region) for p in spec.populations}
+    kind = {p.name: p.kind for p in spec.populations}
+    by_target: dict[str, list[int]] = {}
+    for k, pr in enumerate(spec.projections):
+        if region[pr.source] != region[pr.target]:
+            if pr.rule != "fixed_indegree":
+                raise DtbError(f"effective connectivity: the long-range projection {pr.source} -> {pr.target} has "
+                               f"rule {pr.rule!r}; only fixed_indegree projections can follow it")
+            by_target.setdefault(pr.target, []).append(k)
+    total_before = {t: sum(expected_projection_indegree(spec, spec.projections[k]) *
+                           spec.projections[k].weight.expected for k in ks) for t, ks in by_target.items()}
+    counts, kept_strength = {}, {}
+    for t, ks in by_target.items():
+        sources = [region[spec.projections[k].source] for k in ks]
+        if len(set(sources)) != len(sources):
+            raise DtbError(f"effective connectivity: population {t!r} has two long-range projections from one region")
+        i = region[t]
+        counts[t] = apportion(sum(spec.projections[k].indegree for k in ks), np.array([C[i, j] for j in sources]))
+        kept_strength[t] = sum(C[i, j] for j, n in zip(sources, counts[t]) if n > 0)
+    kappa = {}
+    for kd in {kind[t] for t in by_target}:
+        targets = [t for t in by_target if kind[t] == kd]
+        s_mean = np.mean([kept_strength[t] for t in targets])
+        kappa[kd] = np.mean([total_before[t] for t in targets]) / s_mean if s_mean > 0 else 0.0
+    new = dict(enumerate(spec.projections))
+    for t, ks in by_target.items():
+        i = region[t]
+        for k, n in zip(ks, counts[t]):
+            pr = spec.projections[k]
+            j = region[pr.source]
+            if n == 0 or pr.weight.expected == 0:
+                del new[k]
+                continue
+            factor = kappa[kind[t]] * C[i, j] / n / pr.weight.expected
+            new[k] = dataclasses.replace(pr, indegree=int(n), weight=_scaled(pr.weight, factor))
+    return dataclasses.replace(spec, projections=tuple(new[k] for k in sorted(new)))
 
 
 def balance_long_range(spec: NetworkSpec, rates: dict[str, float]) -> NetworkSpec:
@@ -115,11 +177,18 @@ def gamma_multipliers(seed: int, gids: np.ndarray, n_receptors: int, shape: floa
     return out
 
 
-def set_scales(sim, receptors: tuple[str, ...], gamma: np.ndarray, hp_local: np.ndarray) -> None:
+def set_scales(sim, receptors: tuple[str, ...], gamma: np.ndarray, hp_local: np.ndarray,
+               base: dict[str, np.ndarray] | None = None) -> None:
     """Conductance scale of every local neuron = its Gamma multiplier x its hyperparameter
-    (``gamma`` and ``hp_local``: (n_local, len(receptors)))."""
+    (``gamma`` and ``hp_local``: (n_local, len(receptors))) x its ``base`` factor of that receptor
+    ((n_local,), e.g. feedback inhibition control; receptors only in ``base`` get that alone)."""
+    base = base or {}
     for h, receptor in enumerate(receptors):
-        sim.set_conductance_scale(receptor, sim.local_gids, gamma[:, h] * hp_local[:, h])
+        scale = gamma[:, h] * hp_local[:, h]
+        sim.set_conductance_scale(receptor, sim.local_gids, scale * base[receptor] if receptor in base else scale)
+    for receptor, factor in base.items():
+        if receptor not in receptors:
+            sim.set_conductance_scale(receptor, sim.local_gids, factor)
 
 
 def load_fitted(path, spec: NetworkSpec) -> tuple[tuple[str, ...], np.ndarray, float]:

@@ -5,7 +5,10 @@
   linear_network_bold`), its gain chosen among :data:`LINEAR_GAINS` by the FC of its runs on the
   training part;
 * neurolib's Hopf model (``pip install neurolib``), its global coupling K chosen among
-  :data:`HOPF_COUPLINGS` likewise.
+  :data:`HOPF_COUPLINGS` likewise;
+* the linear model on the fitted effective connectivity (:mod:`assimilation.effective`, fitted
+  on the training part), when the twin has one: its MOU process run and seen through the data's
+  preprocessing.
 
 Like for like with the twin: as many runs as the twin has members, each as long as the held-out
 part, their BOLD through the data's preprocessing; reported as the r of each run's own FC
@@ -35,11 +38,11 @@ def runs_fc_r(fcs: list[np.ndarray], fc_test: np.ndarray) -> tuple[float, float]
 
 
 def linear_fc_r(weights: np.ndarray, train: np.ndarray, test: np.ndarray, tr: float, runs: int,
-                prep: Callable[[np.ndarray, float], np.ndarray], gain: float | None = None) -> dict:
+                prep: Callable[[np.ndarray, float], np.ndarray], gain: float | None = None) -> tuple[dict, np.ndarray]:
     """The linear network's FC r on the held-out part ``test`` (T, R): its gain ``gain``, or the
     one of :data:`LINEAR_GAINS` whose runs' mean FC (as long as ``train``, seed 1) is closest to
     the training FC; then ``runs`` runs as long as ``test`` (seed 2). ``prep(bold, tr)``: the
-    data's preprocessing. Returns {"lin_gain", "fc_lin_runs", "fc_lin"}."""
+    data's preprocessing. Returns ({"lin_gain", "fc_lin_runs", "fc_lin"}, the runs' mean FC)."""
     from assimilation.reference import linear_network_bold
 
     def fcs(g: float, n_tr: int, seed: int) -> list[np.ndarray]:
@@ -49,8 +52,27 @@ def linear_fc_r(weights: np.ndarray, train: np.ndarray, test: np.ndarray, tr: fl
     fc_train = fc_matrix(train)
     if gain is None:
         gain = max(LINEAR_GAINS, key=lambda g: fc_similarity(np.mean(fcs(g, len(train), 1), axis=0), fc_train))
-    each, of_mean = runs_fc_r(fcs(gain, len(test), 2), fc_matrix(test))
-    return {"lin_gain": gain, "fc_lin_runs": each, "fc_lin": of_mean}
+    held_out = fcs(gain, len(test), 2)
+    each, of_mean = runs_fc_r(held_out, fc_matrix(test))
+    return {"lin_gain": gain, "fc_lin_runs": each, "fc_lin": of_mean}, np.mean(held_out, axis=0)
+
+
+def ec_fc_r(fit, test: np.ndarray, tr: float, runs: int,
+            prep: Callable[[np.ndarray, float], np.ndarray]) -> tuple[dict, np.ndarray]:
+    """The linear model on the effective connectivity ``fit`` (an assimilation.effective.MouFit,
+    fitted on the training part): ``runs`` runs of its MOU process as long as ``test`` (seeds 2,
+    3, ...), each through ``prep``; FC r of each run (averaged) and of their mean FC, and the
+    KS distance of their pooled FCD to the data's. Returns ({"fc_ec_runs", "fc_ec",
+    "fcd_ks_ec"}, the runs' mean FC)."""
+    from assimilation.effective import simulate_mou
+    bold = [prep(simulate_mou(fit, len(test), seed), tr) for seed in range(2, runs + 2)]
+    fcs = [fc_matrix(b) for b in bold]
+    each, of_mean = runs_fc_r(fcs, fc_matrix(test))
+    fcd_data = fcd_values(test, FCD_WINDOW, FCD_STEP)
+    out = {"fc_ec_runs": each, "fc_ec": of_mean}
+    if len(fcd_data):
+        out["fcd_ks_ec"] = ks_distance(np.concatenate([fcd_values(b, FCD_WINDOW, FCD_STEP) for b in bold]), fcd_data)
+    return out, np.mean(fcs, axis=0)
 
 
 def hopf_available() -> bool:
@@ -135,13 +157,22 @@ def hopf_fc_r(weights: np.ndarray, lengths: np.ndarray, train: np.ndarray, test:
 
 def fc_baselines(weights: np.ndarray, lengths: np.ndarray | None, train: np.ndarray, test: np.ndarray, tr: float,
                  runs: int, prep: Callable[[np.ndarray, float], np.ndarray], hopf: bool = True,
-                 linear_gain: float | None = None) -> dict:
+                 linear_gain: float | None = None, ec=None) -> tuple[dict, dict[str, np.ndarray]]:
     """Every FC baseline on the held-out part from the connectome ``weights`` [target, source]
-    (and tract ``lengths`` in mm for the Hopf model): {"fc_sc", "lin_gain", "fc_lin_runs",
-    "fc_lin", "hopf_K", "fc_hopf_runs", "fc_hopf", "fcd_ks_hopf"} (the Hopf entries only with ``hopf``,
-    ``lengths`` and neurolib installed)."""
-    out = {"fc_sc": sc_fc_similarity(weights, fc_matrix(test))}
-    out.update(linear_fc_r(weights, train, test, tr, runs, prep, linear_gain))
+    (and tract ``lengths`` in mm for the Hopf model; ``ec``: the fitted effective connectivity,
+    or None): ({"fc_train", "fc_sc", "lin_gain", "fc_lin_runs", "fc_lin", "fc_ec_runs", "fc_ec",
+    "fcd_ks_ec", "hopf_K", "fc_hopf_runs", "fc_hopf", "fcd_ks_hopf"}, each model's FC matrix
+    {"SC", "linear (SC)", "linear (EC)"}). "fc_train" is the data's own training FC against its
+    held-out FC: the ceiling any model fitted on the training part approaches. The EC entries
+    need ``ec``; the Hopf entries ``hopf``, ``lengths`` and neurolib installed."""
+    fc_test = fc_matrix(test)
+    out = {"fc_train": fc_similarity(fc_matrix(train), fc_test), "fc_sc": sc_fc_similarity(weights, fc_test)}
+    matrices = {"SC": np.log1p(weights + weights.T)}
+    lin, matrices["linear (SC)"] = linear_fc_r(weights, train, test, tr, runs, prep, linear_gain)
+    out.update(lin)
+    if ec is not None:
+        lin_ec, matrices["linear (EC)"] = ec_fc_r(ec, test, tr, runs, prep)
+        out.update(lin_ec)
     if hopf and lengths is not None and hopf_available():
         out.update(hopf_fc_r(weights, lengths, train, test, tr, runs, prep))
-    return out
+    return out, matrices

@@ -15,11 +15,17 @@ Every model here is fitted on the training rows only, then applied through the h
   (fitted on their first 75 %, one-step error on the rest), then refitted on all of them: the
   linear network's forecast;
 * the Kalman reference (:mod:`assimilation.reference`): the exact Kalman filter of the
-  linearised balloon model, its two parameters fitted by likelihood on the training rows.
+  linearised balloon model, its two parameters fitted by likelihood on the training rows;
+* with a structural mask (a twin with effective connectivity), the linear model on the
+  effective connectivity: a MOU process (:mod:`assimilation.effective`) fitted to the training
+  rows of these same data, forecasting expm(A h) z[o].
 
 Scores per horizon (:func:`score`): Pearson r per region over the origins, averaged over
-regions, and the skill 1 - MSE / MSE(persistence), pooled over regions and origins: r ignores
-scale and offset (an AR(1) with phi > 0 has persistence's r exactly), the skill does not.
+regions, the skill 1 - MSE / MSE(persistence), pooled over regions and origins, and R^2 = 1 -
+SSE / SST (SST: the targets' squared deviations from each region's mean over the scored origins;
+pooled), the measure of Nozari et al. 2024 (Nat Biomed Eng), so the numbers compare with theirs:
+r ignores scale and offset (an AR(1) with phi > 0 has persistence's r exactly), the skill and R^2
+do not.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 #: baselines in the order they are reported
-BASELINES = ("persistence", "AR(2)", "AR(p)", "MVAR(1)", "Kalman ref")
+BASELINES = ("persistence", "AR(2)", "AR(p)", "MVAR(1)", "Kalman ref", "linear EC")
 
 
 def origins(n_train: int, n_total: int, stride: int) -> np.ndarray:
@@ -146,9 +152,18 @@ def mvar1_forecast(z: np.ndarray, o: np.ndarray, horizons, c: np.ndarray, a: np.
 
 
 # ------------------------------------------------------------------------------ baselines
-def baseline_forecasts(z: np.ndarray, n_train: int, o: np.ndarray, horizons, tr: float) -> tuple[dict, dict]:
+def mou_forecast(z: np.ndarray, o: np.ndarray, horizons, fit) -> np.ndarray:
+    """(O, H, R) forecasts expm(A h) z[o] of a fitted MOU process (assimilation.effective.MouFit,
+    time in TRs): its conditional mean."""
+    from scipy.linalg import expm
+    return np.stack([z[o] @ expm(fit.A * h).T for h in horizons], axis=1)
+
+
+def baseline_forecasts(z: np.ndarray, n_train: int, o: np.ndarray, horizons, tr: float,
+                       ec_mask: np.ndarray | None = None) -> tuple[dict, dict]:
     """Every baseline's forecasts (O, H, R), fitted on ``z[:n_train]`` only, and what was fitted
-    (AR orders, MVAR penalty, Kalman parameters)."""
+    (AR orders, MVAR penalty, Kalman parameters); with ``ec_mask`` [target, source], the linear
+    model on the effective connectivity too."""
     from assimilation.reference import fit_kalman, kalman_forecasts
     train = z[:n_train]
     ar2 = fit_ar(train, 2)
@@ -161,6 +176,11 @@ def baseline_forecasts(z: np.ndarray, n_train: int, o: np.ndarray, horizons, tr:
            "Kalman ref": kalman_forecasts(z, o, horizons, kf)}
     fitted = {"ar_orders": orders, "mvar_penalty": penalty,
               "kalman": {k: v for k, v in kf.items() if k in ("tau_u", "phi", "loglik")}}
+    if ec_mask is not None:
+        from assimilation.effective import fit_mou_ec
+        mou = fit_mou_ec(train, ec_mask)
+        out["linear EC"] = mou_forecast(z, o, horizons, mou)
+        fitted["linear_ec"] = {"tau_tr": mou.tau, "gain": mou.gain, "fc_r_train": mou.fc_r}
     return out, fitted
 
 
@@ -168,13 +188,14 @@ def baseline_forecasts(z: np.ndarray, n_train: int, o: np.ndarray, horizons, tr:
 def score(forecast: np.ndarray, z: np.ndarray, o: np.ndarray, horizons, reference: np.ndarray) -> dict:
     """Scores per horizon of forecasts (O, H, R) against the data ``z`` at the targets:
     ``r`` (H,) the mean over regions of Pearson r over the origins, ``r_region`` (H, R),
-    ``mse`` (H,) and ``skill`` (H,) = 1 - MSE / MSE(``reference``) (persistence's forecasts),
-    both pooled over origins and regions, and ``n`` (H,) the number of origins scored."""
+    ``mse`` (H,), ``skill`` (H,) = 1 - MSE / MSE(``reference``) (persistence's forecasts) and
+    ``r2`` (H,) = 1 - SSE / SST (SST about each region's mean target), pooled over origins and
+    regions, and ``n`` (H,) the number of origins scored."""
     from assimilation.enkf import pearson_per_column
     rows, inside = _targets(o, horizons, len(z))
     H, R = len(horizons), z.shape[1]
     out = {"r": np.full(H, np.nan), "r_region": np.full((H, R), np.nan), "mse": np.full(H, np.nan),
-           "skill": np.full(H, np.nan), "n": inside.sum(axis=0)}
+           "skill": np.full(H, np.nan), "r2": np.full(H, np.nan), "n": inside.sum(axis=0)}
     for h in range(H):
         ok = inside[:, h]
         if ok.sum() < 3:
@@ -185,13 +206,16 @@ def score(forecast: np.ndarray, z: np.ndarray, o: np.ndarray, horizons, referenc
         out["r"][h] = np.nanmean(out["r_region"][h])
         out["mse"][h] = np.mean((f - truth) ** 2)
         out["skill"][h] = 1.0 - out["mse"][h] / np.mean((ref - truth) ** 2)
+        out["r2"][h] = 1.0 - np.sum((f - truth) ** 2) / np.sum((truth - truth.mean(axis=0)) ** 2)
     return out
 
 
-def compare(z: np.ndarray, n_train: int, o: np.ndarray, horizons, tr: float, models: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Scores of ``models`` {name: forecasts (O, H, R)} and of every baseline on the same
-    samples: ({name: score dict}, what the baselines fitted). Baselines come first."""
-    base, fitted = baseline_forecasts(z, n_train, o, horizons, tr)
+def compare(z: np.ndarray, n_train: int, o: np.ndarray, horizons, tr: float, models: dict[str, np.ndarray],
+            ec_mask: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Scores of ``models`` {name: forecasts (O, H, R)} and of every baseline (``ec_mask``: see
+    :func:`baseline_forecasts`) on the same samples: ({name: score dict}, what the baselines
+    fitted). Baselines come first."""
+    base, fitted = baseline_forecasts(z, n_train, o, horizons, tr, ec_mask)
     ref = base["persistence"]
     scores = {name: score(f, z, o, horizons, ref) for name, f in {**base, **models}.items()}
     return scores, fitted
@@ -200,8 +224,10 @@ def compare(z: np.ndarray, n_train: int, o: np.ndarray, horizons, tr: float, mod
 def table(scores: dict, horizons, label: str = "") -> str:
     """A plain-text table: one row per model, r and skill per horizon."""
     head = f"{'held-out forecast' + (' ' + label if label else ''):<28}" + "".join(
-        f"{f'r {h} TR':>9}{f'skill {h}':>9}" for h in horizons)
+        f"{f'r {h} TR':>9}{f'skill {h}':>9}{f'R2 {h}':>9}" for h in horizons)
     rows = [head]
     for name, s in scores.items():
-        rows.append(f"{name:<28}" + "".join(f"{s['r'][k]:9.3f}{s['skill'][k]:9.3f}" for k in range(len(horizons))))
+        r2 = s.get("r2", np.full(len(horizons), np.nan))
+        rows.append(f"{name:<28}" + "".join(f"{s['r'][k]:9.3f}{s['skill'][k]:9.3f}{r2[k]:9.3f}"
+                                            for k in range(len(horizons))))
     return "\n".join(rows)

@@ -33,6 +33,13 @@ training, then again with /heldout):
     /hp/fitted              (M, R, H) the fitted twin: each member's mean over the last half of the
                             training TRs (dtb validate and --hyperparameters use it)
     /operator/mu, sigma     (R,) the zscore observation operator's spin-up statistics
+    /structure              attrs json (everything to rebuild the networks), coupling; with an
+                            effective connectivity: ec/C (R, R) [target, source], ec/sigma (R,),
+                            ec attrs sigma_common, tau_tr, lag_tr, gain, fc_r_train, distance; with
+                            feedback inhibition control: fic/scale (R,) (factor on the GABAa of each
+                            region's excitatory neurons), fic/rates (R,) (their rate, Hz, in the
+                            last window), fic/history (iterations, 2, R), fic attrs target_hz,
+                            tolerance, converged, within
     /input/mean, std        (n_train, R) the region input u after each analysis (input_std > 0):
                             the Poisson backgrounds are scaled by exp(u)
     /metrics                TRAINING part, in-sample: attrs and datasets (R,) r_forecast, r_analysis,
@@ -62,9 +69,11 @@ import h5py
 import numpy as np
 
 from assimilation import forecast
-from assimilation.enkf import fc_matrix, fc_similarity, pearson_per_column, persistence_forecast, to_unbounded
-from assimilation.ensemble import balance_long_range, ensemble_spec, scale_long_range
-from assimilation.runner import Assimilator
+from assimilation.data import preprocessed, preprocessed_members  # noqa: F401 (part of this module's API)
+from assimilation.enkf import fc_matrix, pearson_per_column, persistence_forecast, to_unbounded
+from assimilation.ensemble import long_range_mask
+from assimilation.structure import (TwinStructure, balance_rates, coupled, fit_structure, isolated_rates,  # noqa: F401
+                                    population_rates, simulation, spinup_trs, twin_simulation)
 from dtb.errors import DtbError
 from dtb.files import atomic_edit, atomic_path
 from dtb.spec import NetworkSpec
@@ -142,6 +151,13 @@ def training_rows(n_total: int, train_fraction: float) -> int:
 def load_observed(spec: NetworkSpec, path: str, key: str | None, train_fraction: float) -> tuple[np.ndarray, int]:
     """The measured BOLD (T, R) through the config's preprocessing, fitted on its training part,
     and the number of training rows."""
+    raw, n_train = load_raw(spec, path, key, train_fraction)
+    return preprocessed(raw, spec, fit_rows=n_train), n_train
+
+
+def load_raw(spec: NetworkSpec, path: str, key: str | None, train_fraction: float) -> tuple[np.ndarray, int]:
+    """The measured BOLD (T, R) before the config's preprocessing (an fMRIPrep image's confounds
+    regressed out, fitted on the training part), and the number of training rows."""
     from assimilation.data import load_bold
     raw = load_bold(path, len(spec.regions), key=key, atlas=spec.bold.atlas, labels=spec.bold.labels,
                     regions=spec.regions)
@@ -153,20 +169,7 @@ def load_observed(spec: NetworkSpec, path: str, key: str | None, train_fraction:
         if confounds is not None:
             raw = regress_confounds(raw, confounds, n_train)
         log.info("%s: %s", path, note)
-    return preprocessed(raw, spec, fit_rows=n_train), n_train
-
-
-def preprocessed(bold: np.ndarray, spec: NetworkSpec, fit_rows: int | None = None) -> np.ndarray:
-    """BOLD (T, R), measured or a model's, through the config's preprocessing (detrend,
-    band-pass, z-score; their statistics from the first ``fit_rows`` rows, default all)."""
-    from assimilation.data import preprocess
-    s = spec.assimilation
-    return preprocess(bold, spec.bold.tr, s.detrend, s.band_pass, s.zscore, s.band_pass_causal, fit_rows)
-
-
-def preprocessed_members(model: np.ndarray, spec: NetworkSpec) -> list[np.ndarray]:
-    """Each member's BOLD of a free run (T, M, R) through the config's preprocessing."""
-    return [preprocessed(model[:, m], spec) for m in range(model.shape[1])]
+    return raw, n_train
 
 
 def _training_metrics(observed: np.ndarray, forecast_: np.ndarray, analysis: np.ndarray) -> dict[str, np.ndarray]:
@@ -191,121 +194,35 @@ def fitted_x(fitted: np.ndarray, s) -> np.ndarray:
     return to_unbounded(fitted.reshape(len(fitted), -1), s.low, s.high, saturated=True)
 
 
-def isolated_rates(spec: NetworkSpec, comm) -> dict[str, float]:
-    """Each population's rate (Hz) with every long-range weight at 0, over the spin-up (one
-    network, the config's seed): the operating point that ``coupling_balance`` keeps."""
-    duration = max(spec.assimilation.spinup, 1.0)
-    sim = simulation(scale_long_range(spec, 0.0), comm, keep_region_rows=False)
-    sim.run(duration)
-    return population_rates(sim)
-
-
-def population_rates(sim) -> dict[str, float]:
-    """Each population's mean rate (Hz) since the simulation started, over all ranks."""
-    idx, _ = sim.spikes.since(0)
-    counts = sim.comm.allreduce(np.bincount(sim.local_population[idx], minlength=len(sim.spec.populations)))
-    return {p.name: float(c) / p.size / sim.t for p, c in zip(sim.spec.populations, counts)}
-
-
-def coupled(spec: NetworkSpec, coupling: float, rates: dict[str, float] | None) -> NetworkSpec:
-    """``spec`` at global coupling ``coupling``; balanced (ensemble.balance_long_range) when the
-    populations' ``rates`` without long-range input are given."""
-    spec = scale_long_range(spec, coupling)
-    return spec if rates is None else balance_long_range(spec, rates)
-
-
-def balance_rates(spec: NetworkSpec, comm) -> dict[str, float] | None:
-    """The rates ``coupled`` balances with: measured when ``coupling_balance`` is on, else None."""
-    if not spec.assimilation.coupling_balance:
-        return None
-    t0 = time.perf_counter()
-    rates = isolated_rates(spec, comm)
-    log.info("coupling balance: populations fire at %.1f Hz on average without long-range input (%.0f s)",
-             np.mean(list(rates.values())), time.perf_counter() - t0)
-    return rates
-
-
-def simulation(spec: NetworkSpec, comm, **options):
-    """A Simulation of ``spec`` with its BOLD recorder, once its ranks are known to fit in
-    memory (dtb.memory)."""
-    from dtb.bold import attach_bold
-    from dtb.engine import Simulation
-    from dtb.memory import check_fits, ranks_on_this_node
-    size = comm.Get_size() if comm is not None else 1
-    check_fits(spec, size, ranks_on_this_node(comm))
-    sim = Simulation(spec, comm=comm, **options)
-    attach_bold(sim)
-    return sim
-
-
-def spinup_trs(spec: NetworkSpec) -> int:
-    """TRs run before the filter starts (at least 2: the zscore operator's statistics)."""
-    return max(int(np.ceil(spec.assimilation.spinup / spec.bold.tr)), 2)
-
-
-def fit_coupling(spec: NetworkSpec, observed: np.ndarray, candidates, comm,
-                 rates: dict[str, float] | None = None) -> tuple[float, dict[float, float]]:
-    """Global coupling on the training data, as a neural-mass model's K is fitted: for each
-    candidate factor on the long-range weights, run ``coupling_members`` independent networks (no
-    filter) freely over the spin-up and the training TRs, and keep the factor whose mean FC over
-    them is closest (Pearson r of the upper triangles) to the data's; balanced with ``rates`` (see
-    ``coupled``), a candidate too strong to balance scores NaN. Returns (factor, {factor: FC r})."""
-    s = spec.assimilation
-    spinup_tr = spinup_trs(spec)
-    fc_obs = fc_matrix(observed)
-    scores: dict[float, float] = {}
-    for g in candidates:
-        t0 = time.perf_counter()
-        try:
-            candidate = coupled(spec, g, rates)
-        except DtbError as e:
-            log.warning("global coupling %g: skipped (%s)", g, e)
-            scores[g] = float("nan")
-            continue
-        sim = simulation(ensemble_spec(candidate, s.coupling_members), comm, keep_region_rows=False,
-                         keep_spikes=False)
-        sim.run((spinup_tr + len(observed)) * spec.bold.tr)
-        sim.finish_exchange()
-        bold = np.array(sim.bold.signal)[spinup_tr:]
-        ok = bold.ndim == 2 and np.all(np.isfinite(bold)) and np.all(bold.std(axis=0) > 0)
-        scores[g] = float("nan")
-        if ok:
-            members = preprocessed_members(bold.reshape(len(bold), s.coupling_members, len(spec.regions)), spec)
-            scores[g] = fc_similarity(np.mean([fc_matrix(b) for b in members], axis=0), fc_obs)
-        log.info("global coupling %g: FC r %.3f on the training data (%.0f s)", g, scores[g], time.perf_counter() - t0)
-        del sim
-    finite = {g: r for g, r in scores.items() if np.isfinite(r)}
-    if not finite:
-        raise DtbError(f"assimilation.coupling: no candidate in {list(candidates)} gave a usable BOLD (constant region)")
-    return max(finite, key=finite.get), scores
-
-
 def assimilate(spec: NetworkSpec, observed_all: np.ndarray, n_train: int, out: Path, comm,
                progress: bool = True, bold_path: str = "", config_path: str = "", checkpoint_every: float | None = None,
-               resume=None, meta: dict | None = None) -> Path | int | None:
+               resume=None, meta: dict | None = None, broadband: np.ndarray | None = None) -> Path | int | None:
     """Fit on the first ``n_train`` rows of ``observed_all`` (preprocessed, T x R), then forecast
     the rest (see the module docstring); rank 0 writes the results (returns their path; other
-    ranks None). With ``checkpoint_every`` (s of biological time) the network and the filter are
-    checkpointed into OUT/checkpoint during the fit, and once at its end (from which --resume
-    redoes the held-out part); ``resume``: a verified CheckpointInfo to continue from. Stopped by
-    SIGUSR1/SIGTERM: returns EXIT_CHECKPOINTED."""
+    ranks None). ``broadband``: the data the effective connectivity is fitted to (structure.
+    broadband; needed with ``effective_connectivity``). With ``checkpoint_every`` (s of
+    biological time) the network and the filter are checkpointed into OUT/checkpoint during the
+    fit, and once at its end (from which --resume redoes the held-out part); ``resume``: a
+    verified CheckpointInfo to continue from. Stopped by SIGUSR1/SIGTERM: returns EXIT_CHECKPOINTED."""
     from dtb.engine import checkpoint as ckpt
-    s = spec.assimilation
     if not 3 <= n_train <= len(observed_all):
         raise DtbError(f"{n_train} training TRs of {len(observed_all)}: need at least 3 and no more than there are")
-    rates = balance_rates(spec, comm)
-    coupling, coupling_scores = 1.0, {}
     if resume is not None:
-        coupling = float(resume.manifest.get("coupling", 1.0))
-    elif s.coupling:
-        coupling, coupling_scores = fit_coupling(spec, observed_all[:n_train], s.coupling, comm, rates)
-        log.info("global coupling: %g", coupling)
-    spec = coupled(spec, coupling, rates)
-    fit = _Fit(spec, observed_all, n_train, comm, resume, dict(meta or {}, coupling=coupling), out, checkpoint_every)
+        structure = (TwinStructure.from_json(resume.manifest["structure"]) if "structure" in resume.manifest
+                     else TwinStructure(coupling=float(resume.manifest.get("coupling", 1.0))))
+    else:
+        if spec.assimilation.effective_connectivity and broadband is None:
+            raise DtbError("assimilation.effective_connectivity needs the broadband data (structure.broadband)")
+        structure = fit_structure(spec, observed_all[:n_train], None if broadband is None else broadband[:n_train],
+                                  comm)
+        log.info("global coupling: %g", structure.coupling)
+    net = structure.network(spec, balance_rates(spec, comm))
+    fit = _Fit(net, structure, observed_all, n_train, comm, resume,
+               dict(meta or {}, coupling=structure.coupling, structure=structure.to_json()), out, checkpoint_every)
     if not fit.train(progress):
         return ckpt.EXIT_CHECKPOINTED
-    attrs = {"config_path": config_path, "bold_path": bold_path, "coupling": coupling,
-             "coupling_scores": json.dumps({str(k): v for k, v in coupling_scores.items()})}
+    attrs = {"config_path": config_path, "bold_path": bold_path, "coupling": structure.coupling,
+             "coupling_scores": json.dumps({str(k): v for k, v in structure.coupling_scores.items()})}
     path = out / "assimilation.h5"
     if comm.Get_rank() == 0:
         write_fit(path, fit, attrs)
@@ -316,23 +233,25 @@ def assimilate(spec: NetworkSpec, observed_all: np.ndarray, n_train: int, out: P
         return ckpt.EXIT_CHECKPOINTED
     if comm.Get_rank() != 0:
         return None
-    write_heldout(path, heldout, observed_all, n_train, spec)
+    write_heldout(path, heldout, observed_all, n_train, net,
+                  long_range_mask(spec) if spec.assimilation.effective_connectivity else None)
     return path
 
 
 class _Fit:
     """The ensemble and its filter, through the training part and then the held-out part."""
 
-    def __init__(self, spec: NetworkSpec, observed: np.ndarray, n_train: int, comm, resume, meta: dict,
-                 out: Path, checkpoint_every: float | None):
+    def __init__(self, spec: NetworkSpec, structure: TwinStructure, observed: np.ndarray, n_train: int, comm, resume,
+                 meta: dict, out: Path, checkpoint_every: float | None):
         from dtb.engine import checkpoint as ckpt
         self.spec, self.s, self.observed, self.n_train, self.comm = spec, spec.assimilation, observed, n_train, comm
+        self.structure = structure
         self.tr = spec.bold.tr
         t0 = time.perf_counter()
-        self.sim = simulation(ensemble_spec(spec, self.s.members), comm, per_neuron_scales=True,
-                              keep_region_rows=False, keep_spikes=False)
-        self.a = Assimilator(self.sim, spec, self.s, observed, sc=region_connectivity(spec), n_assimilate=n_train)
+        self.sim, self.a = twin_simulation(spec, structure, self.s.members, comm, observed, free=False,
+                                           n_assimilate=n_train, sc=region_connectivity(spec))
         if resume is not None:
+            ckpt.check_compatible(resume, self.sim.spec)
             ckpt.restore(self.sim, resume, extra=self.a)
             log.info("resumed at TR %d of %d (t = %g s)", self.a.t, n_train, self.sim.t)
         self.build_s = time.perf_counter() - t0
@@ -460,6 +379,7 @@ def write_fit(path: Path, fit: _Fit, attrs: dict) -> None:
                             simulate_s=fit.wall - fit.a.filter_seconds, forecast_label=forecast_label(spec)))
         h.create_dataset("network/regions", data=np.array(spec.regions, dtype="S"))
         h.create_dataset("observed", data=observed)
+        fit.structure.write(h)
         for name, arr in (("forecast", f), ("analysis", an)):
             h.create_dataset(f"{name}/mean", data=arr.mean(axis=1))
             h.create_dataset(f"{name}/std", data=arr.std(axis=1))
@@ -483,19 +403,21 @@ def write_fit(path: Path, fit: _Fit, attrs: dict) -> None:
 
 
 def heldout_scores(observed: np.ndarray, n_train: int, origins: np.ndarray, horizons, tr: float,
-                   twin: dict[str, np.ndarray]) -> tuple[dict, dict]:
+                   twin: dict[str, np.ndarray], ec_mask: np.ndarray | None = None) -> tuple[dict, dict]:
     """Scores of the twin's held-out forecasts {mode: (O, H, M, R)} (ensemble means) and of every
     baseline, on the same samples (:func:`assimilation.forecast.compare`)."""
     models = {f"twin ({mode})": f.mean(axis=2) for mode, f in twin.items()}
-    return forecast.compare(observed, n_train, origins, horizons, tr, models)
+    return forecast.compare(observed, n_train, origins, horizons, tr, models, ec_mask)
 
 
-def write_heldout(path: Path, heldout: dict, observed: np.ndarray, n_train: int, spec: NetworkSpec) -> None:
-    """Add /heldout (forecasts and scores, see the module docstring) to assimilation.h5."""
+def write_heldout(path: Path, heldout: dict, observed: np.ndarray, n_train: int, spec: NetworkSpec,
+                  ec_mask: np.ndarray | None = None) -> None:
+    """Add /heldout (forecasts and scores, see the module docstring) to assimilation.h5;
+    ``ec_mask``: the structural mask of the linear EC baseline, if any."""
     s = spec.assimilation
     o = heldout["origins"]
     twin = {mode: heldout[mode]["forecast"] for mode in ("updating", "frozen")}
-    scores, fitted = heldout_scores(observed, n_train, o, s.forecast_horizons, spec.bold.tr, twin)
+    scores, fitted = heldout_scores(observed, n_train, o, s.forecast_horizons, spec.bold.tr, twin, ec_mask)
     with atomic_edit(path) as tmp, h5py.File(tmp, "r+") as h:
         g = h.create_group("heldout")
         g.attrs.update({"horizons": list(s.forecast_horizons), "stride": s.forecast_stride,
@@ -511,7 +433,7 @@ def write_heldout(path: Path, heldout: dict, observed: np.ndarray, n_train: int,
                 g.create_dataset(f"{mode}/input/mean", data=run["input"].mean(axis=1))
         sg = g.create_group("scores")
         sg.attrs.update({"ar_orders": np.asarray(fitted["ar_orders"]), "mvar_penalty": fitted["mvar_penalty"],
-                         "kalman": json.dumps(fitted["kalman"])})
+                         "kalman": json.dumps(fitted["kalman"]), "linear_ec": json.dumps(fitted.get("linear_ec", {}))})
         for name, sc in scores.items():
             m = sg.create_group(name)
             for k, v in sc.items():

@@ -14,7 +14,8 @@ by seed and TR), so nothing needs broadcasting and the result does not depend on
 
 Observation operator: with ``observation = "model"`` the observation is the model's BOLD itself
 (twin experiments); with ``"zscore"`` it is the model BOLD standardised per region by the mean
-and standard deviation (over spin-up TRs and members) of the spin-up, compared with z-scored data.
+and standard deviation (over spin-up TRs and members) of the spin-up, compared with z-scored data
+(the standard deviation at least SIGMA_FLOOR times the regions' median).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from assimilation.region_input import RegionInput
 from dtb.spec import NetworkSpec
 
 _STREAM_PRIOR, _STREAM_ANALYSIS, _STREAM_INPUT = 7001, 7002, 7003
+#: the zscore operator's standard deviation of a region is at least this fraction of the regions' median
+SIGMA_FLOOR = 0.1
 
 
 class Assimilator:
@@ -37,7 +40,10 @@ class Assimilator:
 
     ``sim``: a Simulation of ``ensemble_spec(base, M)`` built with ``per_neuron_scales=True`` and
     [bold]; ``sc``: the structural connectome (R, R) for neighbour localisation; ``n_assimilate``:
-    TRs with analyses (later TRs only record forecasts: a free run).
+    TRs with analyses (later TRs only record forecasts: a free run); ``scales``: per local neuron,
+    factors on receptors' conductance scales besides the hyperparameters (receptor -> (n_local,),
+    e.g. feedback inhibition control); ``input_std``: (each region's std (R,), the common part's
+    std) of the region input, default ``settings.input_std`` for every region and no common part.
 
     ``mode``: what each TR does while active — ``"updating"``: the analysis updates hyperparameters
     and hemodynamic state, then the random walk (the filter); ``"frozen"``: the same analysis of
@@ -48,7 +54,8 @@ class Assimilator:
     MODES = ("updating", "frozen", "free")
 
     def __init__(self, sim, base: NetworkSpec, settings: AssimilationSettings, observed: np.ndarray,
-                 sc: np.ndarray | None = None, n_assimilate: int | None = None, x0: np.ndarray | None = None):
+                 sc: np.ndarray | None = None, n_assimilate: int | None = None, x0: np.ndarray | None = None,
+                 scales: dict[str, np.ndarray] | None = None, input_std: tuple[np.ndarray, float] | None = None):
         self.sim, self.base, self.s = sim, base, settings
         self.M, self.R, self.H = settings.members, len(base.regions), len(settings.hyperparameters)
         self.observed = np.asarray(observed, dtype=float)
@@ -56,6 +63,7 @@ class Assimilator:
         self.seed = base.simulation.seed
         self._member, self._region = member_and_region(base, sim.local_gids)
         self._gamma = gamma_multipliers(self.seed, sim.local_gids, self.H, settings.gamma_shape)
+        self.scales = dict(scales or {})
         if x0 is None:
             prior = np.random.default_rng([self.seed, _STREAM_PRIOR])
             x0 = to_unbounded(np.full((self.M, self.R * self.H), settings.prior), settings.low, settings.high)
@@ -74,8 +82,9 @@ class Assimilator:
         self.analysis: list[np.ndarray] = []     # (M, R)
         self.hp_trace: list[np.ndarray] = []     # (M, R, H) after each analysis
         self.input_trace: list[np.ndarray] = []  # (M, R) region input u after each analysis
-        self.input = (RegionInput(base, self.M, settings.input_std, settings.input_tau, base.bold.tr)
-                      if settings.input_std > 0 else None)
+        std, common = input_std if input_std is not None else (settings.input_std, 0.0)
+        self.input = (RegionInput(base, self.M, std, settings.input_tau, base.bold.tr, common,
+                                  settings.input_populations) if settings.input_std > 0 else None)
         self._localisation(sc)
         sim.add_hook(base.bold.tr, lambda _sim: self._on_tr())
 
@@ -87,7 +96,7 @@ class Assimilator:
 
     def apply(self) -> None:
         """Set every local neuron's conductance scales to gamma multiplier x its region's hp."""
-        set_scales(self.sim, self.s.hyperparameters, self._gamma, self.hp()[self._member, self._region])
+        set_scales(self.sim, self.s.hyperparameters, self._gamma, self.hp()[self._member, self._region], self.scales)
 
     def _localisation(self, sc) -> None:
         """Domain localisation: region i's variables (its hyperparameters, hemodynamic state and
@@ -120,10 +129,12 @@ class Assimilator:
             if len(spin) < 2:
                 raise ValueError("the zscore observation needs at least two spin-up TRs")
             self.mu = spin.mean(axis=(0, 1))
-            self.sigma = np.maximum(spin.std(axis=(0, 1)), 1e-9)
+            sd = spin.std(axis=(0, 1))
+            # a region that barely varied over the spin-up (few neurons firing rarely) would turn
+            # its first real fluctuation into thousands of standard deviations
+            self.sigma = np.maximum(sd, max(SIGMA_FLOOR * float(np.median(sd)), 1e-12))
         if self.input is not None:
-            self.input.u = self.s.input_std * np.random.default_rng([self.seed, _STREAM_INPUT]).standard_normal(
-                (self.M, self.R))
+            self.input.start(np.random.default_rng([self.seed, _STREAM_INPUT]))
             self.input.apply(self.sim)
         self.active = True
 
@@ -134,11 +145,15 @@ class Assimilator:
     def fast_state(self) -> dict[str, np.ndarray]:
         """The state that runs with the network between analyses (the region input): a copy, to
         come back to with :meth:`set_fast_state` when the network rewinds."""
-        return {"input": self.input.u.copy()} if self.input is not None else {}
+        if self.input is None:
+            return {}
+        return {"input": self.input.u.copy(), "input_common": self.input.common.copy()}
 
     def set_fast_state(self, saved: dict[str, np.ndarray]) -> None:
         if self.input is not None and "input" in saved:
             self.input.u = np.array(saved["input"], dtype=float)
+            if "input_common" in saved:
+                self.input.common = np.array(saved["input_common"], dtype=float).reshape(self.M, 1)
 
     # --------------------------------------------------------------- analysis
     def _on_tr(self) -> None:

@@ -34,6 +34,22 @@ input_std = 0.0                  # region input: each member's region r scales i
                                  # held-out modes), which between analyses relaxes towards 0 with
                                  # time constant input_tau and this stationary std (0: no input)
 input_tau = "5 s"
+input_populations = "excitatory"  # whose Poisson backgrounds the region input scales: "excitatory"
+                                 # (the input then raises the region's excitatory rate) or "all"
+effective_connectivity = false   # true: fit MOU effective connectivity (assimilation.effective) to
+                                 # the training part (detrended and z-scored, not band-passed) on
+                                 # the network's own long-range projections; the long-range weights
+                                 # then follow it (the global coupling scales them), and the region
+                                 # input's std per region and its common part follow its noise
+ec_lag = 1                       # TRs between the covariances it matches (zero-lag and this)
+ec_gain_max = 0.0                # bound on its loop gain rho(tau C) (0: none)
+ec_l1 = 0.0                      # L1 penalty on its weights (relative to the fit's error)
+fic_rate = "0 Hz"                # > 0: feedback inhibition control (assimilation.fic): before the
+                                 # fit, every region's inhibition onto its excitatory neurons is
+                                 # scaled until their rate is this (at every coupling candidate)
+fic_tolerance = 0.1              # every region within this fraction of fic_rate
+fic_window = "2 s"               # measured per iteration (members' mean, coupling_members networks)
+fic_iterations = 30              # at most; a candidate that does not converge is not used
 detrend = true                   # data preprocessing: linear detrend,
 band_pass = []                   # [low, high] Hz Butterworth band-pass, e.g. [0.01, 0.1] (none: []),
 band_pass_causal = true          # true: one causal pass, so each sample depends only on earlier
@@ -73,6 +89,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from assimilation.region_input import INPUT_POPULATIONS
+
 #: what [assimilation] confounds may be (see assimilation.nifti_input)
 CONFOUND_STRATEGIES = ("auto", "simple", "compcor", "none")
 
@@ -106,6 +124,15 @@ class AssimilationSettings:
     observation: str = "zscore"
     input_std: float = 0.0
     input_tau: float = 5.0         # [s]
+    input_populations: str = "excitatory"
+    effective_connectivity: bool = False
+    ec_lag: int = 1                # [TR]
+    ec_gain_max: float = 0.0       # 0: none
+    ec_l1: float = 0.0
+    fic_rate: float = 0.0          # [Hz], 0: off
+    fic_tolerance: float = 0.1
+    fic_window: float = 2.0        # [s]
+    fic_iterations: int = 30
     detrend: bool = True
     zscore: bool = True
     band_pass: tuple[float, float] | None = None   # [Hz]
@@ -162,6 +189,15 @@ def read_section(r, context) -> AssimilationSettings:
         observation=r.str("observation", d.observation, choices=("zscore", "model")),
         input_std=r.float("input_std", d.input_std, low=0.0, high=3.0),
         input_tau=r.quantity("input_tau", "time", d.input_tau, positive=True),
+        input_populations=r.str("input_populations", d.input_populations, choices=INPUT_POPULATIONS),
+        effective_connectivity=r.bool("effective_connectivity", d.effective_connectivity),
+        ec_lag=r.int("ec_lag", d.ec_lag, minimum=1),
+        ec_gain_max=r.float("ec_gain_max", d.ec_gain_max, low=0.0, high=0.999),
+        ec_l1=r.float("ec_l1", d.ec_l1, low=0.0, high=100.0),
+        fic_rate=r.quantity("fic_rate", "rate", d.fic_rate, nonnegative=True),
+        fic_tolerance=r.float("fic_tolerance", d.fic_tolerance, low=0.001, high=1.0),
+        fic_window=r.quantity("fic_window", "time", d.fic_window, positive=True),
+        fic_iterations=r.int("fic_iterations", d.fic_iterations, minimum=1),
         detrend=r.bool("detrend", d.detrend), zscore=r.bool("zscore", d.zscore),
         band_pass=tuple(float(x) for x in band) if band else None,
         band_pass_causal=r.bool("band_pass_causal", d.band_pass_causal),

@@ -46,11 +46,16 @@ sys.path.insert(0, str(ROOT))
 TR = 0.72
 #: subjects the settings may be tuned on; every other subject is only reported
 TUNING_SUBJECTS = ("101309", "102311", "102816")
-MODELS = ("persistence", "AR(2)", "AR(p)", "MVAR(1)", "Kalman ref", "twin (updating)", "twin (frozen)")
-FC_COLUMNS = (("fc_r_members", "twin 1"), ("fc_r_ensemble", "twin mn"), ("fc_sc", "SC"), ("fc_lin_runs", "lin 1"),
-              ("fc_lin", "lin mn"), ("fc_hopf_runs", "Hopf 1"), ("fc_hopf", "Hopf mn"), ("fcd_ks", "FCD KS"),
-              ("fcd_ks_hopf", "Hopf KS"), ("rate_hz", "Hz"), ("sync_fraction", "sync"), ("s_per_tr", "s/TR"),
-              ("coupling", "coupl."))
+MODELS = ("persistence", "AR(2)", "AR(p)", "MVAR(1)", "Kalman ref", "linear EC", "twin (updating)", "twin (frozen)")
+FC_COLUMNS = (("fc_r_members", "twin 1"), ("fc_r_ensemble", "twin mn"), ("fc_train", "train FC"), ("fc_sc", "SC"),
+              ("fc_lin_runs", "lin 1"), ("fc_lin", "lin mn"), ("fc_ec_runs", "linEC 1"), ("fc_ec", "linEC mn"),
+              ("fc_hopf_runs", "Hopf 1"), ("fc_hopf", "Hopf mn"), ("fcd_ks", "FCD KS"), ("fcd_ks_ec", "linEC KS"),
+              ("fcd_ks_hopf", "Hopf KS"), ("rate_hz", "Hz"), ("rate_e_hz", "E Hz"), ("rate_e_min_hz", "E min"),
+              ("rate_e_max_hz", "E max"), ("rate_e_in_range", "E 1-10"), ("rate_e_over_ceiling", "E >20"),
+              ("sync_fraction", "sync"), ("s_per_tr", "s/TR"), ("coupling", "coupl."))
+#: subject specificity columns (dtb validate --others): differential identifiability and rank, per model
+ID_COLUMNS = tuple((f"id_{k}_{m}", f"{name} {m}") for k, name in (("twin", "twin"), ("sc", "SC"), ("lin", "lin"),
+                                                                  ("ec", "linEC")) for m in ("diff", "rank"))
 
 
 def subject_dir(s: str) -> Path:
@@ -65,12 +70,14 @@ def config_for(subject: str, args) -> dict:
     s = AtlasNetworkSettings(neurons=n, min_neurons=max(args.neurons_per_region // 2, 10), indegree=args.indegree,
                              seed=1, dt=args.dt_ms * 1e-3, min_delay=max(args.dt_ms * 1e-3, 1e-3),
                              long_range_fraction=args.long_range_fraction, long_range_scaling=args.long_range_scaling,
-                             long_range_exponent=args.long_range_exponent)
+                             long_range_exponent=args.long_range_exponent,
+                             long_range_inhibitory=args.long_range_inhibitory)
     net = network_config(list(c.names), sizes, c.weights, c.lengths, s)
     net["simulation"]["seed"] = 1
     net["bold"] = {"tr": f"{TR} s", "preset": "dtb", "drive": args.drive}
-    net["monitors"] = {"region_interval": f"{max(args.dt_ms, 1)} ms", "rate_bin": "10 ms"}
-    net["assimilation"] = {"members": args.members, "hyperparameters": ["ampa", "gabaa"], "spinup": f"{args.spinup:g} s",
+    net["monitors"] = {"region_interval": "10 ms", "rate_bin": "10 ms"}
+    net["assimilation"] = {"members": args.members, "hyperparameters": list(args.hyperparameters),
+                           "low": args.bounds[0], "high": args.bounds[1], "spinup": f"{args.spinup:g} s",
                            "obs_noise": args.obs_noise, "inflation": args.inflation, "localisation": "own",
                            "random_walk": args.random_walk, "hemodynamic_noise": args.hemodynamic_noise,
                            "random_walk_reversion": f"{args.random_walk_reversion:g} s",
@@ -79,8 +86,11 @@ def config_for(subject: str, args) -> dict:
                            "band_pass_causal": True, "coupling": args.coupling,
                            "random_walk_centered": True, "gamma_shape": args.gamma_shape,
                            "forecast_horizons": [1, 2, 5, 10], "forecast_stride": args.stride,
-                           "input_std": args.input_std,
-                           "input_tau": f"{args.input_tau:g} s"}
+                           "input_std": args.input_std, "input_tau": f"{args.input_tau:g} s",
+                           "input_populations": args.input_populations,
+                           "effective_connectivity": not args.no_effective_connectivity,
+                           "ec_gain_max": args.ec_gain_max, "fic_rate": f"{args.fic_rate:g} Hz",
+                           "coupling_members": args.coupling_members}
     return net
 
 
@@ -120,11 +130,18 @@ def run_or_report(s: str, args, d: Path) -> dict:
         return {"subject": s, "tuning": s in TUNING_SUBJECTS, "error": str(e)}
 
 
+def write_bold(subjects: list[str], args, d: Path) -> None:
+    """Each subject's first ``--trs`` TRs as D/<subject>.npy (every subject's: the others' held-out
+    parts are what subject specificity compares with)."""
+    for s in subjects:
+        tc = loadmat(subject_dir(s) / "functional" / "TC_rsfMRI_REST1_LR.mat")["tc"][:, :args.trs]
+        np.save(d / f"{s}.npy", tc)
+
+
 def run_subject(s: str, args, d: Path) -> dict:
     """``dtb assimilate`` and ``dtb validate`` on one subject: its row of the tables."""
     from atlas import toml
-    tc = loadmat(subject_dir(s) / "functional" / "TC_rsfMRI_REST1_LR.mat")["tc"][:, :args.trs]
-    np.save(d / f"{s}.npy", tc)
+    from atlas.builtin import hcp_subjects
     cfg = d / f"{s}.toml"
     cfg.write_text(toml.dumps(config_for(s, args), f"benchmarks/assimilation_hcp.py, HCP subject {s}"))
     out = d / s
@@ -132,9 +149,10 @@ def run_subject(s: str, args, d: Path) -> dict:
     dtb(["assimilate", str(cfg), "--bold", str(d / f"{s}.npy"), "--out", str(out), "--no-plots", "-q", "--no-progress"])
     structural = subject_dir(s) / "structural"
     if not args.no_validate:
+        others = [str(d / f"{o}.npy") for o in hcp_subjects() if o != s]
         dtb(["validate", str(out / "assimilation.h5"), "--bold", str(d / f"{s}.npy"), "-q", "--no-plots",
-             "--connectome", str(structural / "DTI_CM.mat"), "--lengths", str(structural / "DTI_LEN.mat")]
-            + (["--no-hopf"] if args.no_hopf else []))
+             "--connectome", str(structural / "DTI_CM.mat"), "--lengths", str(structural / "DTI_LEN.mat"),
+             "--others", *others] + (["--no-hopf"] if args.no_hopf else []))
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "assimilation.h5", Path(args.keep) / f"{s}.h5")
@@ -150,9 +168,9 @@ def read_row(s: str, path: Path, wall: float) -> dict:
                "s_per_tr": float(h.attrs["wall_per_tr_s"]), "coupling": float(h.attrs.get("coupling", 1.0)),
                "neurons_per_member": int(h.attrs["neurons_per_member"]), "members": int(h.attrs["members"]),
                "n_origins": len(h["heldout/origins"]), "wall_s": wall, "filter_s": float(h.attrs["filter_s"])}
-    row.update({k: float(v[k]) for k, _ in FC_COLUMNS if k in v})
+    row.update({k: float(v[k]) for k, _ in FC_COLUMNS + ID_COLUMNS if k in v})
     row.update({"lin_gain": float(v.get("lin_gain", np.nan)), "hopf_K": float(v.get("hopf_K", np.nan))})
-    row["forecast"] = {m: {"r": [float(x) for x in sc["r"]], "skill": [float(x) for x in sc["skill"]]}
+    row["forecast"] = {m: {k: [float(x) for x in sc[k]] for k in ("r", "skill", "r2") if k in sc}
                        for m, sc in scores.items()}
     return row
 
@@ -176,15 +194,24 @@ def print_tables(rows: list[dict], markdown: bool = False) -> None:
     reported = [r for r in rows if not r["tuning"]]
     groups = [("mean (reported)", reported), ("mean (tuning)", [r for r in rows if r["tuning"]])]
     show = _markdown if markdown else _plain
-    for metric in ("skill", "r"):
+    for metric in ("skill", "r2", "r"):
         for k, h in enumerate(horizons):
-            lines = [[_label(r)] + [r["forecast"][m][metric][k] if m in r["forecast"] else np.nan for m in MODELS]
+            lines = [[_label(r)] + [_score(r, m, metric, k) for m in MODELS]
                      for r in rows + [dict(subject=name, **_means(g, metric, k)) for name, g in groups if g]]
             show(f"held-out {metric}, {h} TR{'s' if h > 1 else ''} ahead", ["subject", *MODELS], lines)
-    lines = [[_label(r)] + [r.get(k, np.nan) for k, _ in FC_COLUMNS] for r in rows]
-    lines += [[name] + [_mean(g, lambda r: r.get(k)) for k, _ in FC_COLUMNS] for name, g in groups if g]
-    show("held-out FC r (each run's FC averaged, and the runs' mean FC); FCD: KS distance twin vs data",
-         ["subject", *(h for _, h in FC_COLUMNS)], lines)
+    for title, columns in (("held-out FC r (each run's FC averaged, and the runs' mean FC); FCD: KS distance to the "
+                            "data's; excitatory rates per region of every member", FC_COLUMNS),
+                           ("subject specificity among all subjects' held-out FC: own r minus the others' mean, "
+                            "and the own subject's rank", ID_COLUMNS)):
+        lines = [[_label(r)] + [r.get(k, np.nan) for k, _ in columns] for r in rows]
+        lines += [[name] + [_mean(g, lambda r: r.get(k)) for k, _ in columns] for name, g in groups if g]
+        show(title, ["subject", *(h for _, h in columns)], lines)
+
+
+def _score(row: dict, model: str, metric: str, k: int) -> float:
+    """A model's score at horizon ``k`` in a row (NaN where the row has none: older rows lack R^2)."""
+    values = row["forecast"].get(model, {}).get(metric)
+    return values[k] if values is not None else np.nan
 
 
 def _label(r: dict) -> str:
@@ -205,7 +232,7 @@ def _markdown(title: str, header: list[str], lines: list[list]) -> None:
 
 
 def _means(rows: list[dict], metric: str, k: int) -> dict:
-    return {"forecast": {m: {metric: {k: _mean(rows, lambda r: r["forecast"][m][metric][k])}} for m in MODELS}}
+    return {"forecast": {m: {metric: {k: _mean(rows, lambda r: _score(r, m, metric, k))}} for m in MODELS}}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -217,37 +244,50 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     ap.add_argument("--jobs", type=int, default=1, help="subjects run at once (each on one core)")
     ap.add_argument("--members", type=int, default=24)
-    ap.add_argument("--neurons-per-region", type=int, default=20)
-    ap.add_argument("--indegree", type=int, default=50)
+    ap.add_argument("--neurons-per-region", type=int, default=100)
+    ap.add_argument("--indegree", type=int, default=100)
     ap.add_argument("--trs", type=int, default=300, help="use the first N TRs (default 300; half held out)")
     ap.add_argument("--stride", type=int, default=10, help="TRs between held-out forecast origins (default 10)")
     ap.add_argument("--dt-ms", type=float, default=1.0)
     ap.add_argument("--band-pass", type=float, nargs="*", default=[0.01, 0.1],
                     help="Hz (default 0.01 0.1, causal; none: detrended and z-scored only)")
     ap.add_argument("--obs-noise", type=float, default=0.1, help="z units (default 0.1)")
-    ap.add_argument("--random-walk", type=float, default=0.5)
+    ap.add_argument("--random-walk", type=float, default=0.1)
+    ap.add_argument("--hyperparameters", nargs="+", default=["gabaa"], help="fitted per region (default gabaa)")
+    ap.add_argument("--bounds", type=float, nargs=2, default=[0.75, 1.33], metavar=("LOW", "HIGH"),
+                    help="of every hyperparameter (default 0.75 1.33: with FIC, regions' excitatory rates stay in "
+                         "about 1.5-6 Hz)")
     from assimilation.settings import REVERSION_CENTRES
-    ap.add_argument("--random-walk-reversion", type=float, default=0.0,
-                    help="[s] the hyperparameters' relaxation towards --reversion-to between analyses (default 0: none)")
+    ap.add_argument("--random-walk-reversion", type=float, default=20.0,
+                    help="[s] the hyperparameters' relaxation towards --reversion-to between analyses (default 20; 0: none)")
     ap.add_argument("--reversion-to", choices=REVERSION_CENTRES, default="prior",
                     help="the relaxation's centre: the prior's x or the ensemble's mean x (default prior)")
     ap.add_argument("--spinup", type=float, default=10.0, help="[s] free run before assimilating (default 10)")
     ap.add_argument("--hemodynamic-noise", type=float, default=0.0)
     ap.add_argument("--inflation", type=float, default=1.0)
-    ap.add_argument("--drive", choices=("rate", "synaptic"), default="synaptic",
-                    help="BOLD drive (default synaptic: the regions' synaptic input, long-range input included)")
+    ap.add_argument("--drive", choices=("rate", "synaptic"), default="rate",
+                    help="BOLD drive (default rate: at a few Hz the synaptic drive is mostly the Poisson background)")
     ap.add_argument("--long-range-fraction", type=float, default=0.5,
                     help="of each neuron's synapses, from other regions (default 0.5)")
     from atlas.build import LONG_RANGE_SCALINGS
     ap.add_argument("--long-range-scaling", choices=LONG_RANGE_SCALINGS, default="in_strength")
     ap.add_argument("--long-range-exponent", type=float, default=0.5,
                     help="with in_strength: weight factor s_i^p / mean(s^p) (default 0.5: square root)")
-    ap.add_argument("--coupling", type=float, nargs="*", default=[4.0, 6.0],
-                    help="global coupling candidates, chosen by FC on the training half (default 4 6)")
+    ap.add_argument("--long-range-inhibitory", type=float, default=0.6,
+                    help="long-range weight onto inhibitory neurons as a fraction of that onto excitatory ones")
+    ap.add_argument("--no-effective-connectivity", action="store_true",
+                    help="long-range weights from the structural connectome (default: from the MOU effective "
+                         "connectivity fitted on the training half)")
+    ap.add_argument("--ec-gain-max", type=float, default=0.0, help="bound on the EC's loop gain (default 0: none)")
+    ap.add_argument("--fic-rate", type=float, default=3.0, help="[Hz] FIC target (default 3; 0: off)")
+    ap.add_argument("--coupling-members", type=int, default=4, help="networks per coupling candidate (default 4)")
+    ap.add_argument("--input-populations", choices=("excitatory", "all"), default="excitatory")
+    ap.add_argument("--coupling", type=float, nargs="*", default=[6.0, 8.0, 10.0, 12.0],
+                    help="global coupling candidates, chosen by FC on the training half (default 6 8 10 12)")
     ap.add_argument("--gamma-shape", type=float, default=4.0)
-    ap.add_argument("--input-std", type=float, default=0.0,
+    ap.add_argument("--input-std", type=float, default=0.02,
                     help="region input analysed every TR: std of ln(background factor) (default 0: none)")
-    ap.add_argument("--input-tau", type=float, default=5.0, help="[s] the region input's time constant (default 5)")
+    ap.add_argument("--input-tau", type=float, default=1.0, help="[s] the region input's time constant (default 1)")
     ap.add_argument("--no-hopf", action="store_true", help="leave out the Hopf baseline")
     ap.add_argument("--no-validate", action="store_true",
                     help="held-out forecasts only: no free run, so no FC or FCD columns")
@@ -273,6 +313,7 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M')}: {len(subjects)} subjects, {args.jobs} at a time", flush=True)
     with tempfile.TemporaryDirectory() as d, ThreadPoolExecutor(args.jobs) as pool:
         snapshot_source(Path(d) / "src")
+        write_bold(hcp_subjects(), args, Path(d))
         for row in pool.map(lambda s: run_or_report(s, args, Path(d)), subjects):
             rows.append(row)
             print(f"{row['subject']}: " + (f"failed: {row['error']}" if "error" in row else

@@ -127,16 +127,17 @@ def _resume(sim, spec: NetworkSpec, comm, path: str) -> int:
     return sim.current_step()
 
 
-def load_checkpoint(path, spec: NetworkSpec, comm):
-    """Find, verify (checksums, on rank 0) and match the checkpoint to ``spec``; the same
-    answer on every rank."""
+def load_checkpoint(path, spec: NetworkSpec | None, comm):
+    """Find, verify (checksums, on rank 0) and match the checkpoint to ``spec`` (None: the caller
+    matches it once it has built its network); the same answer on every rank."""
     from dtb.engine.checkpoint import check_compatible, find_checkpoint, verify
     problem = None
     if comm.Get_rank() == 0:
         try:
             info = find_checkpoint(path)
             verify(info)
-            check_compatible(info, spec)
+            if spec is not None:
+                check_compatible(info, spec)
         except DtbError as e:
             problem = str(e)
     problem = comm.bcast(problem, root=0)

@@ -11,8 +11,11 @@ from assimilation.activity import ActivityMonitor
 
 def _monitor(sizes):
     bold = NS(listeners=[])
-    sim = NS(region_every=1, dt=1e-3, spec=NS(regions=[f"R{i}" for i in range(len(sizes))], region_sizes=sizes),
-             bold=bold)
+    regions = [f"R{i}" for i in range(len(sizes))]
+    pops = [NS(region=r, kind=k, size=n * share) for r, n in zip(regions, sizes)
+            for k, share in (("excitatory", 0.8), ("inhibitory", 0.2))]
+    sim = NS(region_every=1, dt=1e-3, spec=NS(regions=regions, region_sizes=sizes, populations=pops), bold=bold,
+             population_spikes=np.zeros(len(pops), dtype=np.int64), t=0.0, size=1)
     m = ActivityMonitor(sim)
     m.start()
     return m, bold.listeners[0]
@@ -36,3 +39,20 @@ def test_poisson_firing_is_asynchronous_and_bursts_are_synchronous():
         feed(rows)
     s = m.summary()
     assert s["sync_fraction"] == 1.0 and abs(s["rate_hz"] - 10.0) < 1e-9
+
+
+def test_excitatory_rates_per_region_and_their_range():
+    """Excitatory rates from the populations' spike counts since start: 2, 5 and 30 Hz in three
+    regions (inhibitory spikes do not count); 2 of 3 in 1-10 Hz, one above 20 Hz."""
+    sizes = np.array([10.0, 100.0, 1000.0])
+    m, _ = _monitor(sizes)
+    m.sim.population_spikes[:] = 7                       # before start: not counted
+    m.start()
+    m.sim.t = 4.0
+    exc = sizes * 0.8 * 4.0 * np.array([2.0, 5.0, 30.0])
+    m.sim.population_spikes[0::2] += exc.astype(np.int64)
+    m.sim.population_spikes[1::2] += 10_000
+    e = m.excitatory()
+    assert e["rate_e_min_hz"] == 2.0 and e["rate_e_max_hz"] == 30.0
+    assert abs(e["rate_e_hz"] - 37.0 / 3) < 1e-12
+    assert e["rate_e_in_range"] == 2 / 3 and e["rate_e_over_ceiling"] == 1

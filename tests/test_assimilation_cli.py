@@ -355,3 +355,48 @@ def test_region_input_is_analysed_in_both_modes_and_rewound_exactly(setup, tmp_p
             assert u.shape == (20, R) and np.ptp(u, axis=0).min() > 0
         frozen = h["frozen/hp/mean"][()]
         np.testing.assert_array_equal(frozen, np.repeat(frozen[:1], len(frozen), axis=0))
+
+
+@pytest.mark.slow
+def test_effective_connectivity_and_fic_from_assimilate_to_validate(tmp_path):
+    """The twin's structure through both commands: the effective connectivity fitted on the
+    training part and the FIC operating point are stored with the fit (/structure) and rebuilt by
+    dtb validate, whose free run keeps the regions' excitatory rates near the target; the linear
+    model on the EC is a baseline there and in the forecasts; subject specificity among the
+    subject's and two others' held-out parts."""
+    rng = np.random.default_rng(5)
+    w = rng.random((R, R)) * (rng.random((R, R)) < 0.7)
+    np.fill_diagonal(w, 0)
+    net = network_config([f"R{i}" for i in range(R)], np.full(R, 100.0), w, np.full((R, R), 30.0),
+                         AtlasNetworkSettings(neurons=200 * R, min_neurons=100, seed=1, dt=1e-3, min_delay=1e-3,
+                                              long_range_fraction=0.5, long_range_inhibitory=0.6))
+    net["bold"] = {"tr": "1 s", "preset": "dtb", "drive": "rate"}
+    net["monitors"] = {"region_interval": "10 ms"}
+    net["assimilation"] = {"members": 4, "hyperparameters": ["gabaa"], "low": 0.75, "high": 1.33, "spinup": "3 s",
+                           "forecast_horizons": [1, 2], "effective_connectivity": True, "fic_rate": "3 Hz",
+                           "coupling": [2.0], "coupling_members": 2, "input_std": 0.02, "input_tau": "1 s"}
+    cfg = tmp_path / "net.toml"
+    cfg.write_text(toml.dumps(net, "test"))
+    mix = rng.standard_normal((R, R))
+    for name in ("bold", "other1", "other2"):
+        np.save(tmp_path / f"{name}.npy", (rng.standard_normal((60, R)) @ mix).T)
+    p = run_dtb(["assimilate", str(cfg), "--bold", str(tmp_path / "bold.npy"), "--out", str(tmp_path / "out"),
+                 "--no-plots"], timeout=1200)
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "out" / "assimilation.h5"
+    with h5py.File(run) as f:
+        g = f["structure"]
+        C = g["ec/C"][()]
+        assert C.shape == (R, R) and np.all(C >= 0) and C.sum() > 0 and g["ec"].attrs["gain"] < 1
+        assert g["fic"].attrs["converged"] and g["fic"].attrs["target_hz"] == 3.0
+        assert np.all(np.abs(g["fic/rates"][()] / 3.0 - 1) <= 0.1) and np.all(g["fic/scale"][()] > 1)
+        assert "linear EC" in f["heldout/scores"]
+    p = run_dtb(["validate", str(run), "--bold", str(tmp_path / "bold.npy"), "--no-hopf", "--no-plots",
+                 "--others", str(tmp_path / "other1.npy"), str(tmp_path / "other2.npy")], timeout=1200)
+    assert p.returncode == 0, p.stderr
+    assert "linear, effective connectivity" in p.stdout and "subject specificity among 3" in p.stdout
+    with h5py.File(run) as f:
+        v = dict(f["validation"].attrs)
+    assert 1.5 < v["rate_e_hz"] < 6.0 and v["rate_e_over_ceiling"] == 0
+    for key in ("fc_ec", "fc_ec_runs", "fc_train", "id_twin_diff", "id_ec_rank", "id_sc_own"):
+        assert np.isfinite(v[key]), key

@@ -58,3 +58,23 @@ def test_a_diverging_hopf_run_is_none_and_silent(caplog):
         assert hopf_bold(w, (lengths + lengths.T) / 2, 100.0, 1, 20.0) is None
     assert not [r for r in caplog.records if "nan" in r.getMessage()], caplog.text
     assert logging.getLogger().filters == filters
+
+
+def test_subject_specificity_uses_held_out_rows_only():
+    """Each subject's held-out rows preprocessed on their own: the training rows of any subject
+    can be anything without changing a model's specificity; a model whose FC is subject 0's
+    ranks subject 0 first, with a positive differential identifiability."""
+    from types import SimpleNamespace as NS
+
+    from assimilation.settings import AssimilationSettings
+    from assimilation.validation import heldout_alone, identifiability
+    rng = np.random.default_rng(3)
+    spec = NS(assimilation=AssimilationSettings(band_pass=(0.01, 0.1)), bold=NS(tr=0.72))
+    mixing = [rng.standard_normal((8, 8)) for _ in range(4)]
+    raw = [rng.standard_normal((300, 8)) @ m for m in mixing]
+    model = {"twin": np.corrcoef((rng.standard_normal((5000, 8)) @ mixing[0]).T)}
+    first = identifiability(model, [heldout_alone(r, 150, spec) for r in raw])
+    changed = [np.concatenate([rng.standard_normal((150, 8)) * 50, r[150:]]) for r in raw]
+    again = identifiability(model, [heldout_alone(r, 150, spec) for r in changed])
+    assert first == again
+    assert first["id_twin_rank"] == 1 and first["id_twin_diff"] > 0.2 and first["id_subjects"] == 4

@@ -96,11 +96,13 @@ def test_no_baseline_peeks_at_or_after_its_target():
     rng = np.random.default_rng(5)
     z = smooth_series(rng)
     o = fc.origins(150, 300, 1)
-    base, _ = fc.baseline_forecasts(z, 150, o, HORIZONS, TR)
+    mask = np.ones((z.shape[1],) * 2, dtype=bool)            # with the linear model on the EC too
+    base, _ = fc.baseline_forecasts(z, 150, o, HORIZONS, TR, mask)
     j = 200
     z2 = z.copy()
     z2[j:] = rng.standard_normal(z2[j:].shape) * 3
-    moved, _ = fc.baseline_forecasts(z2, 150, o, HORIZONS, TR)
+    moved, _ = fc.baseline_forecasts(z2, 150, o, HORIZONS, TR, mask)
+    assert set(base) == set(fc.BASELINES)
     early = o < j
     for name in fc.BASELINES:
         np.testing.assert_array_equal(base[name][early], moved[name][early], err_msg=name)
@@ -151,3 +153,23 @@ def test_causal_preprocessing_keeps_later_data_out_of_earlier_samples():
 def test_the_default_config_filters_causally():
     from assimilation.settings import AssimilationSettings
     assert AssimilationSettings().band_pass_causal is True
+
+
+def test_r2_is_one_minus_sse_over_the_targets_variance():
+    """R^2 (Nozari et al. 2024) against its definition: 1 for a perfect forecast, 0 for each
+    region's mean target, and 1 - SSE / SST for a noisy one."""
+    rng = np.random.default_rng(8)
+    z = smooth_series(rng)
+    o = fc.origins(150, 300, 5)
+    ref = fc.persistence(z, o, HORIZONS)
+    truth = np.stack([z[np.minimum(o + h, len(z) - 1)] for h in HORIZONS], axis=1)
+    inside = (o[:, None] + np.asarray(HORIZONS)[None, :]) < len(z)
+    np.testing.assert_allclose(fc.score(truth, z, o, HORIZONS, ref)["r2"], 1.0)
+    means = np.stack([np.broadcast_to(truth[inside[:, h], h].mean(axis=0), truth[:, h].shape)
+                      for h in range(len(HORIZONS))], axis=1)
+    np.testing.assert_allclose(fc.score(means, z, o, HORIZONS, ref)["r2"], 0.0, atol=1e-12)
+    noisy = truth + rng.standard_normal(truth.shape)
+    s = fc.score(noisy, z, o, HORIZONS, ref)
+    for h in range(len(HORIZONS)):
+        t, f = truth[inside[:, h], h], noisy[inside[:, h], h]
+        assert s["r2"][h] == pytest.approx(1 - np.sum((f - t) ** 2) / np.sum((t - t.mean(axis=0)) ** 2))

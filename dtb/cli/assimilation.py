@@ -69,6 +69,9 @@ def add_parsers(sub) -> None:
                      "(a TVB zip, CSV, .npy or .mat, regions in the config's order; default: the network's own, "
                      "expected synapses between regions)")
     val.add_argument("--lengths", default=None, metavar="FILE", help="its tract lengths (mm) when not in FILE")
+    val.add_argument("--others", nargs="+", default=None, metavar="BOLD", help="other subjects' BOLD (same regions, "
+                     "TR and --key): subject specificity of the twin's FC and the baselines' among this subject's and "
+                     "their held-out parts (each preprocessed on its own; no training row enters it)")
     val.add_argument("--allow-zero-phase", action="store_true", help="as for dtb assimilate")
     add_output_switches(val, progress=False)
     val.set_defaults(func=cmd_validate)
@@ -76,7 +79,7 @@ def add_parsers(sub) -> None:
 
 def cmd_assimilate(args) -> int:
     from assimilation import pipeline
-    from assimilation.ensemble import ensemble_spec
+    from assimilation.structure import broadband
     from dtb.engine.kernel import world_comm
     from dtb.runs import load_checkpoint
     from dtb.spec import load_spec
@@ -91,25 +94,27 @@ def cmd_assimilate(args) -> int:
         pipeline.check_inputs(spec, args.tr, args.allow_zero_phase)
         if not 0 < args.train_fraction <= 1:
             raise DtbError(f"--train-fraction must be in (0, 1], got {args.train_fraction:g}")
-        return spec, *pipeline.load_observed(spec, args.bold, args.key, args.train_fraction)
+        raw, n_train = pipeline.load_raw(spec, args.bold, args.key, args.train_fraction)
+        return spec, pipeline.preprocessed(raw, spec, n_train), n_train, broadband(raw, spec, n_train)
     launched = launch_ranks(args, prepare)
     if launched is not None:
         return launched
     comm = world_comm()
     rank = comm.Get_rank()
     setup_logging(rank, args.quiet)
-    spec, observed, n_train = prepare()
+    spec, observed, n_train, wide = prepare()
     out = Path(args.out) if args.out else Path("results") / f"{Path(args.config).stem}_assimilation"
     problem = comm.bcast(check_writable(out) if rank == 0 else None, root=0)
     if problem:
         raise DtbError(problem)
-    resume = load_checkpoint(args.resume, ensemble_spec(spec, spec.assimilation.members), comm) if args.resume else None
+    # matched to the network in the pipeline, once the structure saved with it has rebuilt it
+    resume = load_checkpoint(args.resume, None, comm) if args.resume else None
     meta = {"config_path": str(Path(args.config).resolve()), "seed": spec.simulation.seed, "out": str(out.resolve()),
             "command": "assimilate", "bold": str(Path(args.bold).resolve()), "duration_s": None}
     path = pipeline.assimilate(spec, observed, n_train, out, comm, progress=not args.no_progress
                                and sys.stderr.isatty(), bold_path=str(Path(args.bold).resolve()),
                                config_path=str(Path(args.config).resolve()), checkpoint_every=args.checkpoint_every,
-                               resume=resume, meta=meta)
+                               resume=resume, meta=meta, broadband=wide)
     if isinstance(path, int):
         if rank == 0:
             log.warning("stopped after a signal; checkpoint in %s; continue with the same command and --resume %s",
@@ -144,7 +149,7 @@ def _print_assimilation(path: Path, spec, out: Path, no_plots: bool) -> None:
 def cmd_validate(args) -> int:
     import h5py
     from assimilation import pipeline
-    from assimilation.validation import validate
+    from assimilation.validation import heldout_alone, validate
     from dtb.engine.kernel import world_comm
     from dtb.spec import spec_from_dict
 
@@ -166,7 +171,14 @@ def cmd_validate(args) -> int:
         spec = spec_from_dict(tomllib.loads(text), source=str(config_path), text=text, overrides={"seed": seed})
         spec = dataclasses.replace(spec, assimilation=dataclasses.replace(spec.assimilation, confounds=confounds))
         pipeline.check_inputs(spec, args.tr, args.allow_zero_phase)
-        return spec, pipeline.load_observed(spec, args.bold, args.key, fraction)[0], _baseline_connectome(args, spec)
+        raw, n_train = pipeline.load_raw(spec, args.bold, args.key, fraction)
+        ident = None
+        if args.others:
+            ident = [heldout_alone(raw, n_train, spec)]
+            for other in args.others:
+                raw_o, n_o = pipeline.load_raw(spec, other, args.key, fraction)
+                ident.append(heldout_alone(raw_o, n_o, spec))
+        return spec, pipeline.preprocessed(raw, spec, n_train), _baseline_connectome(args, spec), ident
     if args.baseline_runs is not None and args.baseline_runs < 1:
         raise DtbError(f"--baseline-runs must be at least 1, got {args.baseline_runs}")
     launched = launch_ranks(args, prepare)
@@ -174,8 +186,9 @@ def cmd_validate(args) -> int:
         return launched
     comm = world_comm()
     setup_logging(comm.Get_rank(), args.quiet)
-    spec, observed, connectome = prepare()
-    res = validate(run, observed, spec, comm, args.baseline_runs, hopf=not args.no_hopf, connectome=connectome)
+    spec, observed, connectome, ident = prepare()
+    res = validate(run, observed, spec, comm, args.baseline_runs, hopf=not args.no_hopf, connectome=connectome,
+                   identification=ident)
     if res is None:
         return 0
     from assimilation.plots import fc_figure, forecast_skill

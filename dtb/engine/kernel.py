@@ -107,6 +107,9 @@ class Simulation(NetworkBuilder, StimulusControl, Recorder, SpikeExchange, Sched
         self.exchange_rounds = 0
         self.region_rows: list[np.ndarray] = []
         self._region_spike_pos = 0
+        # spikes per population of this rank, counted with the regional samples (diagnostics:
+        # neither rewound nor checkpointed)
+        self.population_spikes = np.zeros(len(spec.populations), dtype=np.int64)
         self._stop_requested = False      # set by a signal handler on this rank
         self.stop_agreed = False          # every rank knows of a stop request (same step everywhere)
         self._state_prefix: list = []     # recordings before a resumed checkpoint, per state monitor

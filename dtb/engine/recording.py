@@ -35,6 +35,7 @@ class Recorder:
         idx, _ = self.spikes.since(self._region_spike_pos)
         self._region_spike_pos = len(self.spikes)
         row[2] = np.bincount(self.local_region[idx], minlength=self._n_regions)
+        self.population_spikes += np.bincount(self.local_population[idx], minlength=len(self.population_spikes))
         return row
 
     def _record_plastic(self, step: int) -> None:
