@@ -6,10 +6,11 @@ hyperparameters then move.
 The calibration iterates free runs of a few independent networks (the ensemble's first
 members): every window it measures each region's excitatory rate (members' mean) and multiplies
 the region's factor s_r on the GABAa conductance of its excitatory neurons by
-(rate / target)^EXPONENT, clipped to [1 / STEP_LIMIT, STEP_LIMIT], until every region is within
-``tolerance`` of the target. The small exponent is deliberate: a region's rate falls steeply
-with s_r (about rate ~ s_r^-2.6 on the HCP networks), and the regions' common mode, which the
-long-range coupling amplifies, overshoots with anything larger.
+(rate / target)^EXPONENT, clipped to [1 / STEP_LIMIT, STEP_LIMIT] (larger steps for a region
+FAR off target: :func:`update`), until every region is within ``tolerance`` of the target. The
+small exponent is deliberate: a region's rate falls steeply with s_r (about rate ~ s_r^-2.6 on
+the HCP networks), and the regions' common mode, which the long-range coupling amplifies,
+overshoots with anything larger.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: exponent of the multiplicative update and the largest factor of one step
 EXPONENT, STEP_LIMIT = 0.15, 1.4
+#: for a region more than FAR times off its target (a network in its high-activity state, whose
+#: rates hardly answer its inhibition): a larger exponent and step
+FAR, FAR_EXPONENT, FAR_LIMIT = 3.0, 0.5, 2.0
 #: simulated before each measuring window, so that the rates settle after a change [s]
 SETTLE = 0.25
 #: a window long enough that the counting noise of the smallest region's rate is at most this
@@ -76,10 +80,18 @@ def calibrate(measure: Callable[[float], np.ndarray], apply: Callable[[np.ndarra
             return FicResult(scale, rates, target, tolerance, True, np.array(history))
         if np.mean(off <= tolerance) >= NEAR and seconds < LONGEST * window:
             seconds *= 2.0
-        step = (np.maximum(rates, 0.01 * target) / target) ** EXPONENT
-        scale = scale * np.clip(step, 1.0 / STEP_LIMIT, STEP_LIMIT)
+        scale = scale * update(rates / target)
         apply(scale)
     return FicResult(history[-1][0], rates, target, tolerance, False, np.array(history))
+
+
+def update(ratio: np.ndarray) -> np.ndarray:
+    """The factor on each region's scale for its rate / target."""
+    ratio = np.maximum(ratio, 1e-3)
+    far = (ratio > FAR) | (ratio < 1.0 / FAR)
+    step = np.where(far, ratio ** FAR_EXPONENT, ratio ** EXPONENT)
+    limit = np.where(far, FAR_LIMIT, STEP_LIMIT)
+    return np.clip(step, 1.0 / limit, limit)
 
 
 def excitatory_region(spec: NetworkSpec, gids: np.ndarray, members: int) -> np.ndarray:

@@ -64,6 +64,8 @@ def run(subject: str, args) -> dict:
                                              for o in hcp_subjects() if o != subject]
     out.update(identifiability({"twin": fc_model, **matrices}, ident))
     out.update(activity.summary())
+    iu = np.triu_indices(len(fc_model), 1)
+    out.update({"fc_mean_twin": float(fc_model[iu].mean()), "fc_mean_data": float(np.corrcoef(z[n:].T)[iu].mean())})
     out.update({"subject": subject, "coupling": structure.coupling, "fit_s": fit_s, "s_per_tr": run_s / (len(z) - n),
                 "coupling_scores": {str(k): v for k, v in structure.coupling_scores.items()},
                 "fic_within": structure.fic.within if structure.fic is not None else float("nan"),
@@ -72,7 +74,7 @@ def run(subject: str, args) -> dict:
 
 
 COLUMNS = ("coupling", "fc_r_members", "fc_r_ensemble", "fc_train", "fc_sc", "fc_lin", "fc_ec_runs", "fc_ec", "fcd_ks",
-           "fcd_ks_ec", "rate_e_hz", "rate_e_min_hz", "rate_e_max_hz", "rate_e_in_range", "sync_fraction",
+           "fcd_ks_ec", "fc_mean_twin", "fc_mean_data", "rate_e_hz", "rate_e_min_hz", "rate_e_max_hz", "rate_e_in_range", "sync_fraction",
            "id_twin_diff", "id_twin_rank", "id_sc_diff", "id_ec_diff", "s_per_tr", "fit_s")
 
 

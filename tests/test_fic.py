@@ -71,3 +71,10 @@ def _bold():
 def _settings():
     from assimilation.settings import AssimilationSettings
     return AssimilationSettings(members=2, hyperparameters=("gabaa",))
+
+
+def test_the_update_takes_larger_steps_far_from_the_target():
+    near = fic.update(np.array([2.0, 0.5]))
+    np.testing.assert_allclose(near, [2.0 ** fic.EXPONENT, 0.5 ** fic.EXPONENT])
+    far = fic.update(np.array([40.0, 0.25, 1e-9]))
+    np.testing.assert_allclose(far, [fic.FAR_LIMIT, 0.5, 1.0 / fic.FAR_LIMIT])
