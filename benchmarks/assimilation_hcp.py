@@ -5,17 +5,25 @@
     python benchmarks/assimilation_hcp.py --table rows1.json rows2.json ... [--markdown]   (print saved rows)
 
 For each subject: the AAL2 structural connectome (DTI_CM, DTI_LEN, nvoxel) becomes a network
-(atlas.build, neurons per region by voxel count); the first 300 TRs of TC_rsfMRI_REST1_LR (94
-regions, TR 0.72 s) are detrended, band-passed 0.01-0.1 Hz with a causal filter and z-scored,
-every statistic from the training half (the first 150 TRs), so that no sample holds data from
-after it beyond the training half. ``dtb assimilate`` picks the global coupling by FC on the
-training half, fits AMPA and GABAa scales per region to it, then runs the filter on through the
-held-out half and scores its forecasts there (every 10 TRs, 1 / 2 / 5 / 10 TRs ahead; the
-hyperparameters still updating, and frozen at the end of training) beside persistence, AR(2),
-AR(p) (BIC), the ridge MVAR(1) and the Kalman reference, all fitted on the training half and
-scored on the same samples. ``dtb validate`` runs the fitted twin freely over the held-out half
-and compares its FC with the raw connectome's, the linear network's and neurolib's Hopf
-model's (gain and K chosen on the training half; as many runs as members).
+(atlas.build, 100 neurons per region on average by voxel count, long-range input to E and, at
+0.6 of that weight, to I); the first 300 TRs of TC_rsfMRI_REST1_LR (94 regions, TR 0.72 s) are
+detrended, band-passed 0.01-0.1 Hz with a causal filter and z-scored, every statistic from the
+training half (the first 150 TRs), so that no sample holds data from after it beyond the
+training half. ``dtb assimilate`` first fits the twin's structure on the training half (the MOU
+effective connectivity of the detrended, z-scored data, loop gain at most 0.8, which the
+long-range weights then follow; the global coupling among the candidates by FC, each at its own
+operating point, feedback inhibition control holding every region's excitatory rate at 3 Hz),
+then the GABAa scale per region (bounds 0.75-1.33) and a region input (Poisson backgrounds of
+the excitatory neurons x exp(u), std 0.02, 1 s, each region's share from the EC's noise), then
+runs the filter on through the held-out half and scores its forecasts there (every 10 TRs, 1 /
+2 / 5 / 10 TRs ahead; the hyperparameters still updating, and frozen at the fitted twin) beside
+persistence, AR(2), AR(p) (BIC), the ridge MVAR(1), the Kalman reference and the linear model on
+an EC fitted to the scored data, all fitted on the training half and scored on the same samples
+(skill and R^2). ``dtb validate`` runs the fitted twin freely over the held-out half and
+compares its FC with the data's training FC (the ceiling), the raw connectome's, the linear
+network's, the linear model on the EC and neurolib's Hopf model's (gain and K chosen on the
+training half; as many runs as members), and each one's subject specificity among all 7
+subjects' held-out halves.
 
 Tuning protocol: the method's settings are chosen on TUNING_SUBJECTS only; the REPORTED
 subjects' numbers must not be looked at to choose anything. The tables give both, and the means
@@ -243,7 +251,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--keep", default=None, help="copy each subject's assimilation.h5 into this folder")
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     ap.add_argument("--jobs", type=int, default=1, help="subjects run at once (each on one core)")
-    ap.add_argument("--members", type=int, default=24)
+    ap.add_argument("--members", type=int, default=16)
     ap.add_argument("--neurons-per-region", type=int, default=100)
     ap.add_argument("--indegree", type=int, default=100)
     ap.add_argument("--trs", type=int, default=300, help="use the first N TRs (default 300; half held out)")
@@ -278,12 +286,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-effective-connectivity", action="store_true",
                     help="long-range weights from the structural connectome (default: from the MOU effective "
                          "connectivity fitted on the training half)")
-    ap.add_argument("--ec-gain-max", type=float, default=0.0, help="bound on the EC's loop gain (default 0: none)")
+    ap.add_argument("--ec-gain-max", type=float, default=0.8,
+                    help="bound on the EC's loop gain (default 0.8; 0: none)")
     ap.add_argument("--fic-rate", type=float, default=3.0, help="[Hz] FIC target (default 3; 0: off)")
     ap.add_argument("--coupling-members", type=int, default=4, help="networks per coupling candidate (default 4)")
     ap.add_argument("--input-populations", choices=("excitatory", "all"), default="excitatory")
-    ap.add_argument("--coupling", type=float, nargs="*", default=[6.0, 8.0, 10.0, 12.0],
-                    help="global coupling candidates, chosen by FC on the training half (default 6 8 10 12)")
+    ap.add_argument("--coupling", type=float, nargs="*", default=[16.0, 20.0, 24.0],
+                    help="global coupling candidates, chosen by FC on the training half (default 16 20 24)")
     ap.add_argument("--gamma-shape", type=float, default=4.0)
     ap.add_argument("--input-std", type=float, default=0.02,
                     help="region input analysed every TR: std of ln(background factor) (default 0: none)")

@@ -74,8 +74,8 @@ def run(subject: str, args) -> dict:
 
 
 COLUMNS = ("coupling", "fc_r_members", "fc_r_ensemble", "fc_train", "fc_sc", "fc_lin", "fc_ec_runs", "fc_ec", "fcd_ks",
-           "fcd_ks_ec", "fc_mean_twin", "fc_mean_data", "rate_e_hz", "rate_e_min_hz", "rate_e_max_hz", "rate_e_in_range", "sync_fraction",
-           "id_twin_diff", "id_twin_rank", "id_sc_diff", "id_ec_diff", "s_per_tr", "fit_s")
+           "fcd_ks_ec", "fc_mean_twin", "fc_mean_data", "rate_e_hz", "rate_e_min_hz", "rate_e_max_hz", "rate_e_in_range",
+           "sync_fraction", "id_twin_diff", "id_twin_rank", "id_sc_diff", "id_ec_diff", "s_per_tr", "fit_s")
 
 
 def main() -> None:
