@@ -28,6 +28,7 @@ class ConfigReader:
             raise ConfigError(source, path, f"expected a table, got {type(table).__name__}")
         self.table = table
         self.used: set[str] = set()
+        self.known: set[str] = set()        # fields asked for, present or not: what the table may hold
 
     def _field(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -36,6 +37,7 @@ class ConfigReader:
         return ConfigError(self.source, self._field(key), message)
 
     def has(self, key: str) -> bool:
+        self.known.add(key)
         return key in self.table
 
     def file_path(self, key: str, folder: Path) -> str | None:
@@ -55,7 +57,9 @@ class ConfigReader:
         self.used.add(key)
         if key not in self.table:
             if default is ...:
-                raise self.error(key, "missing field")
+                typo = _closest(key, [k for k in self.table if isinstance(k, str)])
+                raise self.error(key, "missing field" + (f" (the table has {typo!r}: a misspelling of it?)"
+                                                         if typo else ""))
             return default
         return self.table[key]
 
@@ -117,7 +121,17 @@ class ConfigReader:
     def done(self) -> None:
         unknown = sorted(set(self.table) - self.used)
         if unknown:
-            raise self.error(unknown[0], f"unknown field (known here: {', '.join(sorted(self.used)) or 'none'})")
+            known = sorted(self.used | self.known)
+            close = _closest(str(unknown[0]), known)
+            hint = f"; did you mean {close!r}?" if close else ""
+            raise self.error(unknown[0], f"unknown field{hint} (known here: {', '.join(known) or 'none'})")
+
+
+def _closest(word: str, candidates: list[str]) -> str | None:
+    """The candidate most like ``word`` (difflib), if any is close enough to be a misspelling."""
+    import difflib
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.7)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,7 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     if isinstance(data, dict) and "atlas" in data:
         data = _registered(EXPANDERS["atlas"])(data, source, ConfigReader)
     top = ConfigReader(source, "", data)
+    top.known |= set(EXPANDERS)           # read (and gone) before this reader saw the table
     sim = _read_simulation(top.sub("simulation", top.raw("simulation", {})))
     if overrides:
         sim = dataclasses.replace(sim, **{k: v for k, v in overrides.items() if v is not None})
