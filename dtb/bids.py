@@ -2,9 +2,13 @@
 
     OUT/bids/dataset_description.json                     (DatasetType "derivative", GeneratedBy dtb)
     OUT/bids/sub-<label>/func/sub-<label>_task-<task>_bold.nii.gz   the BOLD painted into the atlas
-    OUT/bids/sub-<label>/func/sub-<label>_task-<task>_bold.json     RepetitionTime, TaskName, the model
+    OUT/bids/sub-<label>/func/sub-<label>_task-<task>_bold.json     RepetitionTime, StartTime, TaskName, the model
     OUT/bids/sub-<label>/func/sub-<label>_task-<task>_events.tsv    (a task) onset, duration, trial_type, amplitude
     OUT/bids/sub-<label>/func/sub-<label>_task-<task>_events.json   its columns described, with units
+
+Timing: volume k is the model's haemodynamic state at the end of TR k, (k + 1) x RepetitionTime
+after the run's start, which StartTime (= RepetitionTime) records as fMRIPrep's derivatives do
+for a slice-timing reference (nilearn's first_level_from_bids reads it as slice_time_ref 1).
 
 The subject label is the config's name (letters and digits only), the task ``rest`` for
 ``dtb run`` and the [task] events file's task entity (or ``task``) for ``dtb task``. The images
@@ -19,6 +23,7 @@ import shutil
 from pathlib import Path
 
 import dtb
+from dtb.task import SAMPLE_TIME_REF
 
 BIDS_VERSION = "1.9.0"
 
@@ -63,7 +68,8 @@ def write_derivative(out: Path, spec, bold_nifti: Path, task: str = "rest", even
     b = spec.bold
     written.append(_link(bold_nifti, func / f"{stem}_bold.nii.gz"))
     written.append(_json(func / f"{stem}_bold.json", {
-        "RepetitionTime": b.tr, "TaskName": task, "Units": "fractional signal change", "GeneratedBy": [generated],
+        "RepetitionTime": b.tr, "StartTime": SAMPLE_TIME_REF * b.tr, "TaskName": task,
+        "Units": "fractional signal change", "GeneratedBy": [generated],
         "dtb": {"config": spec.source, "seed": spec.simulation.seed, "balloon_preset": b.preset, "drive": b.drive,
                 "scanner_noise": b.noise, "atlas": b.atlas, "labels": b.labels}}))
     if events_tsv is not None:

@@ -197,15 +197,28 @@ def add_task_stimuli(spec: NetworkSpec, events: list[Event], settings: TaskSetti
     return dataclasses.replace(spec, stimuli=spec.stimuli + tuple(extra))
 
 
+#: where a model BOLD sample sits in its TR, as a fraction of the TR from the TR's start: the end
+#: (sample k is the haemodynamic state at (k + 1) TR, dtb.bold); nilearn's slice_time_ref, and
+#: the BIDS sidecar's StartTime over RepetitionTime
+SAMPLE_TIME_REF = 1.0
+
+
+def frame_times(n: int, tr: float) -> np.ndarray:
+    """[s] the times of ``n`` model BOLD samples from the start of the run: the ends of the TRs."""
+    return (np.arange(n) + SAMPLE_TIME_REF) * tr
+
+
 def fit_glm(bold_img, events: list[Event], tr: float, settings: TaskSettings, mask_img=None):
-    """First-level GLM (nilearn): returns (model, {trial type: z-map image})."""
+    """First-level GLM (nilearn): returns (model, {trial type: z-map image}); each volume sits at
+    the end of its TR (SAMPLE_TIME_REF)."""
     import pandas as pd
     from nilearn.glm.first_level import FirstLevelModel
     df = pd.DataFrame([{"onset": e.onset, "duration": e.duration, "trial_type": e.trial_type,
                         "modulation": e.amplitude} for e in events])
     import warnings
-    model = FirstLevelModel(t_r=tr, hrf_model=settings.hrf_model, drift_model=settings.drift_model,
-                            high_pass=settings.high_pass, mask_img=mask_img, minimize_memory=False)
+    model = FirstLevelModel(t_r=tr, slice_time_ref=SAMPLE_TIME_REF, hrf_model=settings.hrf_model,
+                            drift_model=settings.drift_model, high_pass=settings.high_pass, mask_img=mask_img,
+                            minimize_memory=False)
     with warnings.catch_warnings():        # nilearn notes, twice, that it uses the mask it was given
         warnings.filterwarnings("ignore", message=".*[Gg]eneration of a mask has been requested.*")
         model.fit(bold_img, events=df)
@@ -225,8 +238,7 @@ def region_glm(bold: np.ndarray, events: list[Event], tr: float, settings: TaskS
     from nilearn.glm.first_level import make_first_level_design_matrix, run_glm
     df = pd.DataFrame([{"onset": e.onset, "duration": e.duration, "trial_type": e.trial_type,
                         "modulation": e.amplitude} for e in events])
-    frame_times = np.arange(len(bold)) * tr
-    dm = make_first_level_design_matrix(frame_times, df, hrf_model=settings.hrf_model,
+    dm = make_first_level_design_matrix(frame_times(len(bold), tr), df, hrf_model=settings.hrf_model,
                                         drift_model=settings.drift_model, high_pass=settings.high_pass)
     labels, results = run_glm(np.asarray(bold, dtype=np.float64), dm.values, noise_model=noise_model)
     out = {}

@@ -134,3 +134,40 @@ def test_activation_propagates_along_the_connectome():
         return int(np.argmax(trace[50:] > base + 0.5 * (plateau - base)))
 
     assert latency(strong) >= latency(visual) + 3
+
+
+def test_a_brief_events_fitted_response_peaks_where_the_balloon_models_does():
+    """Model BOLD of brief events (0.5 s, every 25 s) through the balloon model, sampled as dtb
+    samples it (volume k at the end of TR k), fitted by the GLM's design with finite-impulse-
+    response regressors on dtb's frame times: the fitted response peaks within half a TR of the
+    balloon model's own peak. Sampled at the starts of the TRs (the convention nilearn assumes by
+    default), it would come one TR early."""
+    import pandas as pd
+    from nilearn.glm.first_level import make_first_level_design_matrix
+
+    from dtb.models.balloon import BalloonIntegrator, bold_signal, fixed_point, preset
+    from dtb.task import frame_times
+    p, dt, tr, n = preset("dtb"), 5e-3, 0.5, 520
+    onsets = np.arange(10.0, 250.0, 25.0)
+
+    def bold_of(t_end: float, onsets) -> np.ndarray:
+        t = np.arange(int(round(t_end / dt))) * dt
+        u = 0.01 + 0.02 * np.any([(t >= o) & (t < o + 0.5) for o in onsets], axis=0)
+        integ = BalloonIntegrator(p, dt, fixed_point(np.full(1, 0.01), p)[0])
+        out = []
+        for x in u:
+            integ.step(np.array([x]))
+            out.append(bold_signal(integ.state, p)[0])
+        return np.array(out)
+    alone = bold_of(30.0, [5.0])
+    peak = (np.argmax(alone) + 1) * dt - 5.0                  # the balloon's own, at 5-ms resolution
+    samples = bold_of(n * tr, onsets)[int(round(tr / dt)) - 1::int(round(tr / dt))]   # ends of the TRs
+    events = pd.DataFrame({"onset": onsets, "duration": 0.5, "trial_type": "stim"})
+
+    def fir_peak(times: np.ndarray) -> float:
+        dm = make_first_level_design_matrix(times, events, hrf_model="fir", fir_delays=list(range(16)),
+                                            drift_model=None)
+        beta = np.linalg.lstsq(dm.values, samples - samples.mean(), rcond=None)[0][:16]
+        return float(np.argmax(beta)) * tr
+    assert abs(fir_peak(frame_times(n, tr)) - peak) <= tr / 2, (fir_peak(frame_times(n, tr)), peak)
+    assert abs(fir_peak(np.arange(n) * tr) - (peak - tr)) <= tr / 2
