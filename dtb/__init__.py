@@ -6,6 +6,8 @@ The Python API (docs/api.md):
     net = dtb.load("net.toml")                  # or a dict, or TOML text
     res = dtb.simulate(net, duration="1 s")     # dtb.results.RunResults on this process
     res.mean_rates(); res.rates_frame(); res.spikes_frame(); res.bold_frame()
+    res = dtb.open("results/x/run.h5")         # a finished run's file, as the same RunResults
+    net2 = net.with_stimulus(0, rate="3600 Hz")  # a changed copy (also with_population, with_projection)
 
 Packages:
     dtb.spec       network description (populations, projections, stimuli, monitors) from TOML
@@ -50,6 +52,12 @@ def simulate(network, duration=None, seed=None, out=None, progress: bool = False
         spec = spec.with_simulation(**values)
     options = RunOptions(out=Path(out) if out is not None else None, progress=progress)
     return run(spec, comm, options).results
+
+
+def open(path):   # noqa: A001 (dtb.open, like h5py.File or nibabel.load)
+    """A finished run's ``run.h5`` as dtb.results.RunResults (what :func:`simulate` returns)."""
+    from dtb.results import read_results
+    return read_results(path)
 
 
 def _si(values: dict) -> dict:

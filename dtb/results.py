@@ -120,12 +120,34 @@ class RunResults:
 
     def bold_frame(self):
         """pandas DataFrame of the regional BOLD (fractional signal change), one column per
-        region, indexed by the scan times (s); None without [bold]."""
+        region, indexed by the scan times (s: the ends of the TRs). A DtbError without [bold]."""
         if self.bold is None:
-            return None
+            from dtb.errors import DtbError
+            raise DtbError(f"{self.spec.source}: this run has no BOLD: add a [bold] section to the config "
+                           f"(docs/bold_and_task.md), or compute it afterwards with `dtb bold RUN.h5 --tr ...`")
         import pandas as pd
         t = np.arange(1, len(self.bold) + 1) * self.spec.bold.tr
         return pd.DataFrame(self.bold, index=pd.Index(t, name="time_s"), columns=list(self.spec.regions))
+
+    def states_frame(self, monitor: str | None = None):
+        """pandas DataFrame of the recorded state variables ([[monitors.state]]), one row per
+        (monitor, time, neuron): columns monitor, time_s, gid and one per variable, in SI units
+        (V, S, A); ``monitor``: only that one. A DtbError when nothing was recorded."""
+        import pandas as pd
+        from dtb.errors import DtbError
+        chosen = [s for s in self.states if monitor is None or s[0] == monitor]
+        if not chosen:
+            known = ", ".join(s[0] for s in self.states) or "none"
+            raise DtbError(f"no state monitor {monitor!r} in this run (recorded: {known}; see [[monitors.state]] "
+                           f"in docs/model.md)" if monitor else "this run recorded no state variables: add a "
+                           "[[monitors.state]] to the config (docs/model.md)")
+        parts = []
+        for name, gids, t, data in chosen:
+            t = np.asarray(t)
+            cols = {"monitor": name, "time_s": np.repeat(t, len(gids)), "gid": np.tile(np.asarray(gids), len(t))}
+            cols.update({var: np.asarray(arr).reshape(-1) for var, arr in data.items()})
+            parts.append(pd.DataFrame(cols))
+        return pd.concat(parts, ignore_index=True)
 
     def mean_rates(self) -> dict[str, float]:
         """Mean rate per population over the whole run (Hz)."""
@@ -314,8 +336,11 @@ def write_json(data: dict, path: str | Path) -> Path:
     return path
 
 
-def read_spikes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Spikes of a run file as (global ids, times in ms), sorted by (time, gid)."""
+def read_spikes(path: str | Path, unit: str = "s") -> tuple[np.ndarray, np.ndarray]:
+    """Spikes of a run file as (global ids, times in ``unit``: "s", as the rest of the API, or
+    "ms", as the file stores them), sorted by (time, gid)."""
+    if unit not in ("s", "ms"):
+        raise ValueError(f"unit must be 's' or 'ms', got {unit!r}")
     with h5py.File(path, "r") as f:
         pops = f["network/populations"][()]
         gids, times = [], []
@@ -326,4 +351,40 @@ def read_spikes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             times.append(g["timestamps"][()])
     g, t = np.concatenate(gids), np.concatenate(times)
     order = np.lexsort((g, t))
-    return g[order], t[order]
+    return g[order], t[order] * (1e-3 if unit == "s" else 1.0)
+
+
+def read_results(path: str | Path) -> RunResults:
+    """A finished run's file (run.h5 of ``dtb run``, ``dtb task`` or ``dtb.simulate(out=...)``)
+    as the RunResults ``dtb.simulate`` returns: its network from the config text stored in the
+    file, spikes, regional activity, state monitors, BOLD and CPG outputs (plastic weights and
+    the bridge's log stay in the file: /plasticity, /bridge). DtbError for a file that is not one."""
+    import tomllib
+
+    from dtb.errors import DtbError
+    from dtb.spec import spec_from_dict
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            text, source, seed = str(f.attrs["config"]), str(f.attrs["config_path"]), int(f.attrs["seed"])
+            dt, duration = float(f.attrs["dt_ms"]) * 1e-3, float(f.attrs["duration_ms"]) * 1e-3
+            spec = spec_from_dict(tomllib.loads(text), source=source, text=text,
+                                  overrides={"seed": seed, "duration": duration})
+            order = {str(k): m.variables for k, m in enumerate(spec.monitors.state)}
+            gids, t_ms = read_spikes(path, unit="ms")
+            reg = f["regions"]
+            res = RunResults(spec=spec, n_ranks=int(f.attrs["n_ranks"]), duration=duration,
+                             spike_gids=gids, spike_steps=np.rint(t_ms * 1e-3 / dt).astype(np.int64),
+                             region_exc=reg["I_exc"][()], region_inh=reg["I_inh"][()], region_rate=reg["rate"][()],
+                             region_interval=float(reg.attrs["interval_ms"]) * 1e-3,
+                             states=[(name, g["gids"][()], g["t_ms"][()] * 1e-3,
+                                      {k: g[k][()] for k in order.get(name, sorted(set(g) - {"gids", "t_ms"}))})
+                                     for name, g in f["state"].items()],
+                             summary=dict(f["summary"].attrs) if "summary" in f else {},
+                             bold=f["bold/signal"][()] if "bold" in f else None,
+                             cpg=(f["cpg/t_ms"][()] * 1e-3, f["cpg/y"][()]) if "cpg" in f else None)
+    except FileNotFoundError:
+        raise DtbError(f"{path}: file not found") from None
+    except (OSError, KeyError) as e:
+        raise DtbError(f"{path}: not a run file written by dtb ({e})") from None
+    return res

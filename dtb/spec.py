@@ -278,7 +278,75 @@ class NetworkSpec:
         return min(pr.delay.lower_bound for pr in self.projections)
 
     def with_simulation(self, **changes: Any) -> "NetworkSpec":
+        """A copy with [simulation] fields changed (SI values: ``duration=2.0``, ``seed=3``)."""
         return dataclasses.replace(self, simulation=dataclasses.replace(self.simulation, **changes))
+
+    def with_population(self, name: str, **params: Any) -> "NetworkSpec":
+        """A copy in which population ``name`` has these neuron parameters changed, each a value
+        with its unit (``V_th="-52 mV"``) or a number in SI units (the parameters of docs/model.md)."""
+        from dtb.models import LIF_PARAMETER_DIMENSIONS
+        self.population(name)
+        for key in params:
+            if key not in LIF_PARAMETER_DIMENSIONS:
+                raise ConfigError(self.source, f"{name}.{key}", f"unknown neuron parameter (known: "
+                                  f"{', '.join(LIF_PARAMETER_DIMENSIONS)})")
+        values = {k: _si_value(self.source, f"{name}.{k}", v, LIF_PARAMETER_DIMENSIONS[k]) for k, v in params.items()}
+        pops = tuple(dataclasses.replace(p, params={**p.params, **values}) if p.name == name else p
+                     for p in self.populations)
+        return dataclasses.replace(self, populations=pops)
+
+    def with_projection(self, index: int, **changes: Any) -> "NetworkSpec":
+        """A copy in which projection ``index`` (its place in [[projections]]) has a new
+        ``weight`` (one value: ``"0.8 nS"``, or a Distribution), ``delay``, ``indegree`` or
+        ``probability``."""
+        pr = self.projections[index]
+        field_of = {"weight": "conductance", "delay": "time"}
+        new = {}
+        for key, v in changes.items():
+            where = f"projections[{index}].{key}"
+            if key in field_of:
+                new[key] = v if isinstance(v, Distribution) else Distribution(
+                    "constant", value=_si_value(self.source, where, v, field_of[key], nonnegative=True))
+            elif key == "indegree" and isinstance(v, int) and v >= 0 and pr.rule == "fixed_indegree":
+                new[key] = v
+            elif key == "probability" and isinstance(v, (int, float)) and 0 <= v <= 1 and pr.rule == "fixed_probability":
+                new[key] = float(v)
+            else:
+                raise ConfigError(self.source, where, "cannot be changed this way (weight, delay, an indegree of a "
+                                  "fixed_indegree rule or a probability in [0, 1] of a fixed_probability rule)")
+        projs = list(self.projections)
+        projs[index] = dataclasses.replace(pr, **new)
+        return dataclasses.replace(self, projections=tuple(projs))
+
+    def with_stimulus(self, index: int, **changes: Any) -> "NetworkSpec":
+        """A copy in which stimulus ``index`` (its place in [[stimuli]]) has a new ``rate`` or
+        ``weight`` (Poisson) or ``amplitude`` (current), or ``start`` / ``stop``."""
+        st = self.stimuli[index]
+        dims = {"rate": "rate", "weight": "conductance", "amplitude": "current", "start": "time", "stop": "time"}
+        new = {}
+        for key, v in changes.items():
+            if key not in dims or not hasattr(st, key):
+                raise ConfigError(self.source, f"stimuli[{index}].{key}", f"not a field of this {type(st).__name__}")
+            new[key] = _si_value(self.source, f"stimuli[{index}].{key}", v, dims[key], nonnegative=key != "amplitude")
+        stims = list(self.stimuli)
+        stims[index] = dataclasses.replace(st, **new)
+        return dataclasses.replace(self, stimuli=tuple(stims))
+
+
+def _si_value(source: str, field_name: str, value: Any, dimension: str, nonnegative: bool = False) -> float:
+    """A number in SI units from ``value`` (a string with its unit, or a number already in SI),
+    finite, and not negative when asked; ConfigError otherwise."""
+    from dtb.units import UnitError, parse_quantity
+    if isinstance(value, str):
+        try:
+            value = parse_quantity(value, dimension)
+        except UnitError as e:
+            raise ConfigError(source, field_name, str(e)) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(source, field_name, f"expected a finite number or a value with a unit, got {value!r}")
+    if nonnegative and value < 0:
+        raise ConfigError(source, field_name, f"must not be negative, got {value!r}")
+    return float(value)
 
 
 def apply_condition(spec: NetworkSpec, name: str) -> NetworkSpec:

@@ -87,7 +87,7 @@ def test_lockstep_loop_with_a_body(tmp_path, ranks):
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["bridge_sent"] == 30 and s["bridge_received"] == 30
     # the motor rates published agree with the spikes recorded
-    gids, t_ms = read_spikes(tmp_path / "out" / "run.h5")
+    gids, t_ms = read_spikes(tmp_path / "out" / "run.h5", unit="ms")
     with h5py.File(tmp_path / "out" / "run.h5") as f:
         pops = {r["name"].decode() if isinstance(r["name"], bytes) else r["name"]: (int(r["first_gid"]), int(r["size"]))
                 for r in f["network/populations"][()]}

@@ -29,7 +29,7 @@ def test_nwb_export_round_trip(small_run, tmp_path):
     out = tmp_path / "run.nwb"
     p = run_dtb(["export", str(small_run), "--nwb", "--out", str(out)])
     assert p.returncode == 0, p.stderr
-    gids, times_ms = read_spikes(small_run)
+    gids, times_ms = read_spikes(small_run, unit="ms")
     with h5py.File(small_run) as f:
         rates, bold = f["rates"][()], f["bold/signal"][()]
         config, seed = f.attrs["config"], int(f.attrs["seed"])

@@ -28,7 +28,21 @@ def configure_brian() -> None:
     BrianLogger.log_level_warn()
     logging.getLogger("brian2").setLevel(logging.WARNING)
     _drop_brian_temp_files()
+    _restore_excepthook()
     _DONE = True
+
+
+def _restore_excepthook() -> None:
+    """Brian2 installs an exception hook at import that answers every uncaught exception, the
+    user's own included, with a banner asking to report a bug in Brian2: the interpreter's own
+    hook comes back (an error inside Brian2 still shows its traceback)."""
+    import sys
+
+    from brian2 import prefs
+    from brian2.utils.logger import brian_excepthook
+    prefs["logging.display_brian_error_message"] = False
+    if sys.excepthook is brian_excepthook:
+        sys.excepthook = sys.__excepthook__
 
 
 def _drop_brian_temp_files() -> None:
