@@ -198,7 +198,7 @@ def score(forecast: np.ndarray, z: np.ndarray, o: np.ndarray, horizons, referenc
            "skill": np.full(H, np.nan), "r2": np.full(H, np.nan), "n": inside.sum(axis=0)}
     for h in range(H):
         ok = inside[:, h]
-        if ok.sum() < 3:
+        if ok.sum() < MIN_ORIGINS:
             continue
         truth = z[rows[ok, h]]
         f, ref = forecast[ok, h], reference[ok, h]
@@ -228,6 +228,23 @@ def table(scores: dict, horizons, label: str = "") -> str:
     rows = [head]
     for name, s in scores.items():
         r2 = s.get("r2", np.full(len(horizons), np.nan))
-        rows.append(f"{name:<28}" + "".join(f"{s['r'][k]:9.3f}{s['skill'][k]:9.3f}{r2[k]:9.3f}"
+        rows.append(f"{name:<28}" + "".join(f"{_cell(s['r'][k])}{_cell(s['skill'][k])}{_cell(r2[k])}"
                                             for k in range(len(horizons))))
+    rows += unscored(scores, horizons)
     return "\n".join(rows)
+
+
+def _cell(value: float) -> str:
+    return f"{value:9.3f}" if np.isfinite(value) else f"{'n/a':>9}"
+
+
+#: fewest forecast origins a horizon is scored on
+MIN_ORIGINS = 3
+
+
+def unscored(scores: dict, horizons) -> list[str]:
+    """One line per horizon scored on fewer than MIN_ORIGINS origins, saying why it has no score."""
+    counts = next(iter(scores.values()))["n"] if scores else []
+    return [f"{h} TR{'s' if h > 1 else ''} ahead: no score, only {int(n)} forecast origin(s) have their target inside "
+            f"the held-out part ({MIN_ORIGINS} needed): a lower forecast_stride, or a longer held-out part "
+            f"(--train-fraction), gives more" for h, n in zip(horizons, counts) if n < MIN_ORIGINS]

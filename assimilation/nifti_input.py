@@ -4,8 +4,11 @@
 * the space: a BIDS ``space-`` entity in the file name must be the atlas's (MNI152 for the bundled
   atlas); the alignment: the centre of the image's brain (voxels brighter than a fifth of the
   brightest mean) must lie within :data:`MAX_OFFSET_MM` of the atlas labels' centre, and the image
-  must cover :data:`MIN_COVERAGE` of the labelled voxels. A mismatch is an error, never a silent
-  acceptance (an image of the atlas's shape shifted by 20 mm is refused);
+  must cover :data:`MIN_COVERAGE` of the labelled voxels, and no shift of the labels by whole
+  voxels of the image's grid may put :data:`SHIFT_GAIN` more of them inside the image's brain
+  than its own affine does (the tolerance: less than a voxel of the image, 2-3 mm in fMRIPrep's
+  outputs). A mismatch is an error, never a silent acceptance (an image shifted by 8 mm, or 20, is
+  refused);
 * region means with nilearn's NiftiLabelsMasker, the labels resampled to the image's grid
   (nearest neighbour);
 * confounds chosen with nilearn's fMRIPrep interface (``load_confounds_strategy``): ``"simple"``
@@ -17,7 +20,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +31,49 @@ MAX_OFFSET_MM = 12.0
 MIN_COVERAGE = 0.9
 
 
+#: BIDS entities in the order BIDS writes them (the specification's entity table; cohort, a
+#: TemplateFlow entity fMRIPrep writes, after space)
+ENTITIES = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc", "stain", "rec", "dir",
+            "run", "mod", "echo", "flip", "inv", "mt", "part", "proc", "hemi", "space", "cohort", "split", "recording",
+            "chunk", "seg", "res", "den", "label", "desc")
+#: the entities fMRIPrep adds to a derivative of the raw series, which its confounds file has not
+DERIVATIVE_ENTITIES = ("space", "cohort", "res", "den", "desc")
+
+
+def bids_parts(name: str) -> tuple[dict[str, str], str, str]:
+    """(entities {key: label} in file order, suffix, extension) of a BIDS file name, e.g.
+    sub-01_task-rest_space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.nii.gz ->
+    ({sub: 01, task: rest, space: ..., res: 2, desc: preproc}, "bold", ".nii.gz")."""
+    base, dot, ext = name.partition(".")
+    parts = base.split("_")
+    entities, suffix = {}, ""
+    for i, part in enumerate(parts):
+        key, sep, value = part.partition("-")
+        if sep and value:
+            entities[key] = value
+        elif i == len(parts) - 1:
+            suffix = part
+    return entities, suffix, dot + ext
+
+
+def bids_name(entities: dict[str, str], suffix: str, extension: str) -> str:
+    """A BIDS file name from its entities, written in BIDS order (others after them, as given)."""
+    keys = [k for k in ENTITIES if k in entities] + [k for k in entities if k not in ENTITIES]
+    return "_".join([f"{k}-{entities[k]}" for k in keys] + [suffix]) + extension
+
+
 def space_of(path: str | Path) -> str | None:
     """The BIDS ``space-`` (or TemplateFlow ``tpl-``) entity of a file name, if any."""
-    m = re.search(r"(?:space|tpl)-([A-Za-z0-9]+)", Path(path).name)
-    return m.group(1) if m else None
+    entities = bids_parts(Path(path).name)[0]
+    return entities.get("space") or entities.get("tpl")
+
+
+def confounds_path(path: Path) -> Path:
+    """fMRIPrep's confounds file of a preprocessed image: the image's entities without those a
+    derivative adds (space-, cohort-, res-, den-, desc-), desc-confounds, suffix timeseries."""
+    entities, _, _ = bids_parts(path.name)
+    raw = {k: v for k, v in entities.items() if k not in DERIVATIVE_ENTITIES}
+    return path.with_name(bids_name({**raw, "desc": "confounds"}, "timeseries", ".tsv"))
 
 
 def atlas_space(atlas: str | Path) -> str | None:
@@ -55,7 +96,8 @@ def check_alignment(path: Path, img, atlas_img, atlas: str) -> None:
     """The image's brain and the atlas's labels overlap (see the module docstring)."""
     import nibabel as nib
     mean = np.asarray(img.dataobj[..., :min(img.shape[3], 20)], dtype=np.float64).mean(axis=3)
-    bright = np.argwhere(mean > 0.2 * mean.max())
+    brain_mask = mean > 0.2 * mean.max()
+    bright = np.argwhere(brain_mask)
     labels = np.asanyarray(atlas_img.dataobj)
     labelled = nib.affines.apply_affine(atlas_img.affine, np.argwhere(labels > 0))
     if not len(bright) or not len(labelled):
@@ -70,6 +112,47 @@ def check_alignment(path: Path, img, atlas_img, atlas: str) -> None:
     if inside < MIN_COVERAGE:
         raise DtbError(f"{path}: the image covers {100 * inside:.0f} % of the atlas's labelled voxels; at least "
                        f"{100 * MIN_COVERAGE:.0f} % are needed")
+    zooms = np.array(img.header.get_zooms()[:3], dtype=float)
+    shift, as_given, best = label_shift(brain_mask, labels_on_grid(atlas_img, img), MAX_OFFSET_MM, float(zooms.min()))
+    if best - as_given > SHIFT_GAIN:
+        mm = shift * zooms
+        raise DtbError(f"{path}: the image's brain looks shifted by about ({mm[0]:+.0f}, {mm[1]:+.0f}, {mm[2]:+.0f}) mm "
+                       f"from the atlas's labels ({atlas}): {100 * as_given:.0f} % of the labelled voxels lie inside "
+                       f"it as given, {100 * best:.0f} % after that shift; its affine does not put it in the atlas's "
+                       f"space")
+
+
+#: a shift of the labels by whole voxels that puts this much more of them inside the image's brain
+#: than the image's own affine does is a misalignment (one voxel of the image's grid or more)
+SHIFT_GAIN = 0.03
+
+
+def labels_on_grid(atlas_img, img) -> np.ndarray:
+    """The atlas's labelled voxels (bool) on the image's grid (nearest neighbour)."""
+    import nibabel as nib
+    from nilearn.image import resample_img
+    ref = nib.Nifti1Image(np.zeros(img.shape[:3], dtype=np.int8), img.affine)
+    out = resample_img(atlas_img, target_affine=ref.affine, target_shape=ref.shape, interpolation="nearest",
+                       force_resample=True, copy_header=True)
+    return np.asanyarray(out.dataobj) > 0
+
+
+def label_shift(brain: np.ndarray, labelled: np.ndarray, reach_mm: float = MAX_OFFSET_MM,
+                voxel_mm: float = 1.0) -> tuple[np.ndarray, float, float]:
+    """(the shift s in voxels within ``reach_mm`` that puts the most labelled voxels inside the
+    brain, the fraction inside as given, the fraction inside after s) for two boolean volumes on
+    one grid: the overlap of the brain with the labels moved by s, for every s at once (FFT)."""
+    from scipy.signal import fftconvolve
+    total = labelled.sum()
+    if total == 0:
+        return np.zeros(3, dtype=int), 0.0, 0.0
+    overlap = fftconvolve(brain.astype(float), labelled[::-1, ::-1, ::-1].astype(float), mode="full")
+    centre = np.array(labelled.shape) - 1                 # index of no shift
+    reach = max(int(np.ceil(reach_mm / voxel_mm)), 1)
+    lo, hi = np.maximum(centre - reach, 0), centre + reach + 1
+    window = overlap[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    best = np.array(np.unravel_index(np.argmax(window), window.shape)) + lo
+    return best - centre, float(overlap[tuple(centre)] / total), float(window.max() / total)
 
 
 def region_means(path: Path, atlas: str, labels: str, regions: list[str]) -> np.ndarray:
@@ -122,8 +205,7 @@ def confounds_for(path: Path, strategy: str) -> tuple[np.ndarray | None, str]:
         raise DtbError(f"confounds strategy {strategy!r} is not one of {', '.join(CONFOUND_STRATEGIES)}")
     if strategy == "none":
         return None, "no confounds regressed (none asked)"
-    stem = re.sub(r"_space-[A-Za-z0-9]+", "", Path(path).name.split("_desc-")[0].replace(".nii.gz", ""))
-    tsv = Path(path).with_name(f"{stem}_desc-confounds_timeseries.tsv")
+    tsv = confounds_path(Path(path))
     if not tsv.exists():
         if strategy == "auto":
             return None, f"no confounds regressed (no {tsv.name} beside the image)"

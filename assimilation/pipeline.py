@@ -168,7 +168,9 @@ def load_raw(spec: NetworkSpec, path: str, key: str | None, train_fraction: floa
         confounds, note = confounds_for(Path(path), spec.assimilation.confounds)
         if confounds is not None:
             raw = regress_confounds(raw, confounds, n_train)
-        log.info("%s: %s", path, note)
+            log.info("%s: %s", path, note)
+        else:                                # motion and physiology stay in the signal: say so
+            log.warning("%s: %s", path, note)
     return raw, n_train
 
 

@@ -23,9 +23,52 @@ def plots(run_path: Path, out: Path) -> list[Path]:
     written = [_hyperparameters(run_path, out / "hyperparameters.png"), _training_fit(run_path, out / "bold_fit.png")]
     with h5py.File(run_path, "r") as h:
         has_heldout = "heldout" in h
+        has_structure = "structure/fic" in h or "structure/ec" in h
+    if has_structure:
+        written.append(structure_figure(run_path, out / "structure.png"))
     if has_heldout:
         written.append(forecast_skill(run_path, out / "forecast_skill.png"))
     return written
+
+
+def structure_figure(run_path: Path, path: Path) -> Path:
+    """The twin's structure fitted on the training part: each region's excitatory rate after
+    feedback inhibition control against its target (and the factor on its inhibition), and the
+    effective connectivity beside the structural mask it was fitted on."""
+    plt = _plt()
+    with h5py.File(run_path, "r") as h:
+        g = h["structure"]
+        fic = {k: g[f"fic/{k}"][()] for k in ("rates", "scale")} if "fic" in g else None
+        fic_attrs = dict(g["fic"].attrs) if "fic" in g else {}
+        ec = g["ec/C"][()] if "ec" in g else None
+        ec_attrs = dict(g["ec"].attrs) if "ec" in g else {}
+    panels = [p for p in ((fic, "fic"), (ec, "ec")) if p[0] is not None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    for ax, (_, kind) in zip(axes[0], panels):
+        if kind == "fic":
+            target, tol = float(fic_attrs["target_hz"]), float(fic_attrs["tolerance"])
+            x = np.arange(len(fic["rates"]))
+            ax.axhspan(target * (1 - tol), target * (1 + tol), color="0.85", label=f"target ± {100 * tol:.0f} %")
+            ax.plot(x, fic["rates"], "o", ms=3, label="excitatory rate (members' mean)")
+            ax.set_xlabel("region")
+            ax.set_ylabel("rate (Hz)")
+            twin = ax.twinx()
+            twin.plot(x, fic["scale"], "-", color="C3", lw=0.8)
+            twin.set_ylabel("factor on inhibition onto E", color="C3")
+            ax.set_title(f"feedback inhibition control ({'converged' if fic_attrs['converged'] else 'NOT converged'})")
+            ax.legend(fontsize=7, loc="lower left")
+        else:
+            im = ax.imshow(ec, cmap="magma", interpolation="nearest")
+            fig.colorbar(im, ax=ax, label="C (1/TR)")
+            ax.set_xlabel("source region")
+            ax.set_ylabel("target region")
+            ax.set_title(f"effective connectivity (loop gain {ec_attrs['gain']:.2f}, training FC r "
+                         f"{ec_attrs['fc_r_train']:.2f})")
+    fig.suptitle("the twin's structure, fitted on the training part")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def _hyperparameters(run_path: Path, path: Path) -> Path:
@@ -97,6 +140,10 @@ def forecast_skill(run_path: Path, path: Path) -> Path:
         ax.set_xlabel("horizon (TRs)")
         ax.set_xticks(horizons)
     a1.legend(fontsize=7)
+    from assimilation.forecast import unscored
+    missing = unscored(scores, horizons)
+    if missing:
+        a1.text(0.02, 0.02, "\n".join(missing), transform=a1.transAxes, fontsize=7, va="bottom", wrap=True)
     fig.suptitle(f"held-out forecasts ({n} origins; every model fitted on the training part only)"
                  + (f" [{label}]" if label else ""), fontsize=10)
     fig.tight_layout()

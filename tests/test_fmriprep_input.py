@@ -116,23 +116,62 @@ def test_the_confound_fit_uses_the_training_part_only():
     np.testing.assert_array_equal(a[:40], b[:40])
 
 
-def test_a_shifted_image_or_another_space_is_refused(derivatives, tmp_path):
+@pytest.mark.parametrize("mm,words", [(20.0, "mm from the atlas's labels"),
+                                      (8.0, r"looks shifted by about \(\+8, \+0, \+0\) mm")])
+def test_a_shifted_image_or_another_space_is_refused(derivatives, tmp_path, mm, words):
     from assimilation.nifti_input import region_means
     d, labels, names, img, signals = derivatives
+    padded = np.pad(labels, ((6, 6), (0, 0), (0, 0)))     # the atlas's grid, 12 mm wider on each side
     shifted = ATLAS_AFFINE.copy()
-    shifted[0, 3] += 20.0                                  # the atlas's own grid, moved 20 mm
-    moved, _ = fmriprep_folder(tmp_path / "moved", np.pad(labels, 0), affine=shifted, shape=labels.shape)
+    shifted[0, 3] += mm - 12.0                             # and moved
+    moved, _ = fmriprep_folder(tmp_path / "moved", padded, affine=shifted, shape=padded.shape)
     data = np.asanyarray(nib.load(moved).dataobj)
     fixed = np.zeros_like(data)                            # the brain where the atlas's labels are, in voxels
     for k in range(R):
-        fixed[labels == k + 1] = 1000 + k
+        fixed[padded == k + 1] = 1000 + k
     nib.save(nib.Nifti1Image(fixed + np.random.default_rng(2).standard_normal(fixed.shape).astype(np.float32),
                              shifted), moved)
-    with pytest.raises(DtbError, match="mm from the atlas's labels"):
+    with pytest.raises(DtbError, match=words):
         region_means(moved, str(d / ATLAS), str(d / "labels.csv"), names)
     native, _ = fmriprep_folder(tmp_path / "native", labels, space="T1w")
     with pytest.raises(DtbError, match="in space T1w"):
         region_means(native, str(d / ATLAS), str(d / "labels.csv"), names)
+
+
+def test_fmriprep_names_are_read_by_entities(derivatives, tmp_path):
+    """Any output-space variant (res-, cohort-, den-, BIDS order kept) finds its confounds file;
+    without one the strategy 'auto' regresses nothing and says so with a warning."""
+    import logging
+    import shutil
+
+    from assimilation.nifti_input import bids_name, bids_parts, confounds_for, confounds_path
+    from assimilation.pipeline import load_observed
+    d, _, names, img, _ = derivatives
+    name = "sub-01_ses-2_task-rest_run-1_space-MNI152NLin2009cAsym_cohort-1_res-2_desc-preproc_bold.nii.gz"
+    assert confounds_path(tmp_path / name).name == "sub-01_ses-2_task-rest_run-1_desc-confounds_timeseries.tsv"
+    entities, suffix, ext = bids_parts(name)
+    assert bids_name(entities, suffix, ext) == name and entities["res"] == "2" and suffix == "bold"
+    folder = tmp_path / "func"
+    folder.mkdir()
+    variant = folder / "sub-01_task-rest_space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.nii.gz"
+    shutil.copy(img, variant)
+    shutil.copy(img.with_name("sub-01_task-rest_desc-confounds_timeseries.tsv"), folder)
+    shutil.copy(img.with_name("sub-01_task-rest_desc-confounds_timeseries.json"), folder)
+    conf, note = confounds_for(variant, "simple")
+    assert conf.shape == (T, 10) and "10 confounds regressed" in note
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(img, alone / variant.name)
+    spec, _ = spec_for(d, names)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("assimilation.pipeline").addHandler(handler)
+    try:
+        load_observed(spec, str(alone / variant.name), None, 0.5)
+    finally:
+        logging.getLogger("assimilation.pipeline").removeHandler(handler)
+    assert any(r.levelno == logging.WARNING and "no confounds regressed" in r.getMessage() for r in records)
 
 
 def test_a_header_tr_other_than_the_configs_is_refused(derivatives, tmp_path):

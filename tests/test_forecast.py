@@ -173,3 +173,14 @@ def test_r2_is_one_minus_sse_over_the_targets_variance():
     for h in range(len(HORIZONS)):
         t, f = truth[inside[:, h], h], noisy[inside[:, h], h]
         assert s["r2"][h] == pytest.approx(1 - np.sum((f - t) ** 2) / np.sum((t - t.mean(axis=0)) ** 2))
+
+
+def test_too_few_origins_say_why_there_is_no_score():
+    """A held-out part too short for three forecast origins: no number in the table, one line
+    per horizon saying why and what gives more."""
+    z = np.random.default_rng(0).standard_normal((24, 3))
+    o = fc.origins(20, 24, 5)
+    scores, _ = fc.compare(z, 20, o, (1, 2), 0.72, {})
+    text = fc.table(scores, (1, 2))
+    assert "nan" not in text and "n/a" in text
+    assert "1 TR ahead: no score, only 1 forecast origin(s)" in text and "forecast_stride" in text
