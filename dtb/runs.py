@@ -205,6 +205,8 @@ def write_outputs(res: RunResults, spec: NetworkSpec, out: Path, plots: bool = T
     try:
         out.mkdir(parents=True, exist_ok=True)
         check_room(out, 1.2 * array_bytes(res) + 2**20, "the results (run.h5)")
+        log.info("writing %s (%d spikes)%s", out / "run.h5", len(res.spike_gids),
+                 ", the figures" if plots else "")
         path = write_results(res, out / "run.h5")
     except OSError as e:
         raise DtbError(f"cannot write results to {out}: {e.strerror or e}") from None
@@ -214,6 +216,8 @@ def write_outputs(res: RunResults, spec: NetworkSpec, out: Path, plots: bool = T
     if plots:
         written += [figures.raster_and_rates(res, out / "raster.png"), figures.region_activity(res, out / "regions.png")]
     if res.bold is not None:
+        log.info("BOLD outputs: %d TRs x %d regions%s", len(res.bold), len(spec.regions),
+                 " painted into the atlas (bold.nii.gz)" if spec.bold.atlas else "")
         written += write_bold_outputs(res.bold, spec.regions, spec.bold, out, plots, figures.stimulus_periods(spec))
     notes: list[str] = []
     if events is not None:
@@ -222,5 +226,6 @@ def write_outputs(res: RunResults, spec: NetworkSpec, out: Path, plots: bool = T
         written += files
     if (out / "bold.nii.gz") in written:
         from dtb.bids import write_derivative
+        log.info("BIDS derivative in %s", out / "bids")
         written += write_derivative(out, spec, out / "bold.nii.gz", bids_task, out / "events.tsv" if events else None)
     return written, notes

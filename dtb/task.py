@@ -208,18 +208,34 @@ def frame_times(n: int, tr: float) -> np.ndarray:
     return (np.arange(n) + SAMPLE_TIME_REF) * tr
 
 
+def events_frame(events: list[Event]):
+    """The events as nilearn's GLM takes them; a modulation column only where an amplitude is
+    not 1 (nilearn prints a note, every time, for a column that changes nothing)."""
+    import pandas as pd
+    rows = [{"onset": e.onset, "duration": e.duration, "trial_type": e.trial_type, "modulation": e.amplitude}
+            for e in events]
+    df = pd.DataFrame(rows, columns=["onset", "duration", "trial_type", "modulation"])
+    return df if np.any(df.modulation != 1.0) else df.drop(columns="modulation")
+
+
+def _nilearn_notes():
+    """nilearn prints its notes (e.g. that a modulation column is used) to stdout whatever its
+    verbosity; dtb says what matters itself."""
+    import contextlib
+    import io
+    return contextlib.redirect_stdout(io.StringIO())
+
+
 def fit_glm(bold_img, events: list[Event], tr: float, settings: TaskSettings, mask_img=None):
     """First-level GLM (nilearn): returns (model, {trial type: z-map image}); each volume sits at
     the end of its TR (SAMPLE_TIME_REF)."""
-    import pandas as pd
     from nilearn.glm.first_level import FirstLevelModel
-    df = pd.DataFrame([{"onset": e.onset, "duration": e.duration, "trial_type": e.trial_type,
-                        "modulation": e.amplitude} for e in events])
+    df = events_frame(events)
     import warnings
     model = FirstLevelModel(t_r=tr, slice_time_ref=SAMPLE_TIME_REF, hrf_model=settings.hrf_model,
                             drift_model=settings.drift_model, high_pass=settings.high_pass, mask_img=mask_img,
                             minimize_memory=False)
-    with warnings.catch_warnings():        # nilearn notes, twice, that it uses the mask it was given
+    with warnings.catch_warnings(), _nilearn_notes():   # nilearn notes, twice, that it uses the mask it was given
         warnings.filterwarnings("ignore", message=".*[Gg]eneration of a mask has been requested.*")
         model.fit(bold_img, events=df)
     zmaps = {t: model.compute_contrast(t, output_type="z_score") for t in sorted(df.trial_type.unique())}
@@ -233,13 +249,12 @@ def region_glm(bold: np.ndarray, events: list[Event], tr: float, settings: TaskS
     Every voxel of a region carries the region's signal, so this equals nilearn's voxel-wise
     FirstLevelModel inside the regions (same design matrix, same AR(1) fit), at a fraction of the
     cost; frame times are the ends of the TRs, as the samples are."""
-    import pandas as pd
     from nilearn.glm.contrasts import compute_contrast
     from nilearn.glm.first_level import make_first_level_design_matrix, run_glm
-    df = pd.DataFrame([{"onset": e.onset, "duration": e.duration, "trial_type": e.trial_type,
-                        "modulation": e.amplitude} for e in events])
-    dm = make_first_level_design_matrix(frame_times(len(bold), tr), df, hrf_model=settings.hrf_model,
-                                        drift_model=settings.drift_model, high_pass=settings.high_pass)
+    df = events_frame(events)
+    with _nilearn_notes():
+        dm = make_first_level_design_matrix(frame_times(len(bold), tr), df, hrf_model=settings.hrf_model,
+                                            drift_model=settings.drift_model, high_pass=settings.high_pass)
     labels, results = run_glm(np.asarray(bold, dtype=np.float64), dm.values, noise_model=noise_model)
     out = {}
     for t in sorted(df.trial_type.unique()):

@@ -4,11 +4,14 @@ design's regressors."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from dtb.errors import DtbError
+
+log = logging.getLogger(__name__)
 
 
 def write_task_outputs(spec, res, events, out: Path, plots: bool = True) -> tuple[list[Path], list[str]]:
@@ -26,6 +29,10 @@ def write_task_outputs(spec, res, events, out: Path, plots: bool = True) -> tupl
     table = read_label_table(spec.bold.labels)
     labels = np.asanyarray(label_img.dataobj)
     mask = nib.Nifti1Image(np.isin(labels, [table[r] for r in spec.regions]).astype(np.uint8), label_img.affine)
+    if any(e.amplitude != 1.0 for e in events):
+        log.info("GLM: the events' amplitudes modulate their regressors")
+    log.info("GLM on %d volumes x %d voxels of the atlas's labels (nilearn FirstLevelModel, %s HRF)...",
+             len(res.bold), int(np.asarray(mask.dataobj).sum()), spec.task.hrf_model)
     model, zmaps = fit_glm(nib.load(out / "bold.nii.gz"), events, spec.bold.tr, spec.task, mask_img=mask)
     written += [save_nifti(img, out / f"zmap_{t}.nii.gz") for t, img in zmaps.items()]
     # per region: the same GLM on the region time series (equal to the voxels' z inside each label)
@@ -40,6 +47,7 @@ def write_task_outputs(spec, res, events, out: Path, plots: bool = True) -> tupl
         notes.append(f"contrast {t}: {int((z > 3.1).sum())} of {len(z)} regions above z = 3.1; top: "
                      + ", ".join(f"{spec.regions[i]} {z[i]:.1f}" for i in top))
     if plots:
+        log.info("figures: z-maps (glass brains) and the most responsive regions' time courses...")
         written += _glass_brains(zmaps, out)
         written.append(_timecourses(spec, res, model, zmaps, z_by_type, out / "task_timecourses.png"))
     return written, notes

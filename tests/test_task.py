@@ -122,3 +122,21 @@ def test_fitted_hyperparameters_are_loaded(tmp_path):
     assert p.returncode == 2 and "do not match" in p.stderr and "Traceback" not in p.stderr
     p = run_dtb(["run", str(cfg), "--out", str(tmp_path / "w"), "--no-plots", "--rest", "5 s"])
     assert p.returncode == 2 and "--rest belongs to dtb task" in p.stderr
+
+
+def test_the_results_line_lists_every_file_by_folder():
+    from pathlib import Path
+
+    from dtb.cli.run import results_line
+    out = Path("/o")
+    line = results_line([out / "run.h5", out / "zmap_visual.nii.gz", out / "region_z.tsv",
+                         out / "bids" / "dataset_description.json", out / "bids" / "sub-x" / "func" / "a.json"])
+    assert line == "/o/: run.h5, zmap_visual.nii.gz, region_z.tsv; /o/bids/ (2 files)"
+
+
+def test_events_carry_a_modulation_column_only_when_it_changes_something():
+    from dtb.task import Event, events_frame
+    plain = events_frame([Event(1.0, 2.0, "a", 1.0), Event(5.0, 2.0, "a", 1.0)])
+    assert list(plain.columns) == ["onset", "duration", "trial_type"]
+    scaled = events_frame([Event(1.0, 2.0, "a", 1.0), Event(5.0, 2.0, "a", 0.5)])
+    assert list(scaled.modulation) == [1.0, 0.5]

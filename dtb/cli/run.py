@@ -253,8 +253,23 @@ def print_summary(spec, outcome, size: int, command: str = "run") -> None:
         inh = [r for p, r in zip(spec.populations, rates.values()) if p.kind == "inhibitory"]
         print(f"  ... {len(rates) - 20} more populations (all in summary.json); mean over populations: "
               f"excitatory {np.mean(exc):.2f} Hz, inhibitory {np.mean(inh) if inh else 0:.2f} Hz")
-    shown = [p for p in outcome.written if p.name in ("run.h5", "raster.png", "regions.png", "bold.png", "bold.nii.gz")]
-    print(f"  results: {', '.join(str(p) for p in shown)}")
+    print(f"  results: {results_line(outcome.written)}")
+
+
+def results_line(written) -> str:
+    """Every file written, by folder: 'OUT/: run.h5, ..., region_z.tsv; OUT/bids/ (5 files)'."""
+    from pathlib import Path
+    written = [Path(p) for p in written]
+    if not written:
+        return "nothing written"
+    top = written[0].parent
+    folders: dict[Path, list[str]] = {}
+    for p in written:
+        sub = p.relative_to(top).parts[0] if top in p.parents else None
+        key = top if p.parent == top else (top / sub if sub else p.parent)
+        folders.setdefault(key, []).append(p.name)
+    return "; ".join(f"{folder}/: {', '.join(names)}" if folder == top else f"{folder}/ ({len(names)} files)"
+                     for folder, names in folders.items())
 
 
 def cmd_check(args) -> int:
