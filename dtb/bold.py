@@ -322,16 +322,13 @@ def _fc_panel(ax, fig, signal: np.ndarray, regions: list[str], region_order) -> 
                 fontsize=9, wrap=True)
         ax.axis("off")
         return
-    order, _ = region_order(regions)
+    from dtb.plots import matrix_ticks
+    order, hemi = region_order(regions)
     fc = np.corrcoef(signal[:, order].T)
     im = ax.imshow(fc, vmin=-1, vmax=1, cmap="RdBu_r")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(f"functional connectivity (Pearson r, {len(signal)} volumes)")
-    if len(regions) <= 80:
-        names = [regions[i] for i in order]
-        size = 6 if len(regions) <= 20 else 3
-        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=size)
-        ax.set_yticks(range(len(names)), names, fontsize=size)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="Pearson r")
+    ax.set_title(f"functional connectivity ({len(signal)} volumes)", pad=14)
+    matrix_ticks(ax, [regions[i] for i in order], hemi)
 
 
 def write_bold_outputs(signal: np.ndarray, regions: list[str], settings: BoldSettings, out: Path,

@@ -70,6 +70,27 @@ def shade(ax, periods, label: bool = True) -> None:
         ax.axvspan(a, b, color="gold", alpha=0.25, lw=0, label="stimulus" if label and k == 0 else None)
 
 
+#: most region names written along one axis of a matrix (more would overlap)
+MATRIX_LABELS = 24
+
+
+def matrix_ticks(ax, names: list[str], hemi: list[str]) -> None:
+    """Region names on both axes of a region x region matrix (every one up to MATRIX_LABELS,
+    else every k-th, at a readable size) and lines between hemispheres, each side named."""
+    n = len(names)
+    step = max(1, int(np.ceil(n / MATRIX_LABELS)))
+    ticks = list(range(0, n, step))
+    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=6)
+    ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=6)
+    starts = [0] + [k for k in range(1, n) if hemi[k] != hemi[k - 1]]
+    for k in starts[1:]:
+        ax.axhline(k - 0.5, color="k", lw=0.8)
+        ax.axvline(k - 0.5, color="k", lw=0.8)
+    if len(starts) > 1:
+        for a, b in zip(starts, starts[1:] + [n]):
+            ax.text((a + b - 1) / 2, -1.0, hemi[a] or "other", ha="center", va="bottom", fontsize=7)
+
+
 def heatmap(ax, fig, t: np.ndarray, values: np.ndarray, regions: list[str], label: str, cmap: str = "viridis",
             colorbar: str = "right"):
     """Region x time image (``t``: the samples' times, evenly spaced), regions grouped by

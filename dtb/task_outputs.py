@@ -44,7 +44,7 @@ def write_task_outputs(spec, res, events, out: Path, plots: bool = True) -> tupl
     notes = []
     for t, z in z_by_type.items():
         top = np.argsort(-z)[:8]
-        notes.append(f"contrast {t}: {int((z > 3.1).sum())} of {len(z)} regions above z = 3.1; top: "
+        notes.append(f"contrast {t}: {int((z > Z_THRESHOLD).sum())} of {len(z)} regions above z = {Z_THRESHOLD}; top: "
                      + ", ".join(f"{spec.regions[i]} {z[i]:.1f}" for i in top))
     if plots:
         log.info("figures: z-maps (glass brains) and the most responsive regions' time courses...")
@@ -53,11 +53,24 @@ def write_task_outputs(spec, res, events, out: Path, plots: bool = True) -> tupl
     return written, notes
 
 
+#: the z-maps' display threshold (one-sided p = 0.001, uncorrected)
+Z_THRESHOLD = 3.1
+
+
 def _glass_brains(zmaps: dict, out: Path) -> list[Path]:
+    """zmap_<type>.png: the z-map above Z_THRESHOLD on a glass brain, the title saying what its
+    colour bar shows (nilearn's bar has no room for a label); a map with no voxel above it says so
+    (and its largest z) instead of a blank brain."""
     from nilearn import plotting
     written = []
     for t, img in zmaps.items():
-        display = plotting.plot_glass_brain(img, threshold=3.1, colorbar=True, plot_abs=False, title=f"{t}: z > 3.1")
+        peak = float(np.nanmax(np.asanyarray(img.dataobj)))
+        title = f"{t}: first-level GLM z > {Z_THRESHOLD} (colour bar: z)" if peak > Z_THRESHOLD else \
+            f"{t}: no voxel above z = {Z_THRESHOLD} (largest z {peak:.1f})"
+        if peak > Z_THRESHOLD:
+            display = plotting.plot_glass_brain(img, threshold=Z_THRESHOLD, colorbar=True, plot_abs=False, title=title)
+        else:                                              # nothing to draw: the brain alone, no empty-mask warning
+            display = plotting.plot_glass_brain(None, title=title)
         display.savefig(str(out / f"zmap_{t}.png"))
         display.close()
         written.append(out / f"zmap_{t}.png")
@@ -78,6 +91,8 @@ def _timecourses(spec, res, model, zmaps: dict, z_by_type: dict, path: Path) -> 
     for t in zmaps:
         reg = dm[t].to_numpy()
         ax.plot(t_s, (reg - reg.mean()) / (reg.std() + 1e-12), "k--", lw=1.5, label=f"regressor {t}")
+    from dtb.plots import shade, stimulus_periods
+    shade(ax, stimulus_periods(spec))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("z-scored BOLD")
     ax.legend(fontsize=7)
