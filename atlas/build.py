@@ -80,7 +80,8 @@ def neurons_per_region(volumes: np.ndarray, total: int, minimum: int) -> np.ndar
     n = len(volumes)
     if total < minimum * n:
         raise DtbError(f"{total} neurons cannot give {n} regions at least {minimum} each "
-                       f"(need {minimum * n}; lower atlas.min_neurons or raise atlas.neurons)")
+                       f"(need {minimum * n}; lower min_neurons or raise neurons: atlas.min_neurons / atlas.neurons in a "
+                       f"config, --min-neurons / --neurons of dtb atlas build)")
     if np.any(np.asarray(volumes) <= 0):
         raise DtbError("every region needs a positive volume (size)")
     return minimum + apportion(total - minimum * n, np.asarray(volumes, dtype=np.float64))

@@ -21,7 +21,7 @@ def run_brain_and_body(config: str, spec, out: Path, port: int, body_args: list[
         with socket.socket() as sock:
             sock.bind((spec.bridge.host, 0))
             port = sock.getsockname()[1]
-    py = [sys.executable, "-m", "dtb"]
+    py = [sys.executable, "-P", "-m", "dtb"]
     q = ["--quiet"] if quiet else []
     body = subprocess.Popen(py + ["body", "--host", spec.bridge.host, "--port", str(port), "--mode", spec.bridge.mode,
                                   "--period", f"{spec.bridge.period * 1e3:g} ms", "--connect-timeout", "600 s",

@@ -96,7 +96,7 @@ fi
 echo "dtb job ${{SLURM_JOB_ID:-?}} (restart ${{SLURM_RESTART_COUNT:-0}}) on ${{SLURM_NTASKS:-?}} rank(s): dtb ${{ARGS[*]}}"
 
 # the ranks run in the background so that this shell can pass signals on to them
-srun --mpi=pmi2 "$PYTHON" -m dtb "${{ARGS[@]}}" &
+srun --mpi=pmi2 "$PYTHON" -P -m dtb "${{ARGS[@]}}" &
 SRUN=$!
 trap 'echo "dtb job: time limit near, checkpointing"; kill -USR1 $SRUN' USR1
 trap 'kill -TERM $SRUN' TERM

@@ -242,7 +242,7 @@ def measure_run(neurons: int, indegree: int, ranks: int, duration: float, workdi
     cfg = workdir / f"{name}.toml"
     cfg.write_text(toml.dumps(atlas_config(neurons, indegree, duration), "cluster.scaling calibration"))
     out = workdir / name
-    cmd = [sys.executable, "-m", "dtb", "run", str(cfg), "--ranks", str(ranks), "--out", str(out), "--no-plots",
+    cmd = [sys.executable, "-P", "-m", "dtb", "run", str(cfg), "--ranks", str(ranks), "--out", str(out), "--no-plots",
            "-q", "--no-progress"]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:

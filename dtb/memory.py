@@ -30,7 +30,6 @@ class RankLoad:
 
 def rank_loads(spec, n_ranks: int, partition=None) -> list[RankLoad]:
     """Neurons, expected incoming synapses and estimated peak bytes of each rank."""
-    from cluster.scaling import default_costs
     from dtb.partition import expected_indegree, partition_contiguous
     part = partition or partition_contiguous(spec, n_ranks)
     firsts = np.array([p.first_gid for p in spec.populations] + [spec.n_neurons], dtype=np.int64)
@@ -42,8 +41,15 @@ def rank_loads(spec, n_ranks: int, partition=None) -> list[RankLoad]:
         overlap = np.clip(np.minimum(hi, firsts[1:]) - np.maximum(lo, firsts[:-1]), 0, None)
         neurons[owner] += int(overlap.sum())
         synapses[owner] += float(overlap @ k_in)
+    return [RankLoad(int(n), float(s), estimated_bytes(int(n), float(s))) for n, s in zip(neurons, synapses)]
+
+
+def estimated_bytes(neurons: int, synapses: float) -> float:
+    """A rank's estimated peak memory (the build's) for its neurons and incoming synapses, from
+    the calibrated unit costs: what ``dtb check`` and ``dtb cluster plan`` both print."""
+    from cluster.scaling import default_costs
     c = default_costs()
-    return [RankLoad(int(n), float(s), c.m0 + n * c.m_neuron + s * c.m_synapse) for n, s in zip(neurons, synapses)]
+    return c.m0 + neurons * c.m_neuron + synapses * c.m_synapse
 
 
 def available_bytes() -> float | None:

@@ -23,15 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dtb.memory import estimated_bytes
 from dtb.spec import NetworkSpec
 
 #: cost of one incoming synapse relative to one neuron update (measured order of magnitude
 #: on this engine: a neuron step costs about as much as 50-100 synaptic events at 5-10 Hz)
 SYNAPSE_COST = 0.01
-
-#: memory per neuron and per synapse of the engine (bytes; measured by benchmarks/engine.py)
-BYTES_PER_NEURON = 1200
-BYTES_PER_SYNAPSE = 26.3
 
 PARTITIONERS = ("contiguous", "regions", "round-robin")
 
@@ -280,8 +277,7 @@ def plan(spec: NetworkSpec, part: Partition, synapse_cost: float = SYNAPSE_COST)
         into_q = syn_pp * (n_q / sizes)[None, :]
         remote = float((into_q * (1 - local_prob)[:, None]).sum())
         cost = float(((1.0 + synapse_cost * k_in) * n_q).sum())
-        rows.append(PlanRow(q, int(n_q.sum()), syn_in, n_q.sum() * BYTES_PER_NEURON + syn_in * BYTES_PER_SYNAPSE,
-                            cost, remote))
+        rows.append(PlanRow(q, int(n_q.sum()), syn_in, estimated_bytes(int(n_q.sum()), syn_in), cost, remote))
     costs = np.array([r.cost for r in rows])
     total_syn = sum(r.synapses for r in rows)
     totals = {"imbalance": float(costs.max() / costs.mean() - 1.0),

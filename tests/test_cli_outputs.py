@@ -81,3 +81,35 @@ def test_partition_any_rank_count():
         sizes = part.counts()
         assert part.starts[0] == 0 and part.starts[-1] == 17 and len(sizes) == n
         assert sizes.min() >= 1 and sizes.max() - sizes.min() <= 1
+
+
+@pytest.mark.mpi
+def test_ranks_run_the_package_whatever_the_working_folder(tmp_path):
+    """Started from a folder that holds a directory named dtb (a user's clone, say), the ranks
+    still import the installed package (they are launched with python -P)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import SMALL_NETWORK
+    (tmp_path / "dtb").mkdir()
+    (tmp_path / "dtb" / "__init__.py").write_text("raise SystemExit('imported the wrong dtb')\n")
+    (tmp_path / "net.toml").write_text(SMALL_NETWORK)
+    exe = Path(sys.executable).parent / "dtb"
+    p = subprocess.run([str(exe), "run", "net.toml", "--ranks", "2", "--duration", "50 ms", "--no-plots", "-q",
+                        "--out", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "wrong dtb" not in p.stderr and (tmp_path / "out" / "run.h5").exists()
+
+
+def test_check_and_cluster_plan_agree_on_memory(tmp_path):
+    from conftest import SMALL_NETWORK, run_dtb
+    cfg = tmp_path / "net.toml"
+    cfg.write_text(SMALL_NETWORK)
+    check = run_dtb(["check", str(cfg), "--ranks", "2"])
+    plan = run_dtb(["cluster", "plan", str(cfg), "--ranks", "2"])
+    assert check.returncode == 0 and plan.returncode == 0, check.stderr + plan.stderr
+    import re
+    per_rank = max(int(m) for m in re.findall(r"~(\d+) MB at the build's peak", check.stdout))
+    contiguous = next(line for line in plan.stdout.splitlines() if line.startswith("contiguous"))
+    assert f" {per_rank} MB" in contiguous, (check.stdout, plan.stdout)

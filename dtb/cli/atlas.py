@@ -37,6 +37,7 @@ def add_parsers(sub) -> None:
                                         "as a TOML config that dtb run accepts.")
     atlas_inputs(build)
     build.add_argument("--neurons", type=int, default=50_000, help="total neurons (default 50000)")
+    build.add_argument("--min-neurons", type=int, default=50, help="neurons per region at least (default 50)")
     build.add_argument("--indegree", type=int, default=100, help="synapses per neuron (default 100)")
     build.add_argument("--seed", type=int, default=1)
     build.add_argument("--out", "-o", required=True, help="output config (.toml)")
@@ -80,11 +81,15 @@ def cmd_atlas_info(args) -> int:
 def cmd_atlas_build(args) -> int:
     from atlas import toml
     from atlas.build import AtlasNetworkSettings, network_config, neurons_per_region
+    from dtb.errors import DtbError
     from dtb.spec import spec_from_dict
 
     a = _load_atlas(args)
-    settings = AtlasNetworkSettings(neurons=args.neurons, indegree=args.indegree, velocity=args.velocity,
-                                    seed=args.seed)
+    if args.min_neurons < 2:
+        raise DtbError(f"--min-neurons must be at least 2 (an excitatory and an inhibitory neuron), got "
+                       f"{args.min_neurons}")
+    settings = AtlasNetworkSettings(neurons=args.neurons, min_neurons=args.min_neurons, indegree=args.indegree,
+                                    velocity=args.velocity, seed=args.seed)
     net = network_config(a.regions, a.volumes, a.connectome.weights, a.connectome.lengths, settings)
     spec = spec_from_dict(net, source="<atlas build>")   # validate before writing
     out = Path(args.out)

@@ -116,7 +116,8 @@ def cmd_cluster_plan(args) -> int:
                 print(f"    rank {r.rank:4d}: {r.neurons:9d} neurons {r.synapses:12.0f} synapses "
                       f"{r.memory_bytes / 2**20:8.1f} MB, {100 * r.remote_synapses / max(r.synapses, 1):5.1f}% remote")
     print("imbalance: max rank cost / mean - 1 (cost = neurons + 0.01 x incoming synapses); cross-rank: synapses "
-          "whose source is on another rank")
+          "whose source is on another rank; max memory: the largest rank's estimated peak, at the build (what dtb "
+          "check prints)")
     return 0
 
 
