@@ -77,12 +77,9 @@ def confounds_path(path: Path) -> Path:
 
 
 def atlas_space(atlas: str | Path) -> str | None:
-    """The atlas's template space: from its name, or MNI152 for the bundled atlas."""
-    from atlas import builtin
-    if Path(atlas).resolve() == Path(builtin.DK_VOLUME).resolve():
-        return "MNI152"
-    space = space_of(atlas)
-    return space or ("MNI152" if "mni" in Path(atlas).name.lower() else None)
+    """The atlas's template space (atlas.io.template_space)."""
+    from atlas.io import template_space
+    return template_space(atlas)
 
 
 def check_space(path: Path, atlas: str) -> None:

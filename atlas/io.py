@@ -301,3 +301,18 @@ def match_regions(parcellation_names: list[str], connectome_names: tuple[str, ..
                  f"only in the connectome ({len(only_con)}): {', '.join(only_con[:20])}" if only_con else ""]
         raise DtbError(f"region names do not match between {volume_source} and {connectome_source}: "
                        + "; ".join(x for x in sides if x))
+
+
+def template_space(atlas) -> str | None:
+    """The template space of a label volume: MNI152 for the bundled atlas, else the BIDS space-
+    or TemplateFlow tpl- entity of its file name, or MNI152 when its name says mni; None when
+    nothing says."""
+    import re
+    from atlas import builtin
+    path = Path(atlas)
+    if path.exists() and path.resolve() == Path(builtin.DK_VOLUME).resolve():
+        return "MNI152"
+    m = re.search(r"(?:^|_)(?:space|tpl)-([A-Za-z0-9]+)", path.name)
+    if m:
+        return m.group(1)
+    return "MNI152" if "mni" in path.name.lower() else None

@@ -15,7 +15,7 @@ from dtb.errors import ConfigError
 from dtb.models import MODELS, LIF_PARAMETER_DIMENSIONS, RECEPTORS
 from dtb.spec import (DISTRIBUTIONS, EXCITATORY_RECEPTORS, INHIBITORY_RECEPTORS, RULES, Condition, CpgGroup,
                       CpgNetwork, CurrentStep, Distribution, Monitors, NetworkSpec, Plasticity, PoissonStimulus,
-                      Population, Projection, SimulationSettings, StateMonitor)
+                      Population, Projection, SimulationSettings, StateMonitor, Subject)
 from dtb.units import UnitError, format_quantity, parse_quantity
 
 
@@ -229,6 +229,7 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     stims = tuple(_read_stimulus(top.sub(f"stimuli[{i}]", raw), by_name)
                   for i, raw in enumerate(top.list("stimuli", [])))
     monitors = _read_monitors(top.sub("monitors", top.raw("monitors", {})), by_name, sim)
+    subject = _read_subject(top.sub("subject", top.raw("subject", {})), source)
     context = SectionContext(source, sim, monitors, by_name, stims)
     sections = {name: _read_section(top, name, context) for name in SECTION_READERS if top.has(name)}
     cpg = _read_cpg(top.sub("cpg", top.raw("cpg")), by_name, sim) if top.has("cpg") else None
@@ -240,7 +241,27 @@ def spec_from_dict(data: dict, source: str = "<dict>", text: str = "",
     _check_background_weights(source, stims + _cpg_as_stimuli(cpg), len(stims))
     _check_integer_ranges(source, sim, pops, projs, stims)
     return NetworkSpec(simulation=sim, populations=tuple(pops), projections=projs, stimuli=stims,
-                       monitors=monitors, cpg=cpg, conditions=conditions, source=source, text=text, **sections)
+                       monitors=monitors, cpg=cpg, conditions=conditions, source=source, text=text, subject=subject,
+                       **sections)
+
+
+def _read_subject(r: ConfigReader, source: str) -> Subject:
+    """[subject]: id (default: the config file's name, letters and digits), species, description,
+    age, sex (the metadata NWB and BIDS ask for; see dtb.spec.Subject for the defaults)."""
+    import re
+    d = Subject()
+    default_id = re.sub(r"[^A-Za-z0-9]", "", Path(source).stem) or "dtb"
+    subject = Subject(id=r.str("id", default_id), species=r.str("species", d.species),
+                      description=r.str("description", d.description), age=r.str("age", d.age),
+                      sex=r.str("sex", d.sex, choices=("F", "M", "U", "O")))
+    if not re.fullmatch(r"P[0-9YMWD]+(T[0-9HMS]+)?(/P[0-9YMWD]+(T[0-9HMS]+)?)?", subject.age):
+        raise r.error("age", f"an ISO 8601 duration such as 'P30Y' or 'P8W', or a range 'P20Y/P40Y', got {subject.age!r}")
+    if not re.fullmatch(r"[A-Za-z0-9]+", subject.id):
+        raise r.error("id", f"letters and digits only (a BIDS sub- label), got {subject.id!r}")
+    if not (re.fullmatch(r"[A-Z][a-z]+ [a-z]+", subject.species) or subject.species.startswith("http")):
+        raise r.error("species", f"a Latin binomial ('Mus musculus') or an NCBI taxonomy URL, got {subject.species!r}")
+    r.done()
+    return subject
 
 
 def _read_condition(r: ConfigReader, by_name: dict[str, Population]) -> Condition:

@@ -1,6 +1,10 @@
 """Export a run (run.h5) to NWB 2 (pynwb), the format electrophysiology tools read:
 
-    units                      one row per neuron: spike_times (s), gid, population, region, kind
+    subject                    from the config's [subject]: subject_id, species, description, age, sex
+    units                      one row per neuron: spike_times (s), gid, population, region, kind;
+                               resolution = the simulation step (s)
+    trials                     with a task (events.tsv beside run.h5, as dtb task writes it): one per
+                               event, start_time, stop_time (s), trial_type, amplitude
     processing/dtb/population_rates     TimeSeries (bins x populations), Hz; columns in the description
     processing/dtb/regional_rate        TimeSeries (samples x regions), Hz per neuron
     processing/dtb/regional_I_exc, regional_I_inh   TimeSeries, pA per neuron
@@ -29,7 +33,7 @@ def _read_run(path: Path) -> dict:
             pops = [tuple(x.decode() if isinstance(x, bytes) else x for x in p) for p in pops]
             spikes = {p[0]: (f["spikes"][p[0]]["node_ids"][()].astype(np.int64),
                              f["spikes"][p[0]]["timestamps"][()] / 1e3) for p in pops}
-            run = {"attrs": dict(f.attrs), "populations": pops, "spikes": spikes,
+            run = {"attrs": dict(f.attrs), "populations": pops, "spikes": spikes, "dt_s": float(f.attrs["dt_ms"]) / 1e3,
                    "regions": [r.decode() if isinstance(r, bytes) else r for r in f["network/regions"][()]],
                    "rates": f["rates"][()], "bin_s": float(f["rates"].attrs["bin_ms"]) / 1e3,
                    "interval_s": float(f["regions"].attrs["interval_ms"]) / 1e3,
@@ -46,7 +50,11 @@ def _read_run(path: Path) -> dict:
 
 def export_nwb(run_path: str | Path, out: str | Path) -> Path:
     """Write ``out`` (.nwb) from the run file ``run_path`` (layout in the module docstring)."""
+    import dataclasses
+    import json
+
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.file import Subject
     from dtb.files import atomic_path
     run_path, out = Path(run_path), Path(out)
     run = _read_run(run_path)
@@ -60,7 +68,12 @@ def export_nwb(run_path: str | Path, out: str | Path) -> Path:
                                          f"dtb {a.get('dtb_version', '?')}; biological time "
                                          f"{float(a.get('duration_ms', 0)) / 1e3:g} s",
                   keywords=["simulation", "spiking network", "dtb"])
+    from dtb.spec import Subject as Who
+    who = {**dataclasses.asdict(Who(id="dtb")), **(json.loads(a["subject"]) if "subject" in a else {})}
+    nwb.subject = Subject(subject_id=who["id"], species=who["species"], description=who["description"],
+                          age=who["age"], sex=who["sex"])
     _add_units(nwb, run)
+    _add_trials(nwb, run_path.parent / "events.tsv")
     module = nwb.create_processing_module("dtb", "simulated population and regional activity (dtb run)")
     names = [p[0] for p in run["populations"]]
     module.add(TimeSeries(name="population_rates", data=run["rates"], unit="Hz", starting_time=0.0,
@@ -79,8 +92,27 @@ def export_nwb(run_path: str | Path, out: str | Path) -> Path:
     return out
 
 
+def _add_trials(nwb, events: Path) -> None:
+    """A task's events (dtb task's events.tsv) as NWB trials."""
+    if not events.exists():
+        return
+    import csv
+    with open(events, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows:
+        return
+    nwb.add_trial_column(name="trial_type", description="the event's trial type ([task] trial_types)")
+    nwb.add_trial_column(name="amplitude", description="the event's amplitude (a factor on its trial type's input)")
+    for r in rows:
+        onset, duration = float(r["onset"]), float(r["duration"])
+        nwb.add_trial(start_time=onset, stop_time=onset + duration, trial_type=r["trial_type"],
+                      amplitude=float(r.get("amplitude") or 1.0))
+
+
 def _add_units(nwb, run: dict) -> None:
     """One unit per neuron, with its spike times and where it sits."""
+    from pynwb.misc import Units
+    nwb.units = Units(name="units", description="the simulated neurons, one per global id", resolution=run["dt_s"])
     for col, text in (("gid", "global neuron id in the run"), ("population", "population name"),
                       ("region", "region name"), ("kind", "excitatory or inhibitory")):
         nwb.add_unit_column(name=col, description=text)

@@ -2,7 +2,8 @@
 
 HDF5 layout (one file per run, ``run.h5``; times in ms, currents in pA, rates in Hz):
 
-    /                         attrs: dtb_version, config (TOML text), config_path, seed, n_ranks,
+    /                         attrs: dtb_version, config (TOML text), config_path, subject (JSON: id,
+                                     species, description; [subject]), seed, n_ranks,
                                      dt_ms, duration_ms, versions (JSON), created (ISO 8601)
     /spikes/<population>/     SONATA spike report: node_ids (uint64, index inside the population),
                               timestamps (float64, attr units="ms"); group attr sorting = by_time
@@ -34,6 +35,7 @@ a half-written run.h5.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import platform
@@ -248,6 +250,7 @@ def write_results(res: RunResults, path: str | Path) -> Path:
         f.attrs["dtb_version"] = dtb.__version__
         f.attrs["config"] = spec.text
         f.attrs["config_path"] = spec.source
+        f.attrs["subject"] = json.dumps(dataclasses.asdict(spec.subject))
         f.attrs["seed"] = spec.simulation.seed
         f.attrs["n_ranks"] = res.n_ranks
         f.attrs["dt_ms"] = dt * 1e3

@@ -217,6 +217,17 @@ class SimulationSettings:
 
 
 @dataclass(frozen=True)
+class Subject:
+    """[subject]: who the simulated network models (NWB's Subject; the BIDS sub- label)."""
+
+    id: str = ""                     # default: the config file's name
+    species: str = "Homo sapiens"    # Latin binomial, or an NCBI taxonomy URL
+    description: str = "simulated brain (a dtb network)"
+    age: str = "P18Y/P90Y"           # ISO 8601 duration or range (default: an adult of unknown age)
+    sex: str = "U"                   # NWB: F, M, U (unknown) or O
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     simulation: SimulationSettings
     populations: tuple[Population, ...]
@@ -230,6 +241,7 @@ class NetworkSpec:
     cpg: CpgNetwork | None = None
     conditions: dict = field(default_factory=dict)     # name -> Condition ([conditions.<name>])
     condition: str = ""                                # the one applied ("" for none)
+    subject: Subject = field(default_factory=lambda: Subject())   # [subject]: who the network models
     source: str = "<dict>"
     text: str = ""
 

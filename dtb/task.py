@@ -55,6 +55,7 @@ class Event:
 class TaskSettings:
     trial_types: tuple[TrialType, ...]
     events: str | None = None
+    name: str = ""                    # the task's name (BIDS task- label, TaskName); "" : from the events file
     populations: str = "excitatory"
     hrf_model: str = "spm"
     drift_model: str = "cosine"
@@ -83,8 +84,11 @@ def read_section(r, context) -> TaskSettings:
         raise r.error("trial_types", "define at least one trial type")
     events = r.str("events", None) if r.has("events") else None
     d = TaskSettings(trial_types=())
+    name = r.str("name", "")
+    if name and not name.replace("_", "").replace("-", "").isalnum():
+        raise r.error("name", f"letters, digits, - and _ only (it becomes a BIDS task- label), got {name!r}")
     settings = TaskSettings(
-        trial_types=tuple(types), events=str(base / events) if events else None,
+        trial_types=tuple(types), events=str(base / events) if events else None, name=name,
         populations=r.str("populations", d.populations, choices=("excitatory", "all")),
         hrf_model=r.str("hrf_model", d.hrf_model, choices=("spm", "glover", "spm + derivative", "glover + derivative")),
         drift_model=r.str("drift_model", d.drift_model, choices=("cosine", "polynomial")),

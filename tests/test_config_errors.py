@@ -54,7 +54,7 @@ CASES = [
      "missing field (the table has 'indegre': a misspelling of it?)"),
     ("misspelled section", ("[simulation]", '[neuron_default]\nC_m = "200 pF"\n\n[simulation]'), "neuron_default",
      "did you mean 'neuron_defaults'? (known here: assimilation, atlas, bold, bridge, conditions, cpg, monitors, "
-     "neuron_defaults, populations, projections, simulation, stimuli, task)"),
+     "neuron_defaults, populations, projections, simulation, stimuli, subject, task)"),
     ("bad rule", ('rule = "fixed_indegree"', 'rule = "all_to_all_please"'), "projections[0].rule", "not one of"),
     ("bad receptor", ('receptor = "ampa"', 'receptor = "glutamate"'), "projections[0].receptor", "not one of"),
     ("Dale's law", ('source = "E"', 'source = "I"'), "projections[0].receptor", "inhibitory"),

@@ -46,8 +46,32 @@ def test_nwb_export_round_trip(small_run, tmp_path):
         np.testing.assert_array_equal(dtb_module["regional_BOLD"].data[:], bold)
         assert dtb_module["regional_BOLD"].rate == pytest.approx(20.0)
         assert nwb.source_script == config and f"seed {seed}" in nwb.experiment_description
+        assert nwb.subject.subject_id == "net" and nwb.subject.species == "Homo sapiens"
+        assert nwb.units.resolution == pytest.approx(1e-4) and nwb.trials is None
     p = run_dtb(["export", str(tmp_path / "missing.h5"), "--nwb"])
     assert p.returncode == 2 and "file not found" in p.stderr
+
+
+def test_nwb_passes_nwbinspector_with_task_events_as_trials(small_run, tmp_path):
+    """nwbinspector finds nothing critical and no best-practice violation (Subject from the
+    config, the units' resolution the simulation step), and a task's events come as trials."""
+    import shutil
+
+    from nwbinspector import Importance, inspect_nwbfile
+    run = tmp_path / "run.h5"
+    shutil.copy(small_run, run)
+    (tmp_path / "events.tsv").write_text("onset\tduration\ttrial_type\tamplitude\n0.02\t0.05\tflash\t1\n"
+                                         "0.1\t0.05\tflash\t0.5\n")
+    out = tmp_path / "run.nwb"
+    p = run_dtb(["export", str(run), "--nwb", "--out", str(out)])
+    assert p.returncode == 0, p.stderr
+    found = [m for m in inspect_nwbfile(nwbfile_path=str(out))
+             if m.importance in (Importance.CRITICAL, Importance.BEST_PRACTICE_VIOLATION)]
+    assert not found, [f"{m.importance.name}: {m.message}" for m in found]
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        trials = io.read().trials.to_dataframe()
+    assert list(trials.trial_type) == ["flash", "flash"] and list(trials.amplitude) == [1.0, 0.5]
+    np.testing.assert_allclose(trials.stop_time - trials.start_time, 0.05)
 
 
 def test_bids_derivative_of_a_run(tmp_path):
@@ -64,16 +88,39 @@ def test_bids_derivative_of_a_run(tmp_path):
     events.write_text("onset\tduration\ttrial_type\tamplitude\n1\t2\tvisual\t1\n")
     import dataclasses
     from dtb.bold import BoldSettings
+    from dtb.task import TaskSettings
     spec = dataclasses.replace(spec, bold=BoldSettings(tr=2.0, atlas=str(builtin.DK_VOLUME), labels=str(builtin.DK_TABLE)),
-                               source=str(tmp_path / "my_net.toml"))
+                               source=str(tmp_path / "my_net.toml"), subject=dataclasses.replace(spec.subject, id="mynet"))
     written = bids.write_derivative(tmp_path, spec, nifti, bids.task_label("sub-01_task-visual01_events.tsv"), events)
     func = tmp_path / "bids" / "sub-mynet" / "func"
-    assert (func / "sub-mynet_task-visual01_bold.nii.gz").read_bytes() == b"not really an image"
-    sidecar = json.loads((func / "sub-mynet_task-visual01_bold.json").read_text())
-    assert sidecar["RepetitionTime"] == 2.0 and sidecar["TaskName"] == "visual01"
+    bold = "sub-mynet_task-visual01_space-MNI152_desc-dtb_bold"
+    assert (func / f"{bold}.nii.gz").read_bytes() == b"not really an image"
+    sidecar = json.loads((func / f"{bold}.json").read_text())
+    assert sidecar["RepetitionTime"] == 2.0 and sidecar["TaskName"] == "visual01" and sidecar["StartTime"] == 2.0
     assert sidecar["dtb"]["seed"] == 99
     desc = json.loads((tmp_path / "bids" / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "dtb"
     ev = json.loads((func / "sub-mynet_task-visual01_events.json").read_text())
     assert ev["onset"]["Units"] == "s" and "amplitude" in ev
     assert len(written) == 5 and bids.task_label(None) == "task" and bids.label("whole_brain") == "wholebrain"
+    named = dataclasses.replace(spec, task=TaskSettings(trial_types=(), name="visual"))
+    assert bids.task_label("sub-01_task-other_events.tsv", named) == "visual"      # the config's name wins
+    assert bids.task_label(None, spec) == "mynet"                                    # else the config's
+    _bids_valid(tmp_path / "bids", written)
+
+
+def _bids_valid(root, written):
+    """Every file passes the BIDS validator's Python package (raw BIDS rules: each name is checked
+    with the derivative entities space- and desc- taken out; those two must come in BIDS order)."""
+    from bids_validator import BIDSValidator
+
+    from assimilation.nifti_input import DERIVATIVE_ENTITIES, ENTITIES, bids_name, bids_parts
+    v = BIDSValidator()
+    for path in written:
+        entities, suffix, ext = bids_parts(path.name)
+        if entities:
+            keys = list(entities)
+            assert keys == [k for k in ENTITIES if k in entities], path.name          # BIDS order
+            raw = {k: val for k, val in entities.items() if k not in DERIVATIVE_ENTITIES}
+            path = path.with_name(bids_name(raw, suffix, ext))
+        assert v.is_bids("/" + str(path.relative_to(root))), path

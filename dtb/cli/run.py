@@ -223,7 +223,7 @@ def _simulate(spec, out: Path, comm, args) -> int:
                          checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
                          resume=args.resume, progress=not args.no_progress and sys.stderr.isatty(),
                          plots=not args.no_plots, events=getattr(args, "_events", None), meta=meta,
-                         bids_task=task_label(args._events_path) if getattr(args, "_events_path", None) else "rest")
+                         bids_task=task_label(args._events_path, spec) if getattr(args, "_events_path", None) else "rest")
     outcome = simulate(spec, comm, options)
     if outcome.stopped_at is not None:
         if comm.Get_rank() == 0:

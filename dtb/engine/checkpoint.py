@@ -63,8 +63,9 @@ FORMAT_VERSION = 1
 
 def fingerprint(spec) -> str:
     """sha256 of everything that defines the network and its inputs (not its duration or path)."""
+    from dtb.spec import Subject
     core = dataclasses.replace(spec, simulation=dataclasses.replace(spec.simulation, duration=0.0),
-                               source="", text="")
+                               source="", text="", subject=Subject())     # metadata: not the network
     return hashlib.sha256(repr(core).encode()).hexdigest()
 
 
