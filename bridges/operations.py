@@ -7,9 +7,11 @@ import json
 import time
 
 from bridges import messages
-from bridges.protocol import BridgeProtocol, ProtocolError, Refused, Session, SubOptions, TopicDelivery
+from bridges.protocol import (BridgeProtocol, ProtocolError, Refused, Session, SubOptions, TopicDelivery,
+                              resolve_name)
 
 Field = BridgeProtocol.field
+Name = BridgeProtocol.name
 
 
 def auth(p: BridgeProtocol, s: Session, msg: dict) -> None:
@@ -21,11 +23,11 @@ def auth(p: BridgeProtocol, s: Session, msg: dict) -> None:
     problem = verify(p.auth_secret, msg)
     if problem:
         raise Refused(f"client {s.cid}: authentication failed ({problem})")
-    s.authenticated = True
+    p.authenticated(s)
 
 
 def advertise(p: BridgeProtocol, s: Session, msg: dict) -> None:
-    topic = Field(msg, "topic", str)
+    topic = Name(msg, "topic")
     type_name = Field(msg, "type", str)
     p.check_type("advertise", type_name)
     t = p.topics.get(topic)
@@ -40,7 +42,7 @@ def advertise(p: BridgeProtocol, s: Session, msg: dict) -> None:
 
 
 def unadvertise(p: BridgeProtocol, s: Session, msg: dict) -> None:
-    topic = Field(msg, "topic", str)
+    topic = Name(msg, "topic")
     if topic not in s.advertised:
         raise ProtocolError(f"unadvertise: topic {topic} is not advertised by this client")
     del s.advertised[topic]
@@ -49,7 +51,7 @@ def unadvertise(p: BridgeProtocol, s: Session, msg: dict) -> None:
 
 
 def publish(p: BridgeProtocol, s: Session, msg: dict) -> None:
-    topic = Field(msg, "topic", str)
+    topic = Name(msg, "topic")
     body = Field(msg, "msg", dict)
     t = p.topics.get(topic)
     if t is None or t.type is None:
@@ -66,7 +68,7 @@ def publish(p: BridgeProtocol, s: Session, msg: dict) -> None:
 
 
 def subscribe(p: BridgeProtocol, s: Session, msg: dict) -> None:
-    topic = Field(msg, "topic", str)
+    topic = Name(msg, "topic")
     type_name = Field(msg, "type", str, required=False)
     throttle = Field(msg, "throttle_rate", float, required=False, default=0)
     qlen = Field(msg, "queue_length", int, required=False, default=0)
@@ -83,11 +85,12 @@ def subscribe(p: BridgeProtocol, s: Session, msg: dict) -> None:
     if type_name and t.type is None:
         t.type = type_name
     d = s.subscriptions.setdefault(topic, TopicDelivery())
+    d.name = msg["topic"]
     d.ids[sub_id] = SubOptions(throttle / 1000.0, min(qlen, p.limits.queue_messages))
 
 
 def unsubscribe(p: BridgeProtocol, s: Session, msg: dict) -> None:
-    topic = Field(msg, "topic", str)
+    topic = Name(msg, "topic")
     d = s.subscriptions.get(topic)
     if d is None:
         raise ProtocolError(f"unsubscribe: not subscribed to {topic}")
@@ -101,7 +104,7 @@ def unsubscribe(p: BridgeProtocol, s: Session, msg: dict) -> None:
 
 
 def advertise_service(p: BridgeProtocol, s: Session, msg: dict) -> None:
-    name = Field(msg, "service", str)
+    name = Name(msg, "service")
     type_name = Field(msg, "type", str)
     holder = p.services.get(name)
     if holder is not None and holder[1] != s.cid:
@@ -110,48 +113,60 @@ def advertise_service(p: BridgeProtocol, s: Session, msg: dict) -> None:
     if name not in s.services and len(s.services) >= p.limits.services_per_client:
         raise ProtocolError(f"advertise_service: more than {p.limits.services_per_client} services for one client")
     p.services[name] = (type_name, s.cid, None)
+    p.service_spelling[name] = msg["service"]     # calls reach the provider under its own name
     s.services.add(name)
 
 
 def unadvertise_service(p: BridgeProtocol, s: Session, msg: dict) -> None:
-    name = Field(msg, "service", str)
+    name = Name(msg, "service")
     if name not in s.services:
         raise ProtocolError(f"unadvertise_service: {name} is not served by this client")
     s.services.discard(name)
     p.services.pop(name, None)
+    p.service_spelling.pop(name, None)
 
 
 def call_service(p: BridgeProtocol, s: Session, msg: dict) -> None:
-    name = Field(msg, "service", str)
+    """Every call is answered with a service_response: a failure (no such service, bad arguments,
+    a service that raised, a timeout) with result false and the error as text, as rosbridge_suite
+    answers (a client waits for the response, not for a status message)."""
+    name = Name(msg, "service")
+    caller_id = msg.get("id")
+    spelled = msg["service"]
     args = msg.get("args", {})
     if isinstance(args, list):       # positional args (old clients): not meaningful here
         args = {}
     if not isinstance(args, dict):
-        raise ProtocolError(f"call_service: field 'args' must be an object, got {type(args).__name__}")
+        p._respond(s.cid, caller_id, spelled, f"call_service: field 'args' must be an object, got "
+                   f"{type(args).__name__}", False)
+        return
     if name not in p.services:
-        raise ProtocolError(f"call_service: no service {name}")
+        p._respond(s.cid, caller_id, spelled, f"Service {name} does not exist", False)
+        return
     _, provider, fn = p.services[name]
-    caller_id = msg.get("id")
     if fn is not None:
         try:
             values, ok = fn(args), True
         except Exception as e:         # the service failed: an error response, not a crash
-            values, ok = {"error": str(e)}, False
-        p._respond(s.cid, caller_id, name, values, ok)
+            values, ok = str(e), False
+        p._respond(s.cid, caller_id, spelled, values, ok)
         return
     mine = sum(1 for c in p.pending_calls.values() if c[0] == s.cid)
     if mine >= p.limits.calls_per_client:
-        raise ProtocolError(f"call_service: more than {p.limits.calls_per_client} calls waiting for a response")
+        p._respond(s.cid, caller_id, spelled, f"call_service: more than {p.limits.calls_per_client} calls waiting "
+                   f"for a response", False)
+        return
     our_id = f"dtb_call:{next(p._ids)}"
-    p.pending_calls[our_id] = (s.cid, caller_id, name)
-    p.send(p.sessions[provider], {"op": "call_service", "id": our_id, "service": name, "args": args})
+    p.pending_calls[our_id] = (s.cid, caller_id, spelled)
+    p.send(p.sessions[provider], {"op": "call_service", "id": our_id, "service": p.service_spelling.get(name, name),
+                                  "args": args})
     p.schedule(p.limits.service_timeout, lambda: _expire_call(p, our_id))
 
 
 def _expire_call(p: BridgeProtocol, our_id: str) -> None:
     call = p.pending_calls.pop(our_id, None)
     if call is not None:
-        p._respond(call[0], call[1], call[2], {"error": "timeout"}, False)
+        p._respond(call[0], call[1], call[2], "timeout: the service's provider did not answer", False)
 
 
 def service_response(p: BridgeProtocol, s: Session, msg: dict) -> None:
@@ -159,12 +174,14 @@ def service_response(p: BridgeProtocol, s: Session, msg: dict) -> None:
     call = p.pending_calls.get(our_id) if isinstance(our_id, str) else None
     if call is None:
         raise ProtocolError(f"service_response: no pending call with id {our_id!r}")
-    caller, caller_id, name = call
+    caller, caller_id, spelled = call
+    name = resolve_name(spelled)
     if name not in s.services:
         raise ProtocolError(f"service_response: this client does not serve {name}")
     del p.pending_calls[our_id]
     values = msg.get("values", {})
-    p._respond(caller, caller_id, name, values if isinstance(values, dict) else {}, bool(msg.get("result", True)))
+    ok = bool(msg.get("result", True))
+    p._respond(caller, caller_id, spelled, values if isinstance(values, dict) or not ok else {}, ok)
 
 
 def set_level(p: BridgeProtocol, s: Session, msg: dict) -> None:

@@ -1,7 +1,8 @@
 """The rosbridge v2 protocol (ROSBRIDGE_PROTOCOL.md of rosbridge_suite) as JSON objects in and
 queued JSON texts out, apart from any socket (:mod:`bridges.rosbridge` is the websocket transport).
 
-Operations: ``auth`` (rosauth's MAC, when a secret is set: nothing else is accepted before it),
+Operations: ``auth`` (rosauth's MAC, when a secret is set: what a client sends before it is held,
+a few messages at most, and handled once it authenticates; a failed auth closes the connection),
 ``advertise`` / ``unadvertise`` / ``publish`` / ``subscribe`` (``throttle_rate`` ms,
 ``queue_length``) / ``unsubscribe``; ``advertise_service`` / ``unadvertise_service`` /
 ``call_service`` / ``service_response``; ``set_level``; ``fragment`` (reassembled within a
@@ -54,6 +55,13 @@ class Limits:
     fragment_timeout: float = 600.0           # rosbridge_suite's default
     service_timeout: float = 30.0
     drop_warning_interval: float = 1.0        # at most one warning per client per interval
+    early_messages: int = 32                  # held from a client before it authenticates (with a secret)
+    early_bytes: int = 64 * 2**10
+
+
+def resolve_name(raw: str) -> str:
+    """A graph name resolved in the root namespace: "/" + its non-empty parts ("a//b/" -> "/a/b")."""
+    return "/" + "/".join(part for part in raw.split("/") if part)
 
 
 class ProtocolError(Exception):
@@ -74,6 +82,7 @@ class SubOptions:
 class TopicDelivery:
     """One client's merged subscriptions to one topic."""
     ids: dict[str, SubOptions] = field(default_factory=dict)
+    name: str = ""                             # the topic as this client spelled it (messages carry it back)
     last_sent: float = -1e30
     pending: Any = None                        # the latest message held back by the throttle
     held: list = field(default_factory=list)   # messages held back (up to queue_length)
@@ -103,6 +112,8 @@ class Session:
     errors: int = 0
     errors_logged: int = 0
     last_error_log: float = -1e30
+    early: list = field(default_factory=list)  # messages that came before its auth (handled after it)
+    early_bytes: int = 0
 
     def topics(self) -> set:
         return set(self.subscriptions) | set(self.advertised) | self.published
@@ -128,6 +139,7 @@ class BridgeProtocol:
         self.sessions: dict[int, Session] = {}
         self.topics: dict[str, Topic] = {}
         self.services: dict[str, tuple[str, int | None, Callable | None]] = {}   # name -> (type, provider, local fn)
+        self.service_spelling: dict[str, str] = {}   # name -> the name as its client provider advertised it
         self.pending_calls: dict[str, tuple[int, Any, str]] = {}                 # our id -> (caller, caller id, service)
         self.local_handlers: dict[str, list[Callable[[dict], None]]] = {}
         self.reassembly_bytes = 0
@@ -155,11 +167,12 @@ class BridgeProtocol:
         for our_id, (caller, caller_id, service) in list(self.pending_calls.items()):
             if caller == s.cid:
                 del self.pending_calls[our_id]
-            elif service in s.services:
+            elif resolve_name(service) in s.services:
                 del self.pending_calls[our_id]
-                self._respond(caller, caller_id, service, {}, False)
+                self._respond(caller, caller_id, service, "the service's provider disconnected", False)
         for name in s.services:
             self.services.pop(name, None)
+            self.service_spelling.pop(name, None)
         topics = s.topics()
         s.subscriptions.clear()
         s.advertised.clear()
@@ -217,12 +230,37 @@ class BridgeProtocol:
             raise ProtocolError(f"a rosbridge message is a JSON object, got {type(msg).__name__}")
         op = msg.get("op")
         if not s.authenticated and op != "auth":
-            raise Refused(f"client {s.cid} sent {op!r} before authenticating")
+            self._hold_early(s, msg)
+            return
         from bridges.operations import OPS
         handler = OPS.get(op) if isinstance(op, str) else None
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}" if op is not None else "missing field 'op'")
         handler(self, s, msg)
+
+    def _hold_early(self, s: Session, msg: dict) -> None:
+        """A message from a client not yet authenticated: held, up to ``early_messages`` and
+        ``early_bytes``, and handled once its auth is accepted (a client may send its first call
+        before its auth reaches the server: roslibpy does); beyond that the client must go."""
+        size = len(json.dumps(msg))
+        if len(s.early) >= self.limits.early_messages or s.early_bytes + size > self.limits.early_bytes:
+            raise Refused(f"client {s.cid} sent more than {self.limits.early_messages} messages or "
+                          f"{self.limits.early_bytes} bytes before authenticating")
+        s.early.append(msg)
+        s.early_bytes += size
+
+    def authenticated(self, s: Session) -> None:
+        """``s`` has authenticated: what it sent before is handled now, in its order."""
+        s.authenticated = True
+        early, s.early, s.early_bytes = s.early, [], 0
+        for msg in early:
+            msg_id = msg.get("id") if isinstance(msg.get("id"), (str, int)) else None
+            try:
+                self.handle(s, msg)
+            except ProtocolError as e:
+                self.count("errors")
+                self._log_error(s, str(e))
+                self.status(s, "error", str(e), msg_id)
 
     def send(self, s: Session, message: dict, key: str | None = None, limit: int = 0) -> None:
         """Queue ``message`` for client ``s``; a drop (slow client) is logged, and reported to the
@@ -269,7 +307,7 @@ class BridgeProtocol:
         throttle, qlen = d.throttle_s, d.queue_length
         if now - d.last_sent >= throttle and not d.held:
             d.last_sent = now
-            self.send(s, {"op": "publish", "topic": topic, "msg": body}, key=topic, limit=qlen)
+            self.send(s, {"op": "publish", "topic": d.name or topic, "msg": body}, key=topic, limit=qlen)
             return
         if qlen == 0:
             self.count("dropped")
@@ -286,12 +324,23 @@ class BridgeProtocol:
             return
         body = d.held.pop(0)
         d.last_sent = time.monotonic()
-        self.send(s, {"op": "publish", "topic": topic, "msg": body}, key=topic, limit=d.queue_length)
+        self.send(s, {"op": "publish", "topic": d.name or topic, "msg": body}, key=topic, limit=d.queue_length)
         if d.held:
             d.flush_scheduled = True
             self.schedule(d.throttle_s, lambda: self._flush(s, topic, d))
 
     # ------------------------------------------------------------- checks
+    @staticmethod
+    def name(msg: dict, key: str) -> str:
+        """A topic or service name of a message, resolved as ROS resolves a name given to the
+        bridge's node in the root namespace: relative names ("rosapi/topics", what roslibjs asks
+        for) are global ("/rosapi/topics"), repeated and trailing slashes dropped."""
+        raw = BridgeProtocol.field(msg, key, str)
+        resolved = resolve_name(raw)
+        if resolved == "/":
+            raise ProtocolError(f"{msg.get('op')}: field {key!r} must name a topic or service, got {raw!r:.60}")
+        return resolved
+
     @staticmethod
     def field(msg: dict, name: str, kind, required: bool = True, default=None):
         if name not in msg:
@@ -323,7 +372,7 @@ class BridgeProtocol:
             raise ProtocolError(f"more than {self.limits.topics_per_client} topics for one client")
         return self.topics.setdefault(topic, Topic())
 
-    def _respond(self, caller: int, caller_id, service: str, values: dict, ok: bool) -> None:
+    def _respond(self, caller: int, caller_id, service: str, values, ok: bool) -> None:
         s = self.sessions.get(caller)
         if s is not None:
             out = {"op": "service_response", "service": service, "values": values, "result": ok}

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bridges.protocol import BridgeProtocol
+from bridges.protocol import BridgeProtocol, resolve_name
 
 
 def register(p: BridgeProtocol) -> None:
@@ -12,14 +12,14 @@ def register(p: BridgeProtocol) -> None:
         return {"topics": names, "types": [p.topics[n].type or "" for n in names]}
 
     def topic_type(args: dict) -> dict:
-        t = p.topics.get(str(args.get("topic", "")))
+        t = p.topics.get(resolve_name(str(args.get("topic", ""))))
         return {"type": t.type or "" if t is not None else ""}
 
     def services(_args: dict) -> dict:
         return {"services": sorted(p.services)}
 
     def service_type(args: dict) -> dict:
-        held = p.services.get(str(args.get("service", "")))
+        held = p.services.get(resolve_name(str(args.get("service", ""))))
         return {"type": held[0] if held is not None else ""}
 
     for name, type_name, fn in (("/rosapi/topics", "rosapi/Topics", topics),

@@ -127,7 +127,10 @@ def test_malformed_frames_get_status_errors_and_the_server_keeps_serving(server)
         for k, frame in enumerate(frames):
             ws.send(frame)
             reply = json.loads(ws.recv(timeout=5))
-            assert reply["op"] == "status" and reply["level"] == "error", (frame[:80], reply)
+            if frame.startswith('{"op": "call_service"'):      # every call is answered, as rosbridge answers it
+                assert reply["op"] == "service_response" and reply["result"] is False, (frame, reply)
+            else:
+                assert reply["op"] == "status" and reply["level"] == "error", (frame[:80], reply)
             errors += 1
             if k % 100 == 0:     # the well-behaved client is served throughout
                 pub = roslibpy.Topic(good, "/echo", "std_msgs/String")
@@ -218,3 +221,31 @@ def test_disconnect_mid_message_leaks_nothing(server):
         reply = json.loads(caller.recv(timeout=5))
         assert reply["op"] == "service_response" and reply["id"] == "c1" and reply["result"] is False
     assert wait_for(lambda: not server.pending_calls)
+
+
+def test_names_resolve_as_ros_resolves_them_and_every_call_is_answered(server):
+    """A relative name ("rosapi/topics", as roslibjs asks) is the global one; a subscriber gets
+    its messages under the name it used; a call to a service that does not exist, or with bad
+    arguments, is answered with result false and the error (rosbridge_suite's answer), so a
+    client waiting for the response gets one."""
+    a = ros_client(server)
+    pub = roslibpy.Topic(a, "/relative_demo", "std_msgs/String")
+    pub.advertise()
+    with connect(f"ws://127.0.0.1:{server.port}") as ws:
+        ws.send(json.dumps({"op": "subscribe", "topic": "relative_demo", "type": "std_msgs/String"}))
+        ws.send(json.dumps({"op": "call_service", "service": "rosapi/topics", "id": "t"}))
+        reply = json.loads(ws.recv(timeout=5))
+        assert reply["op"] == "service_response" and reply["id"] == "t" and reply["result"] is True
+        assert reply["service"] == "rosapi/topics" and "/relative_demo" in reply["values"]["topics"]
+        time.sleep(0.2)
+        pub.publish(roslibpy.Message({"data": "hello"}))
+        got = json.loads(ws.recv(timeout=5))
+        assert got["op"] == "publish" and got["topic"] == "relative_demo" and got["msg"] == {"data": "hello"}
+        for k, (service, args) in enumerate((("/no/such", {}), ("rosapi/topics", 3))):
+            ws.send(json.dumps({"op": "call_service", "service": service, "args": args, "id": f"c{k}"}))
+            reply = json.loads(ws.recv(timeout=5))
+            assert reply["op"] == "service_response" and reply["id"] == f"c{k}" and reply["result"] is False
+            assert isinstance(reply["values"], str) and reply["values"]
+    service = roslibpy.Service(a, "/no/such/service", "std_srvs/Trigger")
+    with pytest.raises(Exception, match="does not exist"):
+        service.call(roslibpy.ServiceRequest(), timeout=10)

@@ -244,18 +244,29 @@ def test_authentication_is_required_when_a_secret_is_set():
     s = RosbridgeServer("127.0.0.1", 0, auth_secret=SECRET).start_in_thread()
     url = f"ws://127.0.0.1:{s.port}"
     try:
-        for first in ({"op": "subscribe", "topic": "/x", "type": FLOAT}, auth_op("another-secret-0123456789"),
-                      auth_op(t=time.time() - 60)):
+        for first in (auth_op("another-secret-0123456789"), auth_op(t=time.time() - 60)):
             with connect(url) as ws:
                 ws.send(json.dumps(first))
                 with pytest.raises(Exception) as e:
                     ws.recv(timeout=5)
                 assert "1008" in str(e.value)
-        assert s.subscribers("/x") == 0
+        # what comes before the auth is held, not done, and done once the client authenticates
+        # (a client's own order, call before auth, must not break it); a flood of it closes
         with connect(url) as ws:
-            ws.send(json.dumps(auth_op()))
             ws.send(json.dumps({"op": "subscribe", "topic": "/x", "type": FLOAT}))
+            ws.send(json.dumps({"op": "call_service", "service": "rosapi/topics", "id": "early"}))
+            time.sleep(0.3)
+            assert s.subscribers("/x") == 0
+            ws.send(json.dumps(auth_op()))
             assert wait_for(lambda: s.subscribers("/x") == 1)
+            reply = json.loads(ws.recv(timeout=10))
+            assert reply["op"] == "service_response" and reply["id"] == "early" and "/x" in reply["values"]["topics"]
+        with connect(url) as ws:
+            for k in range(40):
+                ws.send(json.dumps({"op": "subscribe", "topic": f"/flood{k}", "type": FLOAT}))
+            with pytest.raises(Exception) as e:
+                ws.recv(timeout=5)
+            assert "1008" in str(e.value)
         # roslibpy authenticates the same way (as dtb body does with --auth-secret)
         ros = roslibpy.Ros(host="127.0.0.1", port=s.port)
         ros.authenticate(**client_auth(SECRET, "127.0.0.1"))
